@@ -1,0 +1,65 @@
+"""corral: turn a dataset of texts into validated, typed records with a language model.
+
+Start with :class:`Extractor` (async) or :func:`run` (sync); see the README for the CLI.
+"""
+
+from corral.backends import Backend, Completion, Mode, Profile, Request, open_backend
+from corral.client import Extractor, run
+from corral.engine import Order, Strategy, run_strategy
+from corral.errors import (
+    AuthError,
+    BadRequest,
+    ConfigError,
+    CorralError,
+    InputError,
+    ItemError,
+    ModelNotFound,
+    OutputInvalid,
+    ProviderError,
+    RateLimited,
+    SchemaError,
+    ServerError,
+    TransportError,
+    UsageError,
+)
+from corral.items import read_items
+from corral.outcome import ErrorInfo, Item, Outcome, Usage
+from corral.schema import ResponseSpec, load_spec
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AuthError",
+    "Backend",
+    "BadRequest",
+    "Completion",
+    "ConfigError",
+    "CorralError",
+    "ErrorInfo",
+    "Extractor",
+    "InputError",
+    "Item",
+    "ItemError",
+    "Mode",
+    "ModelNotFound",
+    "Order",
+    "Outcome",
+    "OutputInvalid",
+    "Profile",
+    "ProviderError",
+    "RateLimited",
+    "Request",
+    "ResponseSpec",
+    "SchemaError",
+    "ServerError",
+    "Strategy",
+    "TransportError",
+    "Usage",
+    "UsageError",
+    "__version__",
+    "load_spec",
+    "open_backend",
+    "read_items",
+    "run",
+    "run_strategy",
+]

@@ -1,0 +1,121 @@
+"""Choosing a backend from ``--model`` / ``--base-url``: providers are rows of data, not branches.
+
+    (no model) or "local"   the embedded llama.cpp model (default; offline, no key)
+    "openai/gpt-4o-mini"    OpenAI, key from $OPENAI_API_KEY
+    "ollama/llama3.2"       a local Ollama server (http://localhost:11434/v1), no key
+    "vllm/NAME", "llamacpp/NAME"   local vLLM / llama.cpp servers on their default ports
+    --base-url URL          any OpenAI-compatible server; --model is then the name sent to it
+
+Every problem found here (missing key, unknown prefix, extra not installed) is raised before any
+item is sent, as a one-line :class:`~corral.errors.ConfigError` that names the fix.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from corral.backends.base import Backend, Completion, Message, Mode, Profile, Request
+from corral.backends.openai import OpenAIBackend
+from corral.errors import ConfigError
+
+__all__ = [
+    "PROVIDERS",
+    "Backend",
+    "Completion",
+    "Message",
+    "Mode",
+    "Profile",
+    "Provider",
+    "Request",
+    "open_backend",
+    "resolve_model",
+]
+
+OPENAI_PROFILE = Profile("openai", (Mode.TOOLS, Mode.JSON_SCHEMA, Mode.JSON_OBJECT), strict=True)
+# vLLM, llama.cpp's server, Ollama and most others accept response_format json_schema; not all of
+# them take tools, and none needs OpenAI's strict rewriting of the schema.
+COMPATIBLE_PROFILE = Profile("openai-compatible", (Mode.JSON_SCHEMA, Mode.TOOLS, Mode.JSON_OBJECT))
+
+
+@dataclass(frozen=True, slots=True)
+class Provider:
+    """An OpenAI-format endpoint reachable by a model prefix."""
+
+    base_url: str
+    profile: Profile
+    #: environment variable holding the key; ``required`` says whether the run may go without it
+    key_env: str | None = None
+    key_required: bool = False
+
+
+PROVIDERS: dict[str, Provider] = {
+    "openai": Provider("https://api.openai.com/v1", OPENAI_PROFILE, "OPENAI_API_KEY", key_required=True),
+    "ollama": Provider("http://localhost:11434/v1", COMPATIBLE_PROFILE),
+    "vllm": Provider("http://localhost:8000/v1", COMPATIBLE_PROFILE, "VLLM_API_KEY"),
+    "llamacpp": Provider("http://localhost:8080/v1", COMPATIBLE_PROFILE),
+}
+LOCAL_MODEL = "local"
+
+
+def open_backend(
+    model: str | None = None,
+    *,
+    base_url: str | None = None,
+    api_key_env: str | None = None,
+    concurrency: int = 16,
+    timeout: float = 120.0,
+) -> Backend:
+    """The backend for a model name, checked now so a bad set-up fails before any item is sent.
+
+    With ``base_url`` and no ``model``, call :func:`resolve_model` (async) to ask the server.
+    """
+    if base_url is not None:
+        env = api_key_env or "OPENAI_API_KEY"
+        return OpenAIBackend(
+            base_url=base_url,
+            model=model or "",
+            profile=COMPATIBLE_PROFILE,
+            api_key=os.environ.get(env) or None,  # local servers usually need none
+            key_env=env,
+            concurrency=concurrency,
+            timeout=timeout,
+        )
+    if model is None or model == LOCAL_MODEL or model.startswith(f"{LOCAL_MODEL}:"):
+        from corral.backends.local import LocalBackend  # imports llama.cpp only when asked for
+
+        path = model.partition(":")[2] if model else ""
+        return LocalBackend(path or None)
+    prefix, slash, name = model.partition("/")
+    provider = PROVIDERS.get(prefix) if slash else None
+    if provider is None or not name:
+        known = ", ".join(f"{p}/NAME" for p in PROVIDERS)
+        raise ConfigError(
+            f"unknown model {model!r}: use 'local' (the embedded model), {known}, "
+            "or --base-url URL for any OpenAI-compatible server"
+        )
+    env = api_key_env or provider.key_env
+    key = os.environ.get(env) if env is not None else None
+    if provider.key_required and not key:
+        raise ConfigError(
+            f"no API key for {prefix}: set the {env} environment variable (or --api-key-env NAME)"
+        )
+    return OpenAIBackend(
+        base_url=provider.base_url,
+        model=name,
+        profile=provider.profile,
+        api_key=key,
+        key_env=key_env,
+        concurrency=concurrency,
+        timeout=timeout,
+    )
+
+
+async def resolve_model(backend: Backend) -> None:
+    """Fill in the model name of a ``--base-url`` backend given none: the server's first model."""
+    if not isinstance(backend, OpenAIBackend) or backend.model:
+        return
+    models = await backend.list_models()
+    if not models:
+        raise ConfigError("the server lists no models: pass --model NAME")
+    backend.set_model(models[0])

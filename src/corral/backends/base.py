@@ -1,0 +1,93 @@
+"""The one small contract every backend meets, and the data that describes what it can do.
+
+A backend turns a wire-neutral :class:`Request` into one :class:`Completion`. It does not retry,
+re-ask or pace itself: the engine does that. Provider and SDK errors are translated into
+:mod:`corral.errors` here, at the boundary, so nothing above ever sees an aiohttp or llama.cpp error.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from corral.outcome import Usage
+from corral.schema import ResponseSpec
+
+__all__ = ["Backend", "Completion", "Message", "Mode", "Profile", "Request"]
+
+#: A chat message in the OpenAI chat shape, the lingua franca between layers:
+#: ``{"role": "system"|"user"|"assistant"|"tool", "content": ..., ["tool_calls"|"tool_call_id"]}``.
+Message = dict[str, Any]
+
+
+class Mode(enum.StrEnum):
+    """How the response schema is put on the wire."""
+
+    #: forced tool call whose arguments are the object
+    TOOLS = "tools"
+    #: ``response_format={"type": "json_schema", ...}`` (strict where the schema allows)
+    JSON_SCHEMA = "json_schema"
+    #: ``response_format={"type": "json_object"}`` with the schema in the system prompt
+    JSON_OBJECT = "json_object"
+    #: decoding constrained by a grammar compiled from the schema (embedded local model)
+    GRAMMAR = "grammar"
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """What a provider/model can do, as data: the engine reads this instead of branching on names."""
+
+    name: str
+    #: modes it supports, preferred first
+    modes: tuple[Mode, ...]
+    #: accepts ``strict: true`` for tools / json_schema
+    strict: bool = False
+    #: most requests it can usefully serve at once (None: no known bound)
+    max_concurrency: int | None = None
+
+    @property
+    def default_mode(self) -> Mode:
+        return self.modes[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One call to the model, independent of wire format."""
+
+    messages: list[Message]
+    spec: ResponseSpec[Any]
+    mode: Mode
+    max_tokens: int
+    temperature: float | None = 0.0
+    #: for logs and simulators; never sent to a real provider
+    item_id: str = ""
+
+
+@dataclass(slots=True)
+class Completion:
+    """The model's reply, reduced to what validation and re-asking need."""
+
+    #: the JSON text to validate: tool-call arguments or message content ("" when absent)
+    text: str
+    #: "stop", "length" (cut off by max_tokens), "tool_calls", ...
+    finish_reason: str | None
+    usage: Usage
+    #: the assistant message as returned, appended to the conversation when re-asking
+    reply: Message
+    #: id of the tool call that carried ``text``; the re-ask answers it with a tool message
+    tool_call_id: str | None = None
+
+
+class Backend(Protocol):
+    """Send one request, get one completion. ``aclose`` releases connections / models."""
+
+    @property
+    def profile(self) -> Profile: ...
+
+    @property
+    def model(self) -> str: ...
+
+    async def complete(self, request: Request) -> Completion: ...
+
+    async def aclose(self) -> None: ...

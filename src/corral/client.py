@@ -1,0 +1,159 @@
+"""The public API: an :class:`Extractor` binds a response model to a backend, then extracts.
+
+    async with Extractor(Person) as ex:                     # embedded local model
+        one = await ex.extract("My name is John and I am 20 years old")
+        async for outcome in ex.map(texts, concurrency=8):   # bounded, streaming
+            ...
+
+:func:`run` is the one synchronous wrapper, for scripts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from types import TracebackType
+from typing import Any, Generic, Self, TypeVar
+
+from corral.backends import Backend, Mode, open_backend, resolve_model
+from corral.engine import Order, Strategy, run_strategy
+from corral.errors import ConfigError
+from corral.extract import DEFAULT_INSTRUCTION, ExtractSettings, extract_item
+from corral.items import as_items
+from corral.outcome import Item, Outcome
+from corral.schema import ResponseSpec, load_spec
+
+__all__ = ["Extractor", "run"]
+
+T = TypeVar("T")
+
+
+class _Default(enum.Enum):
+    """Marks "not given" where ``None`` already means something (unbounded concurrency)."""
+
+    CONCURRENCY = enum.auto()
+
+
+class Extractor(Generic[T]):
+    """Extract ``schema`` instances from texts with one model. Use as an async context manager.
+
+    ``schema``: a pydantic model class, ``list[Model]`` for every entity in a text, a JSON Schema
+    mapping, or a string (``file.py:Class``, ``package.module:Class``, ``schema.json``).
+    ``model``: ``None``/``"local"`` (embedded), ``"openai/NAME"``, ``"ollama/NAME"``, …; with
+    ``base_url``, the name sent to that OpenAI-compatible server (asked of the server when omitted).
+    ``mode``: how the schema goes on the wire; default: the backend profile's preferred mode.
+    """
+
+    def __init__(
+        self,
+        schema: Any,
+        *,
+        model: str | None = None,
+        base_url: str | None = None,
+        api_key_env: str | None = None,
+        mode: Mode | str | None = None,
+        prompt: str | None = None,
+        max_retries: int = 2,
+        max_tokens: int = 1024,
+        temperature: float | None = 0.0,
+        concurrency: int = 16,
+        timeout: float = 120.0,
+        many: bool = False,
+        backend: Backend | None = None,
+    ) -> None:
+        if max_retries < 0:
+            raise ConfigError(f"max_retries must be 0 or more, got {max_retries}")
+        if concurrency < 1:
+            raise ConfigError(f"concurrency must be at least 1, got {concurrency}")
+        self.spec: ResponseSpec[T] = load_spec(schema, many=many)
+        self.backend: Backend = backend or open_backend(
+            model, base_url=base_url, api_key_env=api_key_env, concurrency=concurrency, timeout=timeout
+        )
+        self.concurrency = concurrency
+        self.settings = ExtractSettings(
+            spec=self.spec,
+            mode=self._pick_mode(mode),
+            instruction=prompt or DEFAULT_INSTRUCTION,
+            max_retries=max_retries,
+            max_tokens=max_tokens,
+            temperature=temperature,
+        )
+
+    def _pick_mode(self, mode: Mode | str | None) -> Mode:
+        profile = self.backend.profile
+        if mode is None:
+            return profile.default_mode
+        try:
+            chosen = Mode(mode)
+        except ValueError:
+            raise ConfigError(
+                f"unknown mode {mode!r}: choose one of {', '.join(m.value for m in Mode)}"
+            ) from None
+        if chosen not in profile.modes:
+            supported = ", ".join(m.value for m in profile.modes)
+            raise ConfigError(
+                f"the {profile.name} backend does not support mode {chosen.value!r}: use {supported}"
+            )
+        return chosen
+
+    async def __aenter__(self) -> Self:
+        await resolve_model(self.backend)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self.backend.aclose()
+
+    async def extract(self, text: str | Item) -> Outcome[T]:
+        """Extract from one text. The outcome holds the value or the error; it never raises for it."""
+        item = text if isinstance(text, Item) else Item(id="1", text=text)
+        return await extract_item(self.backend, self.settings, item)
+
+    def map(
+        self,
+        texts: Iterable[str | Item] | AsyncIterable[Item],
+        *,
+        strategy: Strategy = "as_completed",
+        concurrency: int | _Default | None = _Default.CONCURRENCY,
+        order: Order = "completion",
+    ) -> AsyncIterator[Outcome[T]]:
+        """Extract from many texts, yielding one outcome per text (see :mod:`corral.engine`).
+
+        ``concurrency``: at most this many requests at once (default: the extractor's); ``None``
+        starts every item at once, like the article's plain ``gather``/``as_completed``.
+        """
+        items = texts if isinstance(texts, AsyncIterable) else as_items(texts)
+        limit = self.concurrency if isinstance(concurrency, _Default) else concurrency
+        if self.backend.profile.max_concurrency is not None and limit is not None:
+            limit = min(limit, self.backend.profile.max_concurrency)
+        return run_strategy(items, self._process, strategy=strategy, concurrency=limit, order=order)
+
+    async def gather(
+        self, texts: Iterable[str | Item] | AsyncIterable[Item], *, concurrency: int | None = None
+    ) -> list[Outcome[T]]:
+        """All outcomes at the end, in input order."""
+        return [o async for o in self.map(texts, strategy="gather", concurrency=concurrency)]
+
+    async def _process(self, item: Item) -> Outcome[Any]:
+        return await extract_item(self.backend, self.settings, item)
+
+
+def run(texts: Iterable[str | Item], schema: Any, **options: Any) -> list[Outcome[Any]]:
+    """Synchronous: extract ``schema`` from every text; the outcomes come back in input order.
+
+    Takes the :class:`Extractor` options, plus ``strategy`` and ``order`` for :meth:`Extractor.map`
+    (``order`` defaults to ``"input"`` here).
+    """
+    strategy: Strategy = options.pop("strategy", "as_completed")
+    order: Order = options.pop("order", "input")
+
+    async def main() -> list[Outcome[Any]]:
+        async with Extractor[Any](schema, **options) as extractor:
+            return [o async for o in extractor.map(texts, strategy=strategy, order=order)]
+
+    return asyncio.run(main())

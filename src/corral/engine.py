@@ -1,0 +1,206 @@
+"""The scheduler: the article's strategies as one bounded, cancellable pipeline.
+
+    sequential      one request at a time, results in input order
+    gather          all results at the end, in input order (bounded to k, or all at once)
+    as_completed    each result as soon as it is ready (bounded to k, or all at once);
+                    ``order="input"`` streams in input order instead, each result released as soon
+                    as every earlier one is
+
+Memory is bounded: a bounded strategy never holds more than a window of ``2k`` items (``4k`` when
+streaming in input order, to ride out a slow head) — started, in flight, or finished but not yet
+taken by the consumer. Items are pulled from the input only as the window frees, so a million-line
+file streams through. ``gather`` keeps every result by definition (that is what it returns).
+
+The pipeline runs in its own task under a TaskGroup; the consumer reads a queue. Breaking out of the
+iteration, an exception, or Ctrl-C cancels every in-flight request and waits for them to finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+from corral.errors import ConfigError
+from corral.outcome import Item, Outcome
+
+__all__ = ["ORDERS", "STRATEGIES", "Order", "Strategy", "run_strategy"]
+
+Strategy = Literal["sequential", "gather", "as_completed"]
+Order = Literal["completion", "input"]
+STRATEGIES: tuple[Strategy, ...] = ("sequential", "gather", "as_completed")
+ORDERS: tuple[Order, ...] = ("completion", "input")
+
+T = TypeVar("T")
+Process = Callable[[Item], Awaitable[Outcome[Any]]]
+
+
+def run_strategy(
+    items: Iterable[Item] | AsyncIterable[Item],
+    process: Process,
+    *,
+    strategy: Strategy = "as_completed",
+    concurrency: int | None = 16,
+    order: Order = "completion",
+) -> AsyncIterator[Outcome[Any]]:
+    """Run ``process`` over ``items`` with a strategy; yields one outcome per item.
+
+    ``concurrency=None`` means unbounded (every item started at once, as in the article's plain
+    ``gather`` / ``as_completed``). ``process`` must return an outcome for the item's own failures and
+    raise only for errors that should stop the whole run.
+    """
+    if strategy not in STRATEGIES:
+        raise ConfigError(f"unknown strategy {strategy!r}: choose one of {', '.join(STRATEGIES)}")
+    if order not in ORDERS:
+        raise ConfigError(f"unknown order {order!r}: choose one of {', '.join(ORDERS)}")
+    if concurrency is not None and concurrency < 1:
+        raise ConfigError(f"concurrency must be at least 1, got {concurrency}")
+    if strategy == "sequential":
+        return _sequential(items, process)
+    if strategy == "gather":
+        return _gather(items, process, concurrency)
+    return _stream(items, process, concurrency, order)
+
+
+async def _sequential(
+    items: Iterable[Item] | AsyncIterable[Item], process: Process
+) -> AsyncIterator[Outcome[Any]]:
+    async for item in _aiter(items):
+        yield await process(item)
+
+
+async def _gather(
+    items: Iterable[Item] | AsyncIterable[Item], process: Process, concurrency: int | None
+) -> AsyncIterator[Outcome[Any]]:
+    # Everything is held until the last item finishes: that is gather's contract.
+    results = [
+        outcome async for outcome in _stream(items, process, concurrency, "input", unbounded_window=True)
+    ]
+    for outcome in results:
+        yield outcome
+
+
+@dataclass(slots=True)
+class _Finished:
+    """Sentinel: the producer has started ``count`` items, or failed with ``error``."""
+
+    count: int
+    error: BaseException | None = None
+
+
+async def _stream(
+    items: Iterable[Item] | AsyncIterable[Item],
+    process: Process,
+    concurrency: int | None,
+    order: Order,
+    *,
+    unbounded_window: bool = False,
+) -> AsyncIterator[Outcome[Any]]:
+    results: asyncio.Queue[tuple[int, Outcome[Any]] | _Finished] = asyncio.Queue()
+    window_size = None
+    if concurrency is not None and not unbounded_window:
+        window_size = concurrency * (4 if order == "input" else 2)
+    window = asyncio.Semaphore(window_size) if window_size else None
+    in_flight = asyncio.Semaphore(concurrency) if concurrency is not None else None
+
+    async def work(seq: int, item: Item) -> None:
+        if in_flight is None:
+            outcome = await process(item)
+        else:
+            async with in_flight:
+                outcome = await process(item)
+        results.put_nowait((seq, outcome))
+
+    async def produce() -> None:
+        started = 0
+        input_error: Exception | None = None
+        source = _aiter(items)
+        try:
+            async with asyncio.TaskGroup() as group:
+                while True:
+                    if window is not None:
+                        await window.acquire()  # pull the next item only when there is room
+                    try:
+                        item = await anext(source)
+                    except StopAsyncIteration:
+                        break
+                    except Exception as exc:
+                        # The input broke mid-way: let started items finish (their results are
+                        # not lost), then report it.
+                        input_error = exc
+                        break
+                    group.create_task(work(started, item))
+                    started += 1
+        except BaseException as exc:
+            results.put_nowait(_Finished(started, exc))
+            raise
+        finally:
+            await source.aclose()
+        results.put_nowait(_Finished(started, input_error))
+
+    producer = asyncio.create_task(produce(), name="corral-producer")
+    try:
+        if order == "input":
+            async for outcome in _in_input_order(results, window):
+                yield outcome
+        else:
+            async for _, outcome in _as_they_come(results, window):
+                yield outcome
+    finally:
+        if not producer.done():
+            producer.cancel()
+        # Wait for cancellation to reach every request, so no task or connection outlives the run.
+        await asyncio.gather(producer, return_exceptions=True)
+
+
+async def _as_they_come(
+    results: asyncio.Queue[tuple[int, Outcome[Any]] | _Finished], window: asyncio.Semaphore | None
+) -> AsyncIterator[tuple[int, Outcome[Any]]]:
+    yielded = 0
+    total: int | None = None
+    while total is None or yielded < total:
+        entry = await results.get()
+        if isinstance(entry, _Finished):
+            if entry.error is not None:
+                raise _unwrap(entry.error)
+            total = entry.count
+            continue
+        yielded += 1
+        if window is not None:
+            window.release()
+        yield entry
+
+
+async def _in_input_order(
+    results: asyncio.Queue[tuple[int, Outcome[Any]] | _Finished], window: asyncio.Semaphore | None
+) -> AsyncIterator[Outcome[Any]]:
+    pending: dict[int, Outcome[Any]] = {}
+    next_seq = 0
+    async for seq, outcome in _as_they_come(results, None):
+        pending[seq] = outcome
+        while next_seq in pending:
+            if window is not None:
+                window.release()  # the slot frees when the item leaves, not when it finishes
+            yield pending.pop(next_seq)
+            next_seq += 1
+
+
+def _unwrap(error: BaseException) -> BaseException:
+    """A TaskGroup wraps a worker's error in an ExceptionGroup; the caller wants the error itself."""
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    if isinstance(error, BaseExceptionGroup):
+        # Several items failed fatally at once (e.g. every request got 401): the first one speaks for all.
+        first = error.exceptions[0]
+        return _unwrap(first)
+    return error
+
+
+async def _aiter(items: Iterable[T] | AsyncIterable[T]) -> AsyncGenerator[T, None]:
+    if isinstance(items, AsyncIterable):
+        async for item in items:
+            yield item
+    else:
+        for item in items:
+            yield item

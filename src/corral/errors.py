@@ -1,0 +1,183 @@
+"""corral's exceptions, split by who has to act.
+
+    CorralError
+    ├── UsageError            you, the caller: fix the command, the schema, the input or the set-up
+    │   ├── SchemaError           the response model / JSON Schema cannot be loaded or used
+    │   ├── InputError            an input file or row is unreadable (names file and line)
+    │   └── ConfigError           missing key, unknown model prefix, extra not installed
+    ├── ProviderError         the provider answered with a failure (carries status, body, headers)
+    │   ├── RateLimited           429 — slow down (carries retry_after)
+    │   ├── ServerError           5xx / overloaded — try again later
+    │   ├── TransportError        timeout, reset, truncated body — try again
+    │   ├── BadRequest            400 / 422 — this request will never succeed as sent
+    │   ├── AuthError             401 / 403 — stops the run: the key is wrong or lacks access
+    │   └── ModelNotFound         404 for the model — stops the run: the model name is wrong
+    └── ItemError             the item itself failed: no valid output after every re-ask
+        └── OutputInvalid         one reply that did not parse or validate (carries the problems)
+
+Each ProviderError subclass says as data whether retrying can help (``retryable``) and whether it
+dooms every other item too (``fatal``), so schedulers never branch on status codes themselves.
+Provider and SDK exceptions are translated into these at the backend boundary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+__all__ = [
+    "AuthError",
+    "BadRequest",
+    "ConfigError",
+    "CorralError",
+    "InputError",
+    "ItemError",
+    "ModelNotFound",
+    "OutputInvalid",
+    "ProviderError",
+    "RateLimited",
+    "SchemaError",
+    "ServerError",
+    "TransportError",
+    "UsageError",
+]
+
+
+class CorralError(Exception):
+    """Base of every error corral raises on purpose."""
+
+    #: short, stable name used in output records (``error.kind``)
+    kind: str = "error"
+
+
+# --- the user's mistake ----------------------------------------------------------------------
+
+
+class UsageError(CorralError):
+    """Something the caller must fix before corral can run."""
+
+    kind = "usage"
+
+
+class SchemaError(UsageError):
+    """The response model or JSON Schema cannot be loaded or used."""
+
+    kind = "schema"
+
+
+class InputError(UsageError):
+    """An input file, or one row of it, cannot be read. The message names the file and line."""
+
+    kind = "input"
+
+    def __init__(self, message: str, *, path: str | None = None, line: int | None = None) -> None:
+        where = path or "<input>"
+        if line is not None:
+            where = f"{where}:{line}"
+        super().__init__(f"{where}: {message}")
+        self.path = path
+        self.line = line
+
+
+class ConfigError(UsageError):
+    """Missing API key, unknown model prefix, optional extra not installed, bad option value."""
+
+    kind = "config"
+
+
+# --- the provider's answer -------------------------------------------------------------------
+
+
+class ProviderError(CorralError):
+    """The provider answered with an error (or the transport to it failed)."""
+
+    kind = "provider"
+    #: retrying the same request later may succeed
+    retryable: bool = False
+    #: every other request will fail the same way: stop the whole run
+    fatal: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        body: str = "",
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = body
+        self.headers: Mapping[str, str] = headers or {}
+
+
+class RateLimited(ProviderError):
+    """429: the provider's rate limit was hit."""
+
+    kind = "rate_limited"
+    retryable = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        status: int | None = 429,
+        body: str = "",
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, status=status, body=body, headers=headers)
+        #: seconds the provider asked us to wait, if it said
+        self.retry_after = retry_after
+
+
+class ServerError(ProviderError):
+    """5xx or 'overloaded': the provider failed; a later try may succeed."""
+
+    kind = "server_error"
+    retryable = True
+
+
+class TransportError(ProviderError):
+    """Timeout, connection refused or reset, truncated or unreadable body."""
+
+    kind = "transport"
+    retryable = True
+
+
+class BadRequest(ProviderError):
+    """400/422: the provider rejected this request; sending it again cannot help."""
+
+    kind = "bad_request"
+
+
+class AuthError(ProviderError):
+    """401/403: the key is missing, wrong or lacks access. Stops the run."""
+
+    kind = "auth"
+    fatal = True
+
+
+class ModelNotFound(ProviderError):
+    """The provider does not know the model. Stops the run."""
+
+    kind = "model_not_found"
+    fatal = True
+
+
+# --- the item's own failure ------------------------------------------------------------------
+
+
+class ItemError(CorralError):
+    """One item could not be extracted; the rest of the batch goes on."""
+
+    kind = "item"
+
+
+class OutputInvalid(ItemError):
+    """A reply that is not valid JSON, or does not match the schema. ``problems`` lists why."""
+
+    kind = "invalid_output"
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("; ".join(self.problems) or "invalid output")

@@ -1,0 +1,89 @@
+"""What goes in (an :class:`Item`) and what comes out (an :class:`Outcome`) for every row."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+__all__ = ["ErrorInfo", "Item", "Outcome", "Usage"]
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True, frozen=True)
+class Item:
+    """One text to extract from. ``id`` is stable across runs of the same input."""
+
+    id: str
+    text: str
+    #: the other fields of the input row (JSONL/CSV)
+    fields: Mapping[str, Any] | None = None
+    #: set when the row itself is unreadable ("file:line: why"); it ends as an error, never sent
+    problem: str | None = None
+
+
+@dataclass(slots=True)
+class Usage:
+    """Tokens spent, summed over every attempt (re-asks included)."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def add(self, other: Usage) -> None:
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+        }
+
+
+@dataclass(slots=True, frozen=True)
+class ErrorInfo:
+    """Why an item has no value: a stable ``kind`` (see :mod:`corral.errors`) and a message."""
+
+    kind: str
+    message: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"kind": self.kind, "message": self.message}
+
+
+@dataclass(slots=True)
+class Outcome(Generic[T]):
+    """The end of one item: a validated ``value`` or an ``error``, never both, never neither."""
+
+    id: str
+    input: str
+    value: T | None = None
+    error: ErrorInfo | None = None
+    attempts: int = 0
+    usage: Usage = field(default_factory=Usage)
+    #: seconds from the first request to the final answer
+    latency: float = 0.0
+    #: the validated value as JSON-able data (what output files hold)
+    output: Any = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_record(self) -> dict[str, Any]:
+        """The output line: ``{"id", "input", "output", "error", "attempts", "usage"}``."""
+        return {
+            "id": self.id,
+            "input": self.input,
+            "output": self.output,
+            "error": None if self.error is None else self.error.to_dict(),
+            "attempts": self.attempts,
+            "usage": self.usage.to_dict(),
+            "latency": round(self.latency, 4),
+        }
