@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -42,10 +42,14 @@ def read_items(
     fmt = format or _format_of(name)
     stream = _open(name)
     rows = {"jsonl": _jsonl, "csv": _csv, "txt": _txt}[fmt](stream, name, text_field, id_field)
-    first = next(rows, None)
-    if first is None:
+    try:
+        first = next(rows, None)
+        if first is None:
+            raise InputError(f"is empty: there are no {_unit(fmt)} to extract from", path=name)
+    except BaseException:
+        rows.close()
         stream.close()
-        raise InputError(f"is empty: there are no {_unit(fmt)} to extract from", path=name)
+        raise
     return _chain(first, rows, stream)
 
 
@@ -60,11 +64,12 @@ def as_items(texts: Iterable[str | Item]) -> Iterator[Item]:
             raise InputError(f"item {number} is a {type(text).__name__}, not a str or corral.Item")
 
 
-def _chain(first: Item, rest: Iterator[Item], stream: IO[bytes]) -> Iterator[Item]:
+def _chain(first: Item, rest: Generator[Item, None, None], stream: IO[bytes]) -> Iterator[Item]:
     try:
         yield first
         yield from rest
     finally:
+        rest.close()
         stream.close()
 
 
@@ -97,7 +102,7 @@ def _open(name: str) -> IO[bytes]:
         raise InputError(f"cannot be read: {exc.strerror}", path=name) from None
 
 
-def _jsonl(stream: IO[bytes], name: str, text_field: str, id_field: str) -> Iterator[Item]:
+def _jsonl(stream: IO[bytes], name: str, text_field: str, id_field: str) -> Generator[Item, None, None]:
     for number, raw in enumerate(stream, start=1):
         if not raw.strip():
             continue
@@ -113,8 +118,15 @@ def _jsonl(stream: IO[bytes], name: str, text_field: str, id_field: str) -> Iter
         yield _row_item(row, name, number, text_field, id_field)
 
 
-def _csv(stream: IO[bytes], name: str, text_field: str, id_field: str) -> Iterator[Item]:
+def _csv(stream: IO[bytes], name: str, text_field: str, id_field: str) -> Generator[Item, None, None]:
     text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
+    try:
+        yield from _csv_rows(text, name, text_field, id_field)
+    finally:
+        text.detach()  # the caller owns (and closes) the byte stream
+
+
+def _csv_rows(text: io.TextIOWrapper, name: str, text_field: str, id_field: str) -> Iterator[Item]:
     reader = csv.DictReader(text)
     try:
         header = reader.fieldnames
@@ -138,7 +150,7 @@ def _csv(stream: IO[bytes], name: str, text_field: str, id_field: str) -> Iterat
         yield _row_item(row, name, reader.line_num, text_field, id_field)
 
 
-def _txt(stream: IO[bytes], name: str, text_field: str, id_field: str) -> Iterator[Item]:
+def _txt(stream: IO[bytes], name: str, text_field: str, id_field: str) -> Generator[Item, None, None]:
     for number, raw in enumerate(stream, start=1):
         try:
             line = raw.decode("utf-8").strip()

@@ -1,0 +1,124 @@
+"""The ``corral`` command end to end: a real subprocess talking to the simulator over a socket."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from corral.sim import SimConfig, SimulatorThread
+
+PERSON = "examples/person.py:Person"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[SimulatorThread]:
+    with SimulatorThread(SimConfig(latency_ms=10, seed=1)) as server:
+        yield server
+
+
+def corral(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    environment.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "corral.cli", *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, env=environment, check=False,
+    )
+
+
+def records(text: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def test_run_extracts_the_article_to_stdout(sim: SimulatorThread) -> None:
+    result = corral("run", "examples/people.txt", "--schema", PERSON, "--base-url", sim.url, "--model", "sim-1")
+    assert result.returncode == 0, result.stderr
+    rows = records(result.stdout)
+    assert [r["id"] for r in rows] == [str(n) for n in range(1, 8)]
+    assert rows[0]["output"] == {"name": "John", "age": 20}
+    assert set(rows[0]) == {"id", "input", "output", "error", "attempts", "usage", "latency"}
+    assert rows[0]["usage"]["total_tokens"] > 0  # type: ignore[index]
+    assert "7 items: 7 ok, 0 errors" in result.stderr
+
+
+def test_run_jsonl_to_file_in_completion_order(sim: SimulatorThread, tmp_path: Path) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"key": f"k{n}", "body": f"My name is Al{n} and I am {n} years old"}) + "\n"
+                              for n in range(30)))
+    out = tmp_path / "out.jsonl"
+    result = corral("run", str(source), "--schema", PERSON, "--base-url", sim.url, "--text-field", "body",
+                    "--id-field", "key", "--order", "completion", "--concurrency", "8", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    rows = records(out.read_text())
+    assert sorted(r["id"] for r in rows) == sorted(f"k{n}" for n in range(30))  # type: ignore[type-var]
+
+
+def test_malformed_jsonl_line_is_recorded_and_the_rest_extracted(sim: SimulatorThread, tmp_path: Path) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"text": "My name is Ann and I am 30 years old"}\n{"text": broken\n'
+                      '{"text": "My name is Ben and I am 31 years old"}\n')
+    result = corral("run", str(source), "--schema", PERSON, "--base-url", sim.url)
+    assert result.returncode == 1
+    rows = records(result.stdout)
+    assert [r["error"] is None for r in rows] == [True, False, True]
+    assert f"{source}:2: not valid JSON" in rows[1]["error"]["message"]  # type: ignore[index]
+    assert f"{source}:2" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["examples/people.txt", "--schema", "nope/missing.py:Person"], "schema file nope/missing.py does not exist"),
+        (["examples/people.txt", "--schema", "missing.json"], "schema file missing.json does not exist"),
+        (["examples/people.txt", "--schema", "corral.errors:CorralError"], "not a pydantic model"),
+        (["examples/none.txt", "--schema", PERSON], "examples/none.txt: does not exist"),
+        (["examples/people.txt", "--schema", PERSON, "--model", "gpt-4o"], "unknown model 'gpt-4o'"),
+        (["examples/people.txt", "--schema", PERSON, "--model", "openai/gpt-4o-mini"],
+         "set the OPENAI_API_KEY environment variable"),
+    ],
+)
+def test_usage_errors_name_the_fix_before_sending(args: list[str], message: str) -> None:
+    result = corral("run", *args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert result.stderr.count("\n") == 1  # one line, no traceback
+
+
+def test_empty_input_file(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    result = corral("run", str(empty), "--schema", PERSON, "--base-url", "http://127.0.0.1:9/v1", "--model", "x")
+    assert result.returncode == 2
+    assert f"{empty}: is empty" in result.stderr
+
+
+def test_unreachable_server_is_one_error_per_item_not_a_crash(tmp_path: Path) -> None:
+    result = corral("run", "examples/people.txt", "--schema", PERSON, "--base-url", "http://127.0.0.1:9/v1",
+                    "--model", "x", "--order", "input")
+    assert result.returncode == 1
+    rows = records(result.stdout)
+    assert len(rows) == 7
+    assert all(r["error"]["kind"] == "transport" for r in rows)  # type: ignore[index]
+
+
+@pytest.mark.parametrize("command", ["run", "sim", "bench"])
+def test_help_has_an_example(command: str) -> None:
+    result = corral(command, "--help")
+    assert result.returncode == 0
+    assert "example:" in result.stdout
+
+
+def test_bench_prints_the_article_table(tmp_path: Path) -> None:
+    plot = tmp_path / "bench.png"
+    result = corral("bench", "--latency-ms", "40", "--plot", str(plot))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:3] == ["Method", "Semaphore", "Article"]
+    assert len(lines) == 7 and all(line.endswith("7/7") for line in lines[2:])
+    assert plot.read_bytes().startswith(b"\x89PNG")
