@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,8 +114,12 @@ async def run_bare_aiohttp(url: str, n: int, concurrency: int) -> int:
 
     async def one(session: aiohttp.ClientSession, text: str) -> None:
         nonlocal ok
-        body = {"model": "sim-1", "messages": [{"role": "user", "content": text}], "tools": tools,
-                "tool_choice": choice}
+        body = {
+            "model": "sim-1",
+            "messages": [{"role": "user", "content": text}],
+            "tools": tools,
+            "tool_choice": choice,
+        }
         async with limit, session.post(f"{url}/chat/completions", data=orjson.dumps(body)) as response:
             data = orjson.loads(await response.read())
         Person.model_validate_json(data["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"])
@@ -139,7 +143,10 @@ async def run_instructor(url: str, n: int, concurrency: int) -> int:
     async def one(text: str) -> bool:
         async with limit:
             await client.chat.completions.create(
-                model="sim-1", messages=[{"role": "user", "content": text}], response_model=Person, max_retries=0
+                model="sim-1",
+                messages=[{"role": "user", "content": text}],
+                response_model=Person,
+                max_retries=0,
             )
             return True
 
@@ -148,7 +155,7 @@ async def run_instructor(url: str, n: int, concurrency: int) -> int:
     return sum(results)
 
 
-Stack = Callable[[str, int, int], Awaitable[int]]
+Stack = Callable[[str, int, int], Coroutine[None, None, int]]
 
 
 def measure(name: str, stack: Stack, url: str, n: int, concurrency: int) -> Measure:
@@ -166,7 +173,10 @@ def bench_client(n: int, concurrency: int, with_instructor: bool) -> None:
     print("   (server on core 0, this client on core 1; every stack under uvloop)")
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {1})
-    stacks: list[tuple[str, Stack]] = [("corral", run_corral), ("bare aiohttp+orjson+pydantic", run_bare_aiohttp)]
+    stacks: list[tuple[str, Stack]] = [
+        ("corral", run_corral),
+        ("bare aiohttp+orjson+pydantic", run_bare_aiohttp),
+    ]
     if with_instructor:
         stacks.append(("instructor + AsyncOpenAI", run_instructor))
     with simulator("--latency-ms", "0") as url:
@@ -180,21 +190,27 @@ def bench_client(n: int, concurrency: int, with_instructor: bool) -> None:
         baseline = results[2]
         speedup = corral.rate / baseline.rate
         verdict = "met" if speedup >= 20 else "NOT met"
-        print(f"corral vs instructor: {speedup:.1f}× requests/s, {baseline.cpu_s / corral.cpu_s:.1f}× less CPU "
-              f"(target ≥ 20×: {verdict})")
+        print(
+            f"corral vs instructor: {speedup:.1f}× requests/s, {baseline.cpu_s / corral.cpu_s:.1f}× less CPU "
+            f"(target ≥ 20×: {verdict})"
+        )
 
 
 def bench_latency(n: int, concurrency: int, latency_ms: float) -> None:
     ideal = n * latency_ms / 1000 / concurrency
-    print(f"\n## Latency hiding: {n:,} extractions at {latency_ms:g} ms fixed latency, concurrency {concurrency:,}")
+    print(f"\n## Latency hiding: {n:,} extractions at {latency_ms:g} ms fixed latency, ", end="")
+    print(f"concurrency {concurrency:,}")
     with simulator("--latency-ms", str(latency_ms), "--latency-dist", "fixed", core=0) as url:
-        uvloop.run(run_corral(url, min(concurrency, n), concurrency))  # open the connections once
+        uvloop.run(run_corral(url, min(concurrency, n), concurrency))  # warm-up: imports, simulator caches
         started = time.perf_counter()
         ok = uvloop.run(run_corral(url, n, concurrency))
         wall = time.perf_counter() - started
     over = wall / ideal - 1
     verdict = "met" if over <= 0.10 else "NOT met"
-    print(f"wall {wall:.2f} s, ideal {ideal:.2f} s: {over:+.1%} over ideal (target ≤ +10%: {verdict}); ok {ok:,}")
+    print(
+        f"wall {wall:.2f} s, ideal {ideal:.2f} s: {over:+.1%} over ideal (target ≤ +10%: {verdict})", end=""
+    )
+    print(f"; ok {ok:,}")
 
 
 def bench_memory(small: int, large: int) -> None:
@@ -208,8 +224,24 @@ def bench_memory(small: int, large: int) -> None:
                     handle.write(TEXTS[i % len(TEXTS)] + "\n")
             schema = Path(tmp, "person.json")
             schema.write_bytes(orjson.dumps(Person.model_json_schema()))
-            command = [sys.executable, "-m", "corral.cli", "run", str(path), "--schema", str(schema),
-                       "--base-url", url, "--model", "sim-1", "--concurrency", "64", "-o", os.devnull, "-q"]
+            command = [
+                sys.executable,
+                "-m",
+                "corral.cli",
+                "run",
+                str(path),
+                "--schema",
+                str(schema),
+                "--base-url",
+                url,
+                "--model",
+                "sim-1",
+                "--concurrency",
+                "64",
+                "-o",
+                os.devnull,
+                "-q",
+            ]
             process = subprocess.Popen(command)
             _, status, usage = os.wait4(process.pid, 0)
             if status != 0:
@@ -222,7 +254,9 @@ def bench_memory(small: int, large: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--only", choices=["client", "latency", "memory"])
     parser.add_argument("--n", type=int, default=5000, help="extractions for the client benchmark")
     parser.add_argument("--concurrency", type=int, default=64)

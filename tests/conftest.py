@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 @pytest.fixture(autouse=True)
-def _no_internet(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _no_internet(monkeypatch: pytest.MonkeyPatch) -> None:
     """Refuse connections to anything but loopback, so a test that would call a real provider fails."""
     real_connect = socket.socket.connect
 
@@ -24,7 +23,6 @@ def _no_internet(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
     monkeypatch.setattr(socket.socket, "connect", guarded)
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    yield
 
 
 @pytest.fixture

@@ -28,7 +28,12 @@ def corral(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
     environment.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "corral.cli", *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=120, env=environment, check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=environment,
+        check=False,
     )
 
 
@@ -37,7 +42,9 @@ def records(text: str) -> list[dict[str, object]]:
 
 
 def test_run_extracts_the_article_to_stdout(sim: SimulatorThread) -> None:
-    result = corral("run", "examples/people.txt", "--schema", PERSON, "--base-url", sim.url, "--model", "sim-1")
+    result = corral(
+        "run", "examples/people.txt", "--schema", PERSON, "--base-url", sim.url, "--model", "sim-1"
+    )
     assert result.returncode == 0, result.stderr
     rows = records(result.stdout)
     assert [r["id"] for r in rows] == [str(n) for n in range(1, 8)]
@@ -49,20 +56,44 @@ def test_run_extracts_the_article_to_stdout(sim: SimulatorThread) -> None:
 
 def test_run_jsonl_to_file_in_completion_order(sim: SimulatorThread, tmp_path: Path) -> None:
     source = tmp_path / "in.jsonl"
-    source.write_text("".join(json.dumps({"key": f"k{n}", "body": f"My name is Al{n} and I am {n} years old"}) + "\n"
-                              for n in range(30)))
+    source.write_text(
+        "".join(
+            json.dumps({"key": f"k{n}", "body": f"My name is Al{n} and I am {n} years old"}) + "\n"
+            for n in range(30)
+        )
+    )
     out = tmp_path / "out.jsonl"
-    result = corral("run", str(source), "--schema", PERSON, "--base-url", sim.url, "--text-field", "body",
-                    "--id-field", "key", "--order", "completion", "--concurrency", "8", "-o", str(out))
+    result = corral(
+        "run",
+        str(source),
+        "--schema",
+        PERSON,
+        "--base-url",
+        sim.url,
+        "--text-field",
+        "body",
+        "--id-field",
+        "key",
+        "--order",
+        "completion",
+        "--concurrency",
+        "8",
+        "-o",
+        str(out),
+    )
     assert result.returncode == 0, result.stderr
     rows = records(out.read_text())
     assert sorted(r["id"] for r in rows) == sorted(f"k{n}" for n in range(30))  # type: ignore[type-var]
 
 
-def test_malformed_jsonl_line_is_recorded_and_the_rest_extracted(sim: SimulatorThread, tmp_path: Path) -> None:
+def test_malformed_jsonl_line_is_recorded_and_the_rest_extracted(
+    sim: SimulatorThread, tmp_path: Path
+) -> None:
     source = tmp_path / "in.jsonl"
-    source.write_text('{"text": "My name is Ann and I am 30 years old"}\n{"text": broken\n'
-                      '{"text": "My name is Ben and I am 31 years old"}\n')
+    source.write_text(
+        '{"text": "My name is Ann and I am 30 years old"}\n{"text": broken\n'
+        '{"text": "My name is Ben and I am 31 years old"}\n'
+    )
     result = corral("run", str(source), "--schema", PERSON, "--base-url", sim.url)
     assert result.returncode == 1
     rows = records(result.stdout)
@@ -74,13 +105,18 @@ def test_malformed_jsonl_line_is_recorded_and_the_rest_extracted(sim: SimulatorT
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["examples/people.txt", "--schema", "nope/missing.py:Person"], "schema file nope/missing.py does not exist"),
+        (
+            ["examples/people.txt", "--schema", "nope/missing.py:Person"],
+            "schema file nope/missing.py does not exist",
+        ),
         (["examples/people.txt", "--schema", "missing.json"], "schema file missing.json does not exist"),
         (["examples/people.txt", "--schema", "corral.errors:CorralError"], "not a pydantic model"),
         (["examples/none.txt", "--schema", PERSON], "examples/none.txt: does not exist"),
         (["examples/people.txt", "--schema", PERSON, "--model", "gpt-4o"], "unknown model 'gpt-4o'"),
-        (["examples/people.txt", "--schema", PERSON, "--model", "openai/gpt-4o-mini"],
-         "set the OPENAI_API_KEY environment variable"),
+        (
+            ["examples/people.txt", "--schema", PERSON, "--model", "openai/gpt-4o-mini"],
+            "set the OPENAI_API_KEY environment variable",
+        ),
     ],
 )
 def test_usage_errors_name_the_fix_before_sending(args: list[str], message: str) -> None:
@@ -93,14 +129,26 @@ def test_usage_errors_name_the_fix_before_sending(args: list[str], message: str)
 def test_empty_input_file(tmp_path: Path) -> None:
     empty = tmp_path / "empty.txt"
     empty.write_text("")
-    result = corral("run", str(empty), "--schema", PERSON, "--base-url", "http://127.0.0.1:9/v1", "--model", "x")
+    result = corral(
+        "run", str(empty), "--schema", PERSON, "--base-url", "http://127.0.0.1:9/v1", "--model", "x"
+    )
     assert result.returncode == 2
     assert f"{empty}: is empty" in result.stderr
 
 
 def test_unreachable_server_is_one_error_per_item_not_a_crash(tmp_path: Path) -> None:
-    result = corral("run", "examples/people.txt", "--schema", PERSON, "--base-url", "http://127.0.0.1:9/v1",
-                    "--model", "x", "--order", "input")
+    result = corral(
+        "run",
+        "examples/people.txt",
+        "--schema",
+        PERSON,
+        "--base-url",
+        "http://127.0.0.1:9/v1",
+        "--model",
+        "x",
+        "--order",
+        "input",
+    )
     assert result.returncode == 1
     rows = records(result.stdout)
     assert len(rows) == 7

@@ -94,9 +94,16 @@ def test_file_and_module_specs(examples: Path) -> None:
 
 def test_json_schema_file(tmp_path: Path) -> None:
     path = tmp_path / "person.json"
-    path.write_text(json.dumps({"title": "Person", "type": "object",
-                                "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
-                                "required": ["name", "age"]}))
+    path.write_text(
+        json.dumps(
+            {
+                "title": "Person",
+                "type": "object",
+                "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+                "required": ["name", "age"],
+            }
+        )
+    )
     spec = load_spec(str(path))
     assert spec.parse('{"name":"Mary","age":21}') == {"name": "Mary", "age": 21}
     with pytest.raises(OutputInvalid, match="age: 'x' is not of type 'integer'"):
@@ -105,7 +112,9 @@ def test_json_schema_file(tmp_path: Path) -> None:
 
 def test_json_schema_array_root_means_many(tmp_path: Path) -> None:
     path = tmp_path / "people.json"
-    path.write_text(json.dumps({"type": "array", "items": {"type": "object", "properties": {"n": {"type": "string"}}}}))
+    path.write_text(
+        json.dumps({"type": "array", "items": {"type": "object", "properties": {"n": {"type": "string"}}}})
+    )
     spec = load_spec(str(path))
     assert spec.many
     assert spec.parse('{"items":[{"n":"a"}]}') == [{"n": "a"}]

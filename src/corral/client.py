@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Mapping
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
@@ -47,7 +48,7 @@ class Extractor(Generic[T]):
 
     def __init__(
         self,
-        schema: Any,
+        schema: type[T] | str | Path | Mapping[str, Any],
         *,
         model: str | None = None,
         base_url: str | None = None,
@@ -121,7 +122,7 @@ class Extractor(Generic[T]):
         strategy: Strategy = "as_completed",
         concurrency: int | _Default | None = _Default.CONCURRENCY,
         order: Order = "completion",
-    ) -> AsyncIterator[Outcome[T]]:
+    ) -> AsyncGenerator[Outcome[T], None]:
         """Extract from many texts, yielding one outcome per text (see :mod:`corral.engine`).
 
         ``concurrency``: at most this many requests at once (default: the extractor's); ``None``

@@ -43,7 +43,7 @@ def run_strategy(
     strategy: Strategy = "as_completed",
     concurrency: int | None = 16,
     order: Order = "completion",
-) -> AsyncIterator[Outcome[Any]]:
+) -> AsyncGenerator[Outcome[Any], None]:
     """Run ``process`` over ``items`` with a strategy; yields one outcome per item.
 
     ``concurrency=None`` means unbounded (every item started at once, as in the article's plain
@@ -65,14 +65,14 @@ def run_strategy(
 
 async def _sequential(
     items: Iterable[Item] | AsyncIterable[Item], process: Process
-) -> AsyncIterator[Outcome[Any]]:
+) -> AsyncGenerator[Outcome[Any], None]:
     async for item in _aiter(items):
         yield await process(item)
 
 
 async def _gather(
     items: Iterable[Item] | AsyncIterable[Item], process: Process, concurrency: int | None
-) -> AsyncIterator[Outcome[Any]]:
+) -> AsyncGenerator[Outcome[Any], None]:
     # Everything is held until the last item finishes: that is gather's contract.
     results = [
         outcome async for outcome in _stream(items, process, concurrency, "input", unbounded_window=True)
@@ -96,7 +96,7 @@ async def _stream(
     order: Order,
     *,
     unbounded_window: bool = False,
-) -> AsyncIterator[Outcome[Any]]:
+) -> AsyncGenerator[Outcome[Any], None]:
     results: asyncio.Queue[tuple[int, Outcome[Any]] | _Finished] = asyncio.Queue()
     window_size = None
     if concurrency is not None and not unbounded_window:

@@ -76,6 +76,15 @@ class Outcome(Generic[T]):
     def ok(self) -> bool:
         return self.error is None
 
+    def unwrap(self) -> T:
+        """The value, or :class:`~corral.errors.ItemError` carrying the recorded error."""
+        if self.error is not None or self.value is None:
+            from corral.errors import ItemError
+
+            reason = self.error.message if self.error else "no value"
+            raise ItemError(f"item {self.id}: {reason}")
+        return self.value
+
     def to_record(self) -> dict[str, Any]:
         """The output line: ``{"id", "input", "output", "error", "attempts", "usage"}``."""
         return {

@@ -94,11 +94,11 @@ def open_backend(
             f"unknown model {model!r}: use 'local' (the embedded model), {known}, "
             "or --base-url URL for any OpenAI-compatible server"
         )
-    env = api_key_env or provider.key_env
-    key = os.environ.get(env) if env is not None else None
+    key_env = api_key_env or provider.key_env
+    key = os.environ.get(key_env) if key_env is not None else None
     if provider.key_required and not key:
         raise ConfigError(
-            f"no API key for {prefix}: set the {env} environment variable (or --api-key-env NAME)"
+            f"no API key for {prefix}: set the {key_env} environment variable (or --api-key-env NAME)"
         )
     return OpenAIBackend(
         base_url=provider.base_url,
