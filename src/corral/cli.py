@@ -305,13 +305,16 @@ async def _cmd_sim(args: argparse.Namespace) -> int:
         invalid_rate=args.invalid_rate,
         malformed_rate=args.malformed_rate,
     )
-    print(
-        f"corral sim: serving an OpenAI-compatible API on http://{args.host}:{args.port}/v1 "
-        f"(median latency {args.latency_ms:g} ms; Ctrl-C stops)",
-        file=sys.stderr,
-        flush=True,
-    )
-    await serve(args.host, args.port, config)
+
+    def ready(url: str) -> None:
+        print(
+            f"corral sim: serving an OpenAI-compatible API on {url} "
+            f"(median latency {args.latency_ms:g} ms; Ctrl-C stops)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    await serve(args.host, args.port, config, on_ready=ready)
     return 0
 
 

@@ -2,52 +2,34 @@
 
 These are crude, deterministic heuristics, not NLP. They exist so that simple texts come back
 plausibly right ("My name is John and I am 20 years old" → John, 20) and so that answers differ per
-text; anything they cannot find is filled from a hash of the text instead. The facts of one text are
-computed once per request and shared by every field of the answer.
+text; anything they cannot find is filled from a hash of the text instead.
+
+:class:`Facts` reads each kind of fact on first use only: a ``Person`` answer needs names and numbers,
+and the simulator's throughput depends on not scanning for e-mails it will never use.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
-__all__ = ["Entity", "Facts", "Number", "read_facts", "value_after_key"]
+__all__ = ["Entity", "Facts", "Number", "value_after_key"]
 
 
-@dataclass(slots=True, frozen=True)
-class Number:
+class Number(NamedTuple):
     value: int | float
     start: int
     #: followed by "years", "yrs", "y/o" or preceded by "age"/"aged": what an ``age`` field wants
     age_cue: bool
 
 
-@dataclass(slots=True, frozen=True)
-class Entity:
+class Entity(NamedTuple):
     """One mentioned person and the stretch of text that talks about them."""
 
     name: str | None
     text: str
     numbers: tuple[Number, ...]
-
-
-@dataclass(slots=True, frozen=True)
-class Facts:
-    text: str
-    lower: str
-    #: person names in order of appearance; the ones introduced by a cue ("my name is") first
-    names: tuple[str, ...]
-    #: capitalised words after "in/at/from/to": cities, countries, employers
-    places: tuple[str, ...]
-    numbers: tuple[Number, ...]
-    emails: tuple[str, ...]
-    urls: tuple[str, ...]
-    dates: tuple[str, ...]
-    #: content words (for deterministic filler strings that still come from the text)
-    words: tuple[str, ...]
-    #: one entity per distinct name, each with its own slice of the text (at least one entity)
-    entities: tuple[Entity, ...]
 
 
 # Capitalised words that start sentences or name things other than people. Sentence-initial words
@@ -64,92 +46,183 @@ _NOT_NAMES = frozenset(
     monday tuesday wednesday thursday friday saturday sunday january february march april may june
     july august september october november december mr mrs ms miss dr prof sir madam
     extract text person people user assistant system json schema return answer note
+    called named meet
     is am are was were be been has have had do does did will would can could should must
-    """.split()
+    """.split()  # noqa: SIM905 - a word list reads (and diffs) better as running text
 )
-_NAME_CUE = re.compile(
-    r"\b(?:[Mm]y name is|[Nn]ame is|[Nn]amed|[Cc]alled|I am|I'm|I’m|[Tt]his is|[Mm]eet)\s+"
-    r"([A-Z][\w'’-]*(?:\s+[A-Z][\w'’-]*)?)"
-)
-_CAPITALISED = re.compile(r"\b[A-Z][a-z][\w'’-]*(?:[ \t]+[A-Z][a-z][\w'’-]*)*")
-_PLACE_BEFORE = re.compile(r"\b(?:in|at|from|to|near|for)\s*$")
-_NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?![\w@])")
-_AGE_AFTER = re.compile(r"\s*(?:-?\s*years?|-?\s*yrs?|\s*y/?o\b|-?\s*year-old)", re.IGNORECASE)
-_AGE_BEFORE = re.compile(r"\b(?:age|aged|age of|age is)\s*:?\s*$", re.IGNORECASE)
+# Found with str.find, then one anchored match each: a regex alternation scanned over the whole text
+# costs more than everything else the simulator does with a text. The same goes for the lookarounds
+# that _numbers and _names check by hand below.
+_NAME_CUES = (
+    "name is", "Name is", "named", "Named", "called", "Called", "I am", "I'm", "I’m",
+    "this is", "This is", "meet", "Meet",
+)  # fmt: skip
+_CUED_NAME = re.compile(r"\s+([A-Z][\w'’-]*(?:\s+[A-Z][\w'’-]*)?)")
+_CAPITALISED = re.compile(r"[A-Z][a-z][\w'’-]*(?:[ \t]+[A-Z][a-z][\w'’-]*)*")
+_PLACE_BEFORE = frozenset({"in", "at", "from", "to", "near", "for"})
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+_AGE_AFTER = ("year", "yr", "y/o", "yo ", "yo,", "yo.")
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _URL = re.compile(r"https?://[^\s\"'<>)]+")
 _DATE = re.compile(r"\b\d{4}-\d{2}-\d{2}\b")
 _WORD = re.compile(r"[A-Za-z][a-z]{3,}")
 
 
-def read_facts(text: str) -> Facts:
-    """Everything the answer filler may use from ``text``. Cached: benchmark texts repeat."""
-    return _read_facts(text)
+class Facts:
+    """What one text says, each kind read on first use."""
 
-
-@functools.lru_cache(maxsize=4096)
-def _read_facts(text: str) -> Facts:
-    emails = tuple(_EMAIL.findall(text))
-    urls = tuple(_URL.findall(text))
-    dates = tuple(_DATE.findall(text))
-    # Digits inside e-mails, URLs and dates are not quantities.
-    masked = text
-    for found in (*emails, *urls, *dates):
-        masked = masked.replace(found, " " * len(found))
-    numbers = tuple(_numbers(masked))
-    names, positions, places = _names(masked)
-    lower = text.lower()
-    words = tuple(dict.fromkeys(w for w in _WORD.findall(masked) if w.lower() not in _NOT_NAMES))
-    return Facts(
-        text=text,
-        lower=lower,
-        names=names,
-        places=places,
-        numbers=numbers,
-        emails=emails,
-        urls=urls,
-        dates=dates,
-        words=words,
-        entities=_entities(text, names, positions, numbers),
+    __slots__ = (
+        "_dates",
+        "_emails",
+        "_entities",
+        "_lower",
+        "_masked",
+        "_names",
+        "_numbers",
+        "_places",
+        "_positions",
+        "_urls",
+        "_words",
+        "text",
     )
 
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._lower: str | None = None
+        self._masked: str | None = None
+        self._emails: tuple[str, ...] | None = None
+        self._urls: tuple[str, ...] | None = None
+        self._dates: tuple[str, ...] | None = None
+        self._numbers: tuple[Number, ...] | None = None
+        self._names: tuple[str, ...] | None = None
+        self._places: tuple[str, ...] = ()
+        self._positions: dict[str, int] = {}
+        self._words: tuple[str, ...] | None = None
+        self._entities: tuple[Entity, ...] | None = None
 
-def _numbers(text: str) -> list[Number]:
+    @property
+    def lower(self) -> str:
+        if self._lower is None:
+            self._lower = self.text.lower()
+        return self._lower
+
+    @property
+    def emails(self) -> tuple[str, ...]:
+        if self._emails is None:
+            self._emails = tuple(_EMAIL.findall(self.text)) if "@" in self.text else ()
+        return self._emails
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        if self._urls is None:
+            self._urls = tuple(_URL.findall(self.text)) if "://" in self.text else ()
+        return self._urls
+
+    @property
+    def dates(self) -> tuple[str, ...]:
+        if self._dates is None:
+            self._dates = tuple(_DATE.findall(self.text)) if "-" in self.text else ()
+        return self._dates
+
+    @property
+    def masked(self) -> str:
+        """The text with e-mails, URLs and dates blanked: their digits and words are not facts."""
+        if self._masked is None:
+            masked = self.text
+            for found in (*self.emails, *self.urls, *self.dates):
+                masked = masked.replace(found, " " * len(found))
+            self._masked = masked
+        return self._masked
+
+    @property
+    def numbers(self) -> tuple[Number, ...]:
+        if self._numbers is None:
+            self._numbers = _numbers(self.masked)
+        return self._numbers
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Person names in order of appearance; the ones introduced by a cue ("my name is") first."""
+        if self._names is None:
+            self._names, self._positions, self._places = _names(self.masked)
+        return self._names
+
+    @property
+    def places(self) -> tuple[str, ...]:
+        """Capitalised words after "in/at/from/to": cities, countries, employers."""
+        _ = self.names
+        return self._places
+
+    @property
+    def words(self) -> tuple[str, ...]:
+        """Content words, for filler strings that still come from the text."""
+        if self._words is None:
+            found = (w for w in _WORD.findall(self.masked) if w.lower() not in _NOT_NAMES)
+            self._words = tuple(dict.fromkeys(found))
+        return self._words
+
+    @property
+    def entities(self) -> tuple[Entity, ...]:
+        """One entity per distinct name, each with its own slice of the text (at least one)."""
+        if self._entities is None:
+            self._entities = _entities(self.text, self.names, self._positions, self.numbers)
+        return self._entities
+
+
+def _numbers(text: str) -> tuple[Number, ...]:
     found = []
+    size = len(text)
     for match in _NUMBER.finditer(text):
+        start, end = match.span()
+        before = text[start - 1] if start else " "
+        if before.isalnum() or before in "._" or (end < size and (text[end].isalnum() or text[end] in "_@")):
+            continue  # part of a word, an identifier or an address, not a quantity
         raw = match.group()
         value: int | float = float(raw) if "." in raw else int(raw)
-        cue = bool(_AGE_AFTER.match(text, match.end())) or bool(
-            _AGE_BEFORE.search(text, max(0, match.start() - 12), match.start())
-        )
-        found.append(Number(value, match.start(), cue))
-    return found
+        if before == "-" and (start < 2 or not text[start - 2].isalnum()):
+            value, start = -value, start - 1
+        # "20 years", "20-year-old", "20 yrs", "20 y/o" / "aged 20", "age: 20"
+        after = text[end : end + 8].lstrip(" -").lower()
+        cue = after.startswith(_AGE_AFTER) or "age" in text[max(0, start - 9) : start].lower()
+        found.append(Number(value, start, cue))
+    return tuple(found)
 
 
 def _names(text: str) -> tuple[tuple[str, ...], dict[str, int], tuple[str, ...]]:
     cued: dict[str, int] = {}
-    for match in _NAME_CUE.finditer(text):
-        words = [w for w in match.group(1).split() if w.lower() not in _NOT_NAMES]
-        if words:
-            cued.setdefault(" ".join(words), match.start(1))
+    for cue in _NAME_CUES:
+        at = text.find(cue)
+        while at >= 0:
+            match = _CUED_NAME.match(text, at + len(cue))
+            if match and (at == 0 or not text[at - 1].isalnum()):
+                words = [w for w in match.group(1).split() if w.lower() not in _NOT_NAMES]
+                if words:
+                    cued.setdefault(" ".join(words), match.start(1))
+            at = text.find(cue, at + 1)
+    if len(cued) > 1:
+        cued = dict(sorted(cued.items(), key=lambda item: item[1]))
     others: dict[str, int] = {}
     places: dict[str, None] = {}
     for match in _CAPITALISED.finditer(text):
-        words = match.group().split()
+        name = match.group()
         start = match.start()
+        if name in cued:
+            continue
+        words = name.split()
+        if start and text[start - 1].isalnum():  # "iPhone Tim": the run began inside a word
+            start += len(words[0]) + 1
+            words.pop(0)
         while words and words[0].lower() in _NOT_NAMES:  # "Hello John" -> "John"
             start += len(words[0]) + 1
             words.pop(0)
         if not words:
             continue
         name = " ".join(words)
-        if _PLACE_BEFORE.search(text, max(0, start - 8), start):
+        if text[max(0, start - 6) : start].rpartition(" ")[0].rpartition(" ")[2].lower() in _PLACE_BEFORE:
             places.setdefault(name, None)
         elif name not in cued and not any(name in c.split() for c in cued):
             others.setdefault(name, start)
-    positions = {**cued, **others}
-    ordered = tuple(cued) + tuple(others)
-    return ordered, positions, tuple(places)
+    return (*cued, *others), {**cued, **others}, tuple(places)
 
 
 def _entities(
@@ -161,7 +234,7 @@ def _entities(
     # lead-in, so "In 2020, John was 20 and Mary 31" gives John both 2020 and 20.
     order = sorted(names, key=positions.__getitem__)
     starts = [0] + [positions[name] for name in order[1:]]
-    ends = starts[1:] + [len(text)]
+    ends = [*starts[1:], len(text)]
     return tuple(
         Entity(name, text[a:b], tuple(n for n in numbers if a <= n.start < b))
         for name, a, b in zip(order, starts, ends, strict=True)

@@ -1,0 +1,465 @@
+"""The pieces a compiled schema is made of: one small node per JSON Schema construct.
+
+Each node answers ``fill(ctx, h)`` (a value, from the text where it can, else from the path hash
+``h``) and ``evidence(ctx, h)`` (only what the text supports, or :data:`MISSING`: nullable fields
+are null without evidence). :mod:`corral.sim.answers` builds the tree from a schema.
+"""
+
+from __future__ import annotations
+
+import datetime
+import zlib
+from collections.abc import Callable
+from typing import Any, Final
+
+from corral.sim.text import Entity, Facts, value_after_key
+from corral.sim.text import Number as TextNumber
+
+__all__ = [
+    "MISSING",
+    "Array",
+    "Bool",
+    "Const",
+    "Ctx",
+    "Enum",
+    "Node",
+    "Null",
+    "Nullable",
+    "Number",
+    "Object",
+    "Ref",
+    "String",
+    "field_kind",
+    "mix",
+    "step",
+    "text_seed",
+]
+
+JSON = dict[str, Any]
+MISSING: Final = object()
+MAX_DEPTH = 8  # recursive schemas (trees) stop growing here: optional parts left out, lists empty
+_FALLBACK_NAMES = ("Alex", "Sam", "Robin", "Kim", "Charlie", "Jordan", "Taylor", "Morgan")
+_EPOCH = datetime.date(1970, 1, 1)
+
+
+def step(h: int, salt: int) -> int:
+    """The hash of a child path: cheap and order-sensitive; :func:`mix` it before using it."""
+    return (h * 1_000_003 + salt) & 0xFFFFFFFF
+
+
+def mix(h: int) -> int:
+    """A 32-bit avalanche: per-field values that differ, but never vary between runs."""
+    x = (h * 0x9E3779B1) & 0xFFFFFFFF
+    x ^= x >> 16
+    x = (x * 0x85EBCA6B) & 0xFFFFFFFF
+    x ^= x >> 13
+    x = (x * 0xC2B2AE35) & 0xFFFFFFFF
+    return x ^ (x >> 16)
+
+
+def text_seed(text: str) -> int:
+    return zlib.crc32(text.encode())
+
+
+class Ctx:
+    """What one object (or one entity of a list) is being filled from."""
+
+    __slots__ = ("depth", "facts", "name_pos", "names", "numbers", "text", "top")
+
+    def __init__(
+        self, facts: Facts, text: str, names: list[str], numbers: list[TextNumber], *, depth: int, top: bool
+    ) -> None:
+        self.facts = facts
+        self.text = text
+        self.names = names
+        self.name_pos = 0
+        self.numbers = numbers
+        #: nesting of objects, to stop recursive schemas
+        self.depth = depth
+        #: the whole text (not one entity's slice): lists of people here use every entity
+        self.top = top
+
+    def entity(self, entity: Entity) -> Ctx:
+        names = [entity.name] if entity.name else []
+        return Ctx(self.facts, entity.text, names, list(entity.numbers), depth=self.depth, top=False)
+
+    def take_number(self, fits: Callable[[int | float], bool], prefer_age: bool) -> int | float | None:
+        """The next unused number that fits; for an age, one next to "years" or at least below 130."""
+        best = plausible = first = None
+        for number in self.numbers:
+            if not fits(number.value):
+                continue
+            if not prefer_age or number.age_cue:
+                best = number
+                break
+            first = first or number
+            if plausible is None and 0 < number.value < 130:
+                plausible = number
+        best = best or plausible or first
+        if best is None:
+            return None
+        self.numbers.remove(best)
+        return best.value
+
+
+# --- field kinds: what a property name tells us --------------------------------------------------
+
+_KINDS: dict[str, tuple[str, ...]] = {
+    "name": ("name", "full_name", "fullname", "person", "person_name", "customer", "author", "user", "who"),
+    "first": ("first_name", "firstname", "given_name", "forename"),
+    "last": ("last_name", "lastname", "surname", "family_name"),
+    "place": ("city", "country", "location", "place", "town", "hometown", "company", "employer",
+              "organization", "organisation", "address"),
+    "text": ("summary", "description", "text", "content", "reason", "notes", "comment", "quote"),
+    "age": ("age", "age_years", "years_old"),
+    "year": ("year", "birth_year", "year_of_birth"),
+    "email": ("email", "email_address", "mail"),
+    "url": ("url", "website", "homepage", "link"),
+}  # fmt: skip
+_KIND_OF = {key: kind for kind, keys in _KINDS.items() for key in keys}
+_NAME_LISTS = frozenset({"names", "people", "persons", "friends", "members", "authors", "participants"})
+
+
+def field_kind(key: str, fmt: str | None) -> str:
+    if fmt in ("email", "idn-email"):
+        return "email"
+    if fmt in ("uri", "url", "iri"):
+        return "url"
+    low = key.lower()
+    if low in _KIND_OF:
+        return _KIND_OF[low]
+    if low.endswith("_name") and low not in ("file_name", "filename", "username"):
+        return "name"
+    if low.endswith("_age"):
+        return "age"
+    return ""
+
+
+# --- nodes ---------------------------------------------------------------------------------------
+
+
+class Node:
+    __slots__ = ()
+
+    def fill(self, ctx: Ctx, h: int) -> Any:
+        raise NotImplementedError
+
+    def evidence(self, ctx: Ctx, h: int) -> Any:
+        """The value the text supports, or MISSING: decides whether a nullable field is null."""
+        return MISSING
+
+    def choices(self) -> list[Any]:
+        """Every value, when there are few (enums, booleans): how unique lists reach their minimum."""
+        return []
+
+    def is_entity(self) -> bool:
+        return False
+
+
+class Const(Node):
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def fill(self, ctx: Ctx, h: int) -> Any:
+        return self.value
+
+    def evidence(self, ctx: Ctx, h: int) -> Any:
+        return self.value
+
+
+class Enum(Node):
+    __slots__ = ("values",)
+
+    def __init__(self, values: list[Any]) -> None:
+        self.values = [v for v in values if v is not None] or values
+
+    def choices(self) -> list[Any]:
+        return self.values
+
+    def evidence(self, ctx: Ctx, h: int) -> Any:
+        lower = ctx.facts.lower
+        for value in self.values:
+            if isinstance(value, str) and value and value.lower().replace("_", " ") in lower:
+                return value
+        return MISSING
+
+    def fill(self, ctx: Ctx, h: int) -> Any:
+        found = self.evidence(ctx, h)
+        return self.values[mix(h) % len(self.values)] if found is MISSING else found
+
+
+class Bool(Node):
+    __slots__ = ()
+
+    def fill(self, ctx: Ctx, h: int) -> Any:
+        return bool(mix(h) & 1)
+
+    def choices(self) -> list[Any]:
+        return [False, True]
+
+
+class Null(Node):
+    __slots__ = ()
+
+    def fill(self, ctx: Ctx, h: int) -> Any:
+        return None
+
+    def evidence(self, ctx: Ctx, h: int) -> Any:
+        return None
+
+
+class String(Node):
+    __slots__ = ("fmt", "key", "kind", "max_len", "min_len")
+
+    def __init__(self, key: str, schema: JSON) -> None:
+        self.key = key
+        self.fmt: str | None = schema.get("format")
+        self.kind = field_kind(key, self.fmt)
+        self.min_len = int(schema.get("minLength", 0))
+        max_len = schema.get("maxLength")
+        self.max_len = int(max_len) if max_len is not None else None
+
+    def evidence(self, ctx: Ctx, h: int) -> Any:
+        kind, facts = self.kind, ctx.facts
+        found: str | None = None
+        if kind == "name" and ctx.name_pos < len(ctx.names):
+            found = ctx.names[ctx.name_pos]
+            ctx.name_pos += 1  # a second name field (friend, spouse) takes the next name
+        elif kind in ("first", "last") and ctx.names:
+            parts = ctx.names[0].split()
+            found = parts[0] if kind == "first" else parts[-1] if len(parts) > 1 else None
+        elif kind == "place" and facts.places:
+            found = facts.places[0]
+        elif kind == "email" and facts.emails:
+            found = facts.emails[0]
+        elif kind == "url" and facts.urls:
+            found = facts.urls[0]
+        elif self.fmt in ("date", "date-time") and facts.dates:
+            found = facts.dates[0] + ("T00:00:00Z" if self.fmt == "date-time" else "")
+        elif kind == "text":
+            found = ctx.text.strip()[:200] or None
+        else:
+            found = value_after_key(ctx.text, self.key)
+        return MISSING if found is None else self._fit(found, h)
+
+    def fill(self, ctx: Ctx, h: int) -> Any:
+        found = self.evidence(ctx, h)
+        return self._fit(self._invent(ctx, h), h) if found is MISSING else found
+
+    def _invent(self, ctx: Ctx, h: int) -> str:
+        fmt, kind = self.fmt, self.kind
+        h = mix(h)
+        if fmt in ("date", "date-time", "time", "duration", "uuid", "ipv4", "ipv6"):
+            day = _EPOCH + datetime.timedelta(days=10_000 + h % 10_000)
+            hhmm = f"{h % 24:02d}:{h % 60:02d}:00"
+            node_id = f"{h:08x}{h & 0xFFFF:04x}"
+            return {
+                "date": day.isoformat(),
+                "date-time": f"{day.isoformat()}T{hhmm}Z",
+                "time": hhmm,
+                "duration": f"P{1 + h % 30}D",
+                "uuid": f"{h:08x}-{h >> 16:04x}-4{h & 0xFFF:03x}-8{h >> 4 & 0xFFF:03x}-{node_id}",
+                "ipv4": f"10.{h >> 16 & 255}.{h >> 8 & 255}.{h & 255}",
+                "ipv6": f"fd00::{h >> 16 & 0xFFFF:x}:{h & 0xFFFF:x}",
+            }[fmt]
+        who = ctx.names[0] if ctx.names else _FALLBACK_NAMES[h % len(_FALLBACK_NAMES)]
+        if kind == "email":
+            return f"{who.split()[0].lower()}@example.com"
+        if kind == "url":
+            return f"https://example.com/{who.split()[0].lower()}"
+        if kind in ("name", "first", "last"):
+            return who if kind == "name" else who.split()[0 if kind == "first" else -1]
+        words = ctx.facts.words
+        return words[h % len(words)] if words else f"{self.key or 'value'}-{h % 1000}"
+
+    def _fit(self, value: str, h: int) -> str:
+        if len(value) < self.min_len:
+            value = (value + " " + "x" * self.min_len)[: max(self.min_len, len(value))]
+        if self.max_len is not None:
+            value = value[: self.max_len]
+        return value
+
+
+class Number(Node):
+    __slots__ = ("hi", "integer", "kind", "lo", "multiple")
+
+    def __init__(self, key: str, schema: JSON, integer: bool) -> None:
+        self.integer = integer
+        self.kind = field_kind(key, None)
+        step = 1 if integer else 0.01
+        lo, hi = schema.get("minimum"), schema.get("maximum")
+        if "exclusiveMinimum" in schema:
+            lo = schema["exclusiveMinimum"] + step
+        if "exclusiveMaximum" in schema:
+            hi = schema["exclusiveMaximum"] - step
+        self.lo: float | None = lo
+        self.hi: float | None = hi
+        self.multiple: float | None = schema.get("multipleOf")
+
+    def _fits(self, value: float) -> bool:
+        if self.integer and value != int(value):
+            return False
+        if (self.lo is not None and value < self.lo) or (self.hi is not None and value > self.hi):
+            return False
+        return not self.multiple or (value / self.multiple) == int(value / self.multiple)
+
+    def evidence(self, ctx: Ctx, h: int) -> Any:
+        value = ctx.take_number(self._fits, self.kind == "age")
+        if value is None:
+            return MISSING
+        return int(value) if self.integer else value
+
+    def fill(self, ctx: Ctx, h: int) -> Any:
+        found = self.evidence(ctx, h)
+        if found is not MISSING:
+            return found
+        h = mix(h)
+        lo: float
+        hi: float
+        lo, hi = {"age": (18, 80), "year": (1950, 2024)}.get(self.kind, (1, 100))
+        width = hi - lo
+        if self.lo is not None:
+            lo = self.lo
+            hi = self.hi if self.hi is not None else max(hi, lo + width)
+        elif self.hi is not None:
+            hi = self.hi
+            lo = min(lo, hi - width)
+        if self.multiple:
+            first, last = int(-(-lo // self.multiple)), int(hi // self.multiple)
+            value: float = self.multiple * (first + h % max(1, last - first + 1))
+            return int(value) if self.integer else value
+        if self.integer:
+            lo_i, hi_i = int(-(-lo // 1)), int(hi // 1)
+            return lo_i + h % max(1, hi_i - lo_i + 1)
+        return round(lo + (hi - lo) * (h % 10_000) / 10_000, 2)
+
+
+class Nullable(Node):
+    __slots__ = ("inner",)
+
+    def __init__(self, inner: Node) -> None:
+        self.inner = inner
+
+    def fill(self, ctx: Ctx, h: int) -> Any:
+        found = self.inner.evidence(ctx, h)
+        return None if found is MISSING else found
+
+    def evidence(self, ctx: Ctx, h: int) -> Any:
+        return self.inner.evidence(ctx, h)
+
+
+class Array(Node):
+    __slots__ = ("entities", "item", "key", "max_items", "min_items", "prefix", "unique")
+
+    def __init__(self, key: str, schema: JSON, item: Node, prefix: list[Node], entities: bool) -> None:
+        self.key = key
+        self.item = item
+        self.prefix = prefix
+        self.min_items = int(schema.get("minItems", 0))
+        max_items = schema.get("maxItems")
+        self.max_items = int(max_items) if max_items is not None else None
+        if prefix and "items" not in schema and self.max_items is None:
+            self.max_items = len(prefix)  # a tuple: exactly the listed positions
+        self.unique = bool(schema.get("uniqueItems"))
+        self.entities = entities
+
+    def _clamp(self, n: int) -> int:
+        n = max(n, self.min_items)
+        return n if self.max_items is None else min(n, self.max_items)
+
+    def fill(self, ctx: Ctx, h: int) -> Any:
+        values: list[Any] = [node.fill(ctx, step(h, i + 1)) for i, node in enumerate(self.prefix)]
+        if ctx.depth >= MAX_DEPTH:
+            return values + [self.item.fill(ctx, step(h, i + 1)) for i in range(len(values), self.min_items)]
+        if self.entities:
+            entities = _entities_for(ctx)
+            count = self._clamp(len(entities))
+            values += [
+                self.item.fill(ctx.entity(entities[i % len(entities)]), step(h, i + 1)) for i in range(count)
+            ]
+            return values
+        if self.key.lower() in _NAME_LISTS and isinstance(self.item, String) and ctx.names:
+            values += ctx.names[: self._clamp(len(ctx.names))]
+        count = self._clamp(max(len(values), 1 + mix(h) % 3))
+        # Distinct values read better; only uniqueItems makes them a must.
+        i = len(values)
+        while len(values) < count and i < count + 16:
+            i += 1
+            value = self.item.fill(ctx, step(h, i))
+            if value not in values:
+                values.append(value)
+        for value in self.item.choices():  # an enum answered from the text repeats itself
+            if len(values) >= count:
+                break
+            if value not in values:
+                values.append(value)
+        while len(values) < count and not self.unique:
+            values.append(self.item.fill(ctx, step(h, len(values) + 1)))
+        return values
+
+
+def _entities_for(ctx: Ctx) -> tuple[Entity, ...]:
+    if ctx.top:
+        return ctx.facts.entities
+    # A nested list of people inside one entity: that entity's own names, or just itself.
+    return tuple(Entity(name, ctx.text, tuple(ctx.numbers)) for name in ctx.names) or (
+        Entity(None, ctx.text, tuple(ctx.numbers)),
+    )
+
+
+class Object(Node):
+    __slots__ = ("fields", "min_props")
+
+    def __init__(self, fields: list[tuple[str, Node, int, bool]], schema: JSON) -> None:
+        self.fields = fields
+        self.min_props = int(schema.get("minProperties", 0))
+
+    def fill(self, ctx: Ctx, h: int) -> Any:
+        if ctx.depth >= 2 * MAX_DEPTH:
+            return {}  # a schema that requires infinite nesting: give up politely
+        deep = ctx.depth >= MAX_DEPTH
+        ctx.depth += 1
+        try:
+            out = {
+                key: node.fill(ctx, step(h, salt))
+                for key, node, salt, required in self.fields
+                if required or not deep
+            }
+        finally:
+            ctx.depth -= 1
+        for i in range(len(out), self.min_props):
+            out[f"key{i}"] = f"value{i}"
+        return out
+
+    def evidence(self, ctx: Ctx, h: int) -> Any:
+        # An optional sub-object is filled one level down (an address, a manager) but not deeper,
+        # so a recursive Optional[Self] ends in null as quickly as a model would end it.
+        return self.fill(ctx, h) if ctx.depth < 2 else MISSING
+
+
+class Ref(Node):
+    """A ``$ref``, compiled on first use so that recursive schemas compile in finite time."""
+
+    __slots__ = ("key", "ref", "resolve", "target")
+
+    def __init__(self, resolve: Callable[[str, str], Node], ref: str, key: str) -> None:
+        self.resolve = resolve
+        self.ref = ref
+        self.key = key
+        self.target: Node | None = None
+
+    def _node(self) -> Node:
+        if self.target is None:
+            self.target = self.resolve(self.ref, self.key)
+        return self.target
+
+    def fill(self, ctx: Ctx, h: int) -> Any:
+        return self._node().fill(ctx, h)
+
+    def evidence(self, ctx: Ctx, h: int) -> Any:
+        return self._node().evidence(ctx, h)
+
+    def choices(self) -> list[Any]:
+        return self._node().choices()

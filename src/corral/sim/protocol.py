@@ -1,0 +1,299 @@
+"""The OpenAI Chat Completions wire format, as far as the simulator needs it: read a request, write a reply.
+
+Replies are full ``chat.completion`` objects (ids, ``usage`` with details, ``system_fingerprint``,
+``logprobs``, ``refusal``) so that the official SDK parses them into its types and instructor works
+against them unchanged. Token counts are the usual rough estimate, four characters per token.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+
+__all__ = [
+    "RequestError",
+    "SimMode",
+    "SimRequest",
+    "chat_completion",
+    "error_body",
+    "estimate_tokens",
+    "parse_request",
+]
+
+JSON = dict[str, Any]
+SimMode = Literal["tools", "json_schema", "json_object", "text"]
+
+_SCHEMA_SCAN_CACHE: dict[str, JSON | None] = {}
+_NOT_SCANNED: Any = object()
+_SCAN_CACHE_SIZE = 1024
+_MAX_SCAN_ATTEMPTS = 64  # braces tried per message: a long prompt full of code must not cost much
+_DECODER = json.JSONDecoder()
+
+
+class RequestError(Exception):
+    """A request the real API would reject with 400; the message follows OpenAI's wording."""
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+@dataclass(slots=True)
+class SimRequest:
+    """One parsed ``POST /v1/chat/completions`` body."""
+
+    body: JSON
+    model: str
+    mode: SimMode
+    #: the JSON Schema the answer must satisfy (None: plain text, or json_object without one)
+    schema: JSON | None
+    #: the schema's canonical JSON (sorted keys): the key of the compiled-filler cache
+    schema_key: bytes | None
+    #: the function to call in tools mode
+    tool_name: str | None
+    #: tool_choice named the function; OpenAI then reports finish_reason "stop", not "tool_calls"
+    forced_tool: bool
+    #: the text the answer is read from: the first user message (re-asks append after it)
+    user_text: str
+    prompt_tokens: int
+    max_tokens: int | None
+
+
+def estimate_tokens(chars: int) -> int:
+    return max(1, (chars + 3) // 4)
+
+
+def parse_request(raw: bytes, default_model: str) -> SimRequest:
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise RequestError(
+            "We could not parse the JSON body of your request. (HINT: This likely means you aren't "
+            "using your HTTP library correctly. The OpenAI API expects a JSON payload.)"
+        ) from None
+    if not isinstance(body, dict):
+        raise RequestError("The request body must be a JSON object.")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise RequestError("[] is too short - 'messages'", param="messages")
+    if body.get("stream"):
+        raise RequestError("corral.sim does not stream: send stream=false", param="stream")
+    model = body.get("model") or default_model
+    if not isinstance(model, str):
+        raise RequestError("model must be a string", param="model")
+
+    chars = 0
+    user_text: str | None = None
+    for message in messages:
+        if not isinstance(message, dict):
+            raise RequestError("each message must be an object", param="messages")
+        content = message.get("content")
+        if content.__class__ is not str:
+            content = _content_text(content)
+        chars += len(content) + 4  # role and framing tokens
+        if user_text is None and message.get("role") == "user":
+            user_text = content
+        for call in message.get("tool_calls") or ():
+            chars += len(str(call.get("function", {}).get("arguments", "")))
+
+    mode, schema, tool_name, forced, extra_chars = _structure(body, messages)
+    key = orjson.dumps(schema, option=orjson.OPT_SORT_KEYS) if schema is not None else None
+    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
+    if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
+        raise RequestError("max_tokens must be a positive integer", param="max_tokens")
+    return SimRequest(
+        body=body,
+        model=model,
+        mode=mode,
+        schema=schema,
+        schema_key=key,
+        tool_name=tool_name,
+        forced_tool=forced,
+        user_text=user_text or "",
+        prompt_tokens=estimate_tokens(chars + extra_chars + (len(key) if key else 0)),
+        max_tokens=max_tokens,
+    )
+
+
+def _content_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # content parts: [{"type": "text", "text": ...}, ...]
+        parts = (p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+        return "\n".join(parts)
+    return ""
+
+
+def _structure(body: JSON, messages: list[Any]) -> tuple[SimMode, JSON | None, str | None, bool, int]:
+    """(mode, schema, tool name, forced tool, extra prompt characters) of a request."""
+    tools = body.get("tools")
+    choice = body.get("tool_choice")
+    if tools and choice != "none":
+        if not isinstance(tools, list):
+            raise RequestError("tools must be an array", param="tools")
+        functions: list[JSON] = [
+            f
+            for f in (t.get("function") for t in tools if isinstance(t, dict))
+            if isinstance(f, dict) and isinstance(f.get("name"), str)
+        ]
+        if not functions:
+            raise RequestError("Missing required parameter: 'tools[0].function'.", param="tools")
+        chosen: JSON | None = functions[0]
+        forced = isinstance(choice, dict)
+        if isinstance(choice, dict):
+            name = (choice.get("function") or {}).get("name")
+            chosen = next((f for f in functions if f["name"] == name), None)
+        if chosen is None:
+            raise RequestError(
+                f"Invalid value for 'tool_choice': function {name!r} is not in 'tools'.",
+                param="tool_choice",
+            )
+        schema = chosen.get("parameters")
+        if not isinstance(schema, dict):
+            schema = {"type": "object", "properties": {}}
+        extra = len(chosen["name"]) + len(str(chosen.get("description") or "")) + 16
+        return "tools", schema, chosen["name"], forced, extra
+    fmt = body.get("response_format")
+    if isinstance(fmt, dict):
+        kind = fmt.get("type")
+        if kind == "json_schema":
+            spec = fmt.get("json_schema")
+            if not isinstance(spec, dict) or not isinstance(spec.get("schema"), dict):
+                raise RequestError(
+                    "Missing required parameter: 'response_format.json_schema.schema'.",
+                    param="response_format.json_schema",
+                )
+            return "json_schema", spec["schema"], None, False, len(str(spec.get("name") or "")) + 8
+        if kind == "json_object":
+            # instructor's JSON_SCHEMA mode (1.x) sends the schema alongside; else it is in the prompt.
+            inline = fmt.get("schema")
+            schema = inline if isinstance(inline, dict) else find_schema(messages)
+            return "json_object", schema, None, False, 0
+    return "text", None, None, False, 0
+
+
+def find_schema(messages: list[Any]) -> JSON | None:
+    """The first JSON Schema written in the prompt: system messages first, then the rest."""
+    ordered = sorted(messages, key=lambda m: m.get("role") not in ("system", "developer"))
+    for message in ordered:
+        content = _content_text(message.get("content"))
+        if "{" not in content:
+            continue
+        # Cached per message text: the system prompt is the same in every request.
+        found: JSON | None = _SCHEMA_SCAN_CACHE.get(content, _NOT_SCANNED)
+        if found is _NOT_SCANNED:
+            if len(_SCHEMA_SCAN_CACHE) >= _SCAN_CACHE_SIZE:
+                _SCHEMA_SCAN_CACHE.clear()
+            found = _SCHEMA_SCAN_CACHE[content] = _scan(content)
+        if found is not None:
+            return found
+    return None
+
+
+def _scan(text: str) -> JSON | None:
+    start = text.find("{")
+    for _ in range(_MAX_SCAN_ATTEMPTS):
+        if start < 0:
+            return None
+        try:
+            value, end = _DECODER.raw_decode(text, start)
+        except ValueError:
+            start = text.find("{", start + 1)
+            continue
+        if isinstance(value, dict) and ("properties" in value or "$defs" in value or "type" in value):
+            return value
+        start = text.find("{", end)
+    return None
+
+
+# --- replies ------------------------------------------------------------------------------------
+
+_USAGE_DETAILS = {
+    "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+    "completion_tokens_details": {
+        "reasoning_tokens": 0,
+        "audio_tokens": 0,
+        "accepted_prediction_tokens": 0,
+        "rejected_prediction_tokens": 0,
+    },
+}
+
+
+def chat_completion(
+    request: SimRequest,
+    answer: str,
+    *,
+    completion_id: str,
+    call_id: str,
+    finish_reason: str | None = None,
+) -> tuple[bytes, int]:
+    """The reply body and its completion tokens; ``answer`` is cut to ``max_tokens`` (→ "length")."""
+    completion_tokens = estimate_tokens(len(answer))
+    if request.max_tokens is not None and completion_tokens > request.max_tokens:
+        answer = answer[: request.max_tokens * 4]
+        completion_tokens = request.max_tokens
+        finish_reason = "length"
+    message: JSON
+    if request.mode == "tools":
+        message = {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": call_id,
+                    "type": "function",
+                    "function": {"name": request.tool_name, "arguments": answer},
+                }
+            ],
+            "refusal": None,
+            "annotations": [],
+        }
+        finish_reason = finish_reason or ("stop" if request.forced_tool else "tool_calls")
+    else:
+        message = {"role": "assistant", "content": answer, "refusal": None, "annotations": []}
+    reply = {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": request.model,
+        "choices": [
+            {"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason or "stop"}
+        ],
+        "usage": {
+            "prompt_tokens": request.prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": request.prompt_tokens + completion_tokens,
+            **_USAGE_DETAILS,
+        },
+        "service_tier": "default",
+        "system_fingerprint": "fp_corral_sim",
+    }
+    return orjson.dumps(reply), completion_tokens
+
+
+_ERROR_TYPES = {
+    400: ("invalid_request_error", None),
+    401: ("invalid_request_error", "invalid_api_key"),
+    403: ("invalid_request_error", "unsupported_country_region_territory"),
+    404: ("invalid_request_error", "model_not_found"),
+    429: ("requests", "rate_limit_exceeded"),
+    500: ("server_error", None),
+    502: ("server_error", None),
+    503: ("server_error", "overloaded"),
+}
+
+
+def error_body(status: int, message: str | None = None, *, param: str | None = None) -> bytes:
+    """An OpenAI-shaped error: ``{"error": {"message", "type", "param", "code"}}``."""
+    fallback = ("server_error" if status >= 500 else "invalid_request_error", None)
+    kind, code = _ERROR_TYPES.get(status, fallback)
+    text = message or {
+        429: "Rate limit reached for requests (simulated).",
+        503: "The server is overloaded (simulated).",
+    }.get(status, f"Simulated error {status}.")
+    return orjson.dumps({"error": {"message": text, "type": kind, "param": param, "code": code}})
