@@ -245,3 +245,11 @@ async def test_breaking_out_cancels_in_flight_requests() -> None:
             # aclose returned: the producer and every request it started are gone, not left behind.
             assert [t for t in asyncio.all_tasks() if t.get_name() == "corral-producer"] == []
         assert len(sim.log) <= 4 * 2  # nothing past the first window was ever sent
+
+
+async def test_fenced_json_in_content_is_unwrapped() -> None:
+    fenced = SimReply(answer_text='```json\n{"name": "John", "age": 20}\n```')
+    async with Simulator(script=lambda call: fenced) as sim, extractor(sim, mode="json_object") as ex:
+        outcome = await ex.extract(ARTICLE_TEXTS[0])
+    assert outcome.unwrap() == Person(name="John", age=20)
+    assert outcome.attempts == 1

@@ -205,10 +205,23 @@ def _completion(data: dict[str, Any]) -> Completion:
     if tool_calls:
         call = tool_calls[0]
         reply: Message = {"role": "assistant", "content": message.get("content"), "tool_calls": [call]}
-        text = call.get("function", {}).get("arguments") or ""
-        return Completion(text, choice.get("finish_reason"), tokens, reply, call.get("id"))
+        arguments = call.get("function", {}).get("arguments") or ""
+        if not isinstance(arguments, str):  # some servers send the arguments as an object
+            arguments = orjson.dumps(arguments).decode()
+        return Completion(arguments, choice.get("finish_reason"), tokens, reply, call.get("id"))
     content = message.get("content") or message.get("refusal") or ""
-    return Completion(content, choice.get("finish_reason"), tokens, {"role": "assistant", "content": content})
+    reply = {"role": "assistant", "content": content}
+    return Completion(_unfence(content), choice.get("finish_reason"), tokens, reply)
+
+
+def _unfence(text: str) -> str:
+    """Models outside a JSON mode often wrap the object in a ```json fence; validate what is inside."""
+    stripped = text.strip()
+    if not stripped.startswith("```"):
+        return text
+    body = stripped[3:]
+    body = body[body.find("\n") + 1 :] if "\n" in body else body
+    return body[: body.rfind("```")] if body.rstrip().endswith("```") else body
 
 
 def _error_message(raw: bytes) -> tuple[str, str | None]:
