@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from corral import AuthError, Extractor, Item, ModelNotFound, Outcome
+from corral import AuthError, Extractor, InputError, Item, ModelNotFound, Outcome
 from corral.bench import ARTICLE_TEXTS, Person
 from corral.engine import Order, Strategy
 from corral.sim import ScriptCall, SimConfig, SimReply, Simulator
@@ -253,3 +253,32 @@ async def test_fenced_json_in_content_is_unwrapped() -> None:
         outcome = await ex.extract(ARTICLE_TEXTS[0])
     assert outcome.unwrap() == Person(name="John", age=20)
     assert outcome.attempts == 1
+
+
+async def test_input_that_breaks_midway_keeps_every_earlier_result() -> None:
+    def source() -> Iterator[Item]:
+        for n in range(10):
+            yield Item(id=str(n), text=TEXTS[n])
+        raise InputError("unreadable CSV row", path="in.csv", line=12)
+
+    received: list[str] = []
+
+    async def consume(ex: Extractor[Any]) -> None:
+        async for outcome in ex.map(source()):
+            received.append(outcome.id)
+
+    async with Simulator(SimConfig(latency_ms=5)) as sim, extractor(sim, concurrency=3) as ex:
+        with pytest.raises(InputError, match=r"in\.csv:12: unreadable CSV row"):
+            await consume(ex)
+    assert sorted(received, key=int) == [str(n) for n in range(10)]
+
+
+async def test_async_iterable_input() -> None:
+    async def source() -> AsyncIterator[Item]:
+        for n in range(12):
+            await asyncio.sleep(0)
+            yield Item(id=f"a{n}", text=TEXTS[n])
+
+    async with Simulator() as sim, extractor(sim, concurrency=4) as ex:
+        outcomes = [o async for o in ex.map(source(), order="input")]
+    assert [o.id for o in outcomes] == [f"a{n}" for n in range(12)]

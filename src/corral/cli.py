@@ -25,6 +25,7 @@ from corral.engine import ORDERS, STRATEGIES, Order, Strategy
 from corral.errors import CorralError, ProviderError, UsageError
 from corral.items import FORMATS, Format, read_items
 from corral.outcome import Outcome
+from corral.tuning import tune_gc
 
 __all__ = ["main"]
 
@@ -61,6 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run_async(coro: Any) -> Any:
+    tune_gc()
     try:
         import uvloop
     except ImportError:  # not on Windows; the standard loop works, a little slower

@@ -18,7 +18,16 @@ iteration, an exception, or Ctrl-C cancels every in-flight request and waits for
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+)
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
@@ -102,42 +111,40 @@ async def _stream(
     if concurrency is not None and not unbounded_window:
         window_size = concurrency * (4 if order == "input" else 2)
     window = asyncio.Semaphore(window_size) if window_size else None
-    in_flight = asyncio.Semaphore(concurrency) if concurrency is not None else None
 
-    async def work(seq: int, item: Item) -> None:
-        if in_flight is None:
-            outcome = await process(item)
-        else:
-            async with in_flight:
-                outcome = await process(item)
-        results.put_nowait((seq, outcome))
+    async def deliver(seq: int, item: Item) -> None:
+        results.put_nowait((seq, await process(item)))
+
+    async def worker(source: _Source) -> None:
+        # A bounded run is k long-lived workers, not a task and a semaphore per item: at 1,000
+        # concurrent requests the per-item bookkeeping is a visible share of the client's CPU.
+        while True:
+            if window is not None:
+                await window.acquire()  # pull the next item only when there is room
+            entry = await source.pull()
+            if entry is None:
+                if window is not None:
+                    window.release()
+                return
+            await deliver(*entry)
 
     async def produce() -> None:
-        started = 0
-        input_error: Exception | None = None
-        source = _aiter(items)
+        source = _Source(items)
         try:
             async with asyncio.TaskGroup() as group:
-                while True:
-                    if window is not None:
-                        await window.acquire()  # pull the next item only when there is room
-                    try:
-                        item = await anext(source)
-                    except StopAsyncIteration:
-                        break
-                    except Exception as exc:
-                        # The input broke mid-way: let started items finish (their results are
-                        # not lost), then report it.
-                        input_error = exc
-                        break
-                    group.create_task(work(started, item))
-                    started += 1
+                if concurrency is None:  # the article's unbounded gather: every item started at once
+                    while (entry := await source.pull()) is not None:
+                        group.create_task(deliver(*entry))
+                else:
+                    for _ in range(concurrency):
+                        group.create_task(worker(source))
         except BaseException as exc:
-            results.put_nowait(_Finished(started, exc))
+            results.put_nowait(_Finished(source.count, exc))
             raise
         finally:
             await source.aclose()
-        results.put_nowait(_Finished(started, input_error))
+        # An input that broke mid-way is reported only after every started item has finished.
+        results.put_nowait(_Finished(source.count, source.error))
 
     producer = asyncio.create_task(produce(), name="corral-producer")
     try:
@@ -152,6 +159,56 @@ async def _stream(
             producer.cancel()
         # Wait for cancellation to reach every request, so no task or connection outlives the run.
         await asyncio.gather(producer, return_exceptions=True)
+
+
+class _Source:
+    """Hands items with their sequence numbers to concurrent pullers.
+
+    An error raised by the input (a file that turns unreadable mid-way) is kept, not raised: the
+    items already started finish first, then the run reports it.
+    """
+
+    def __init__(self, items: Iterable[Item] | AsyncIterable[Item]) -> None:
+        self._sync: Iterator[Item] | None = None
+        self._async: AsyncIterator[Item] | None = None
+        if isinstance(items, AsyncIterable):
+            self._async = aiter(items)
+        else:
+            self._sync = iter(items)
+        self._lock = asyncio.Lock()  # an async generator cannot be advanced by two tasks at once
+        self._exhausted = False
+        self.count = 0
+        self.error: Exception | None = None
+
+    async def pull(self) -> tuple[int, Item] | None:
+        if self._exhausted:
+            return None
+        try:
+            if self._sync is not None:
+                item = next(self._sync)
+            else:
+                async with self._lock:
+                    if self._exhausted:
+                        return None
+                    assert self._async is not None
+                    item = await anext(self._async)
+        except (StopIteration, StopAsyncIteration):
+            self._exhausted = True
+            return None
+        except Exception as exc:
+            self._exhausted = True
+            self.error = exc
+            return None
+        seq = self.count
+        self.count += 1
+        return seq, item
+
+    async def aclose(self) -> None:
+        source: object = self._sync if self._sync is not None else self._async
+        if isinstance(source, AsyncGenerator):
+            await source.aclose()
+        elif isinstance(source, Generator):
+            source.close()
 
 
 async def _as_they_come(

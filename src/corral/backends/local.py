@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import re
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -301,6 +302,9 @@ def _default_threads() -> int:
 def _require(module: str, package: str) -> None:
     try:
         importlib.import_module(module)
+        if module == "llama_cpp":
+            atexit.unregister(_close_null_files)  # once, however many backends are made
+            atexit.register(_close_null_files)
     except ImportError as exc:
         raise ConfigError(f"the local model needs {package}, which is not installed: {_INSTALL}") from exc
     except (OSError, RuntimeError) as exc:  # installed, but its compiled library does not load
@@ -308,6 +312,16 @@ def _require(module: str, package: str) -> None:
             f"{package} is installed but does not load ({exc}): "
             f"reinstall it with pip install --force-reinstall --no-cache-dir {package}"
         ) from exc
+
+
+def _close_null_files() -> None:
+    # llama_cpp._utils opens os.devnull twice at import and never closes it, which shows up as a
+    # ResourceWarning at exit for anyone running with warnings on (pytest, python -X dev).
+    utils = sys.modules.get("llama_cpp._utils")
+    for name in ("outnull_file", "errnull_file"):
+        handle = getattr(utils, name, None)
+        if handle is not None and not handle.closed:
+            handle.close()
 
 
 # --- grammar ---------------------------------------------------------------------------------

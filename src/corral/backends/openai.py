@@ -85,7 +85,13 @@ class OpenAIBackend:
         raise_open_file_limit(self._concurrency + _SPARE_FILES)
         connector = aiohttp.TCPConnector(limit=self._concurrency, limit_per_host=self._concurrency)
         timeout = aiohttp.ClientTimeout(total=self._timeout, sock_connect=min(self._timeout, 15.0))
-        self._session = aiohttp.ClientSession(connector=connector, timeout=timeout, headers=self._headers)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=timeout,
+            headers=self._headers,
+            # APIs do not set cookies we need; the default jar parses every response for them.
+            cookie_jar=aiohttp.DummyCookieJar(),
+        )
         return self._session
 
     async def aclose(self) -> None:
