@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from corral.sim import SimConfig, SimulatorThread
+from corral.sim import ScriptCall, SimConfig, SimulatorThread
 
 PERSON = "examples/person.py:Person"
 ROOT = Path(__file__).resolve().parent.parent
@@ -170,3 +170,40 @@ def test_bench_prints_the_article_table(tmp_path: Path) -> None:
     assert lines[0].split()[:3] == ["Method", "Semaphore", "Article"]
     assert len(lines) == 7 and all(line.endswith("7/7") for line in lines[2:])
     assert plot.read_bytes().startswith(b"\x89PNG")
+
+
+def test_stdin_many_and_prompt(tmp_path: Path) -> None:
+    seen: list[str] = []
+
+    def capture(call: ScriptCall) -> None:
+        seen.append(call.body["messages"][0]["content"])
+
+    with SimulatorThread(script=capture) as server:
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "corral.cli",
+                "run",
+                "-",
+                "--schema",
+                PERSON,
+                "--many",
+                "--prompt",
+                "List everyone mentioned.",
+                "--base-url",
+                server.url,
+                "--model",
+                "sim-1",
+            ],
+            cwd=ROOT,
+            input="John is 20 years old and Mary is 31.\n",
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 0, result.stderr
+    (row,) = records(result.stdout)
+    assert row["output"] == [{"name": "John", "age": 20}, {"name": "Mary", "age": 31}]
+    assert seen == ["List everyone mentioned."]
