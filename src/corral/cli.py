@@ -25,6 +25,7 @@ from corral.engine import ORDERS, STRATEGIES, Order, Strategy
 from corral.errors import CorralError, ProviderError, UsageError
 from corral.items import FORMATS, Format, read_items
 from corral.outcome import Outcome
+from corral.sim import args as sim_args
 from corral.tuning import tune_gc
 
 __all__ = ["main"]
@@ -152,25 +153,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog=SIM_EXAMPLE,
         formatter_class=formatter,
     )
-    sim.add_argument("--host", default="127.0.0.1")
-    sim.add_argument("--port", type=int, default=8000)
-    sim.add_argument("--latency-ms", type=float, default=0.0, metavar="MEDIAN", help="median reply latency")
-    sim.add_argument("--latency-dist", choices=["fixed", "lognormal"], default="lognormal")
-    sim.add_argument("--seed", type=int, default=0, help="makes latencies and faults reproducible")
-    sim.add_argument(
-        "--invalid-rate",
-        type=float,
-        default=0.0,
-        metavar="SHARE",
-        help="share of answers that violate the schema (to exercise re-asking)",
-    )
-    sim.add_argument(
-        "--malformed-rate",
-        type=float,
-        default=0.0,
-        metavar="SHARE",
-        help="share of answers that are not JSON at all",
-    )
+    sim_args.add_arguments(sim)
     sim.set_defaults(handler=_cmd_sim)
 
     bench = commands.add_parser(
@@ -298,15 +281,9 @@ class _Tally:
 
 
 async def _cmd_sim(args: argparse.Namespace) -> int:
-    from corral.sim import SimConfig, serve
+    from corral.sim import serve
 
-    config = SimConfig(
-        latency_ms=args.latency_ms,
-        latency_dist=args.latency_dist,
-        seed=args.seed,
-        invalid_rate=args.invalid_rate,
-        malformed_rate=args.malformed_rate,
-    )
+    config = sim_args.config_from_args(args)
 
     def ready(url: str) -> None:
         print(
