@@ -136,7 +136,7 @@ def test_empty_input_file(tmp_path: Path) -> None:
     assert f"{empty}: is empty" in result.stderr
 
 
-def test_unreachable_server_is_one_error_per_item_not_a_crash(tmp_path: Path) -> None:
+def test_unreachable_server_stops_the_run_at_once_naming_the_fix() -> None:
     result = corral(
         "run",
         "examples/people.txt",
@@ -146,13 +146,11 @@ def test_unreachable_server_is_one_error_per_item_not_a_crash(tmp_path: Path) ->
         "http://127.0.0.1:9/v1",
         "--model",
         "x",
-        "--order",
-        "input",
     )
-    assert result.returncode == 1
-    rows = records(result.stdout)
-    assert len(rows) == 7
-    assert all(r["error"]["kind"] == "transport" for r in rows)  # type: ignore[index]
+    assert result.returncode == 2
+    assert "cannot connect to 127.0.0.1:9" in result.stderr
+    assert "is the server running, and is the base URL right?" in result.stderr
+    assert result.stdout == ""
 
 
 @pytest.mark.parametrize("command", ["run", "sim", "bench"])

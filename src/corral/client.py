@@ -22,7 +22,9 @@ from corral.engine import Order, Strategy, run_strategy
 from corral.errors import ConfigError
 from corral.extract import DEFAULT_INSTRUCTION, ExtractSettings, extract_item
 from corral.items import as_items
+from corral.limits import Slots
 from corral.outcome import Item, Outcome
+from corral.scheduler import RetryPolicy, Scheduler
 from corral.schema import ResponseSpec, load_spec
 
 __all__ = ["Extractor", "run"]
@@ -44,6 +46,9 @@ class Extractor(Generic[T]):
     ``model``: ``None``/``"local"`` (embedded), ``"openai/NAME"``, ``"ollama/NAME"``, …; with
     ``base_url``, the name sent to that OpenAI-compatible server (asked of the server when omitted).
     ``mode``: how the schema goes on the wire; default: the backend profile's preferred mode.
+    ``rpm`` / ``tpm``: the provider's requests / tokens per minute; left out, they are learned from
+    its rate-limit headers, or (``adaptive``) found from its 429s. ``retries``: per item, for 429s,
+    5xx, timeouts and dropped connections (re-asks for invalid output are ``max_retries``).
     """
 
     def __init__(
@@ -61,6 +66,10 @@ class Extractor(Generic[T]):
         concurrency: int = 16,
         timeout: float = 120.0,
         many: bool = False,
+        rpm: float | None = None,
+        tpm: float | None = None,
+        adaptive: bool = True,
+        retries: int = 6,
         backend: Backend | None = None,
     ) -> None:
         if max_retries < 0:
@@ -72,6 +81,10 @@ class Extractor(Generic[T]):
             model, base_url=base_url, api_key_env=api_key_env, concurrency=concurrency, timeout=timeout
         )
         self.concurrency = concurrency
+        self.scheduler = Scheduler(
+            self.backend, rpm=rpm, tpm=tpm, adaptive=adaptive, policy=RetryPolicy(max_retries=retries)
+        )
+        self._slots = Slots(self._bound(concurrency))
         self.settings = ExtractSettings(
             spec=self.spec,
             mode=self._pick_mode(mode),
@@ -113,7 +126,7 @@ class Extractor(Generic[T]):
     async def extract(self, text: str | Item) -> Outcome[T]:
         """Extract from one text. The outcome holds the value or the error; it never raises for it."""
         item = text if isinstance(text, Item) else Item(id="1", text=text)
-        return await extract_item(self.backend, self.settings, item)
+        return await extract_item(self.scheduler, self.settings, item, self._slots)
 
     def map(
         self,
@@ -129,19 +142,28 @@ class Extractor(Generic[T]):
         starts every item at once, like the article's plain ``gather``/``as_completed``.
         """
         items = texts if isinstance(texts, AsyncIterable) else as_items(texts)
-        limit = self.concurrency if isinstance(concurrency, _Default) else concurrency
-        if self.backend.profile.max_concurrency is not None and limit is not None:
-            limit = min(limit, self.backend.profile.max_concurrency)
-        return run_strategy(items, self._process, strategy=strategy, concurrency=limit, order=order)
+        limit = self._bound(self.concurrency if isinstance(concurrency, _Default) else concurrency)
+        slots = Slots(limit)  # requests in flight; this run's own bound
+
+        async def process(item: Item) -> Outcome[Any]:
+            return await extract_item(self.scheduler, self.settings, item, slots)
+
+        # Twice as many items in progress as requests in flight: an item waiting out a backoff holds
+        # its place in the run but not its slot, which another item uses meanwhile.
+        workers = None if limit is None else (1 if strategy == "sequential" else 2 * limit)
+        return run_strategy(items, process, strategy=strategy, concurrency=workers, order=order)
+
+    def _bound(self, limit: int | None) -> int | None:
+        ceiling = self.backend.profile.max_concurrency
+        if ceiling is None:
+            return limit
+        return ceiling if limit is None else min(limit, ceiling)
 
     async def gather(
         self, texts: Iterable[str | Item] | AsyncIterable[Item], *, concurrency: int | None = None
     ) -> list[Outcome[T]]:
         """All outcomes at the end, in input order."""
         return [o async for o in self.map(texts, strategy="gather", concurrency=concurrency)]
-
-    async def _process(self, item: Item) -> Outcome[Any]:
-        return await extract_item(self.backend, self.settings, item)
 
 
 def run(texts: Iterable[str | Item], schema: Any, **options: Any) -> list[Outcome[Any]]:

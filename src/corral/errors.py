@@ -103,11 +103,18 @@ class ProviderError(CorralError):
         status: int | None = None,
         body: str = "",
         headers: Mapping[str, str] | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
+        #: seconds the provider asked us to wait (``retry-after`` / ``retry-after-ms``), if it said
+        self.retry_after = retry_after
         self.body = body
         self.headers: Mapping[str, str] = headers or {}
+        #: the provider's rate-limit headers parsed by the backend (a ``RateLimitInfo``), if any
+        self.rate_limits: object | None = None
+        #: requests sent for this item before giving up with this error
+        self.attempts = 1
 
 
 class RateLimited(ProviderError):
@@ -116,19 +123,6 @@ class RateLimited(ProviderError):
     kind = "rate_limited"
     retryable = True
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        retry_after: float | None = None,
-        status: int | None = 429,
-        body: str = "",
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(message, status=status, body=body, headers=headers)
-        #: seconds the provider asked us to wait, if it said
-        self.retry_after = retry_after
-
 
 class ServerError(ProviderError):
     """5xx or 'overloaded': the provider failed; a later try may succeed."""
@@ -136,12 +130,22 @@ class ServerError(ProviderError):
     kind = "server_error"
     retryable = True
 
+    @property
+    def overloaded(self) -> bool:
+        """503/529: the provider asks everyone to slow down, as a 429 does."""
+        return self.status in (503, 529)
+
 
 class TransportError(ProviderError):
     """Timeout, connection refused or reset, truncated or unreadable body."""
 
     kind = "transport"
     retryable = True
+
+    def __init__(self, message: str, *, connect: bool = False) -> None:
+        super().__init__(message)
+        #: the connection could not even be opened (refused, unknown host): maybe the wrong URL
+        self.connect = connect
 
 
 class BadRequest(ProviderError):

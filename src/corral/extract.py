@@ -12,9 +12,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from corral.backends.base import Backend, Completion, Message, Mode, Request
+from corral.backends.base import Completion, Message, Mode, Request
 from corral.errors import OutputInvalid, ProviderError
+from corral.limits import Slots
 from corral.outcome import ErrorInfo, Item, Outcome, Usage
+from corral.scheduler import Scheduler, Tally
 from corral.schema import ResponseSpec
 
 __all__ = ["DEFAULT_INSTRUCTION", "ExtractSettings", "extract_item"]
@@ -52,16 +54,22 @@ class ExtractSettings:
         object.__setattr__(self, "system", {"role": "system", "content": text})
 
 
-async def extract_item(backend: Backend, settings: ExtractSettings, item: Item) -> Outcome[Any]:
-    """Extract one item. Never raises for the item's own failure; raises only fatal provider errors."""
+async def extract_item(
+    scheduler: Scheduler, settings: ExtractSettings, item: Item, slots: Slots
+) -> Outcome[Any]:
+    """Extract one item. Never raises for the item's own failure; raises only fatal provider errors.
+
+    ``attempts`` in the outcome counts every request sent for the item: re-asks and retries alike.
+    """
     if item.problem is not None:
         return Outcome(id=item.id, input=item.text, error=ErrorInfo("input", item.problem))
     messages: list[Message] = [settings.system, {"role": "user", "content": item.text}]
     usage = Usage()
+    tally = Tally()
     max_tokens = settings.max_tokens
     started = time.perf_counter()
     problem = ""
-    for attempt in range(1, settings.max_retries + 2):
+    for _ in range(settings.max_retries + 1):
         request = Request(
             messages=messages,
             spec=settings.spec,
@@ -71,11 +79,12 @@ async def extract_item(backend: Backend, settings: ExtractSettings, item: Item) 
             item_id=item.id,
         )
         try:
-            completion = await backend.complete(request)
+            completion = await scheduler.complete(request, slots, tally)
         except ProviderError as exc:
             if exc.fatal:
                 raise
-            return _failed(item, exc.kind, str(exc), attempts=attempt, usage=usage, started=started)
+            message = f"{exc} (gave up after {tally.requests} requests)" if tally.requests > 1 else str(exc)
+            return _failed(item, exc.kind, message, attempts=tally.requests, usage=usage, started=started)
         usage.add(completion.usage)
         if completion.finish_reason == "length":
             problem = f"reply cut off at max_tokens={max_tokens}"
@@ -92,16 +101,14 @@ async def extract_item(backend: Backend, settings: ExtractSettings, item: Item) 
                     id=item.id,
                     input=item.text,
                     value=value,
-                    attempts=attempt,
+                    attempts=tally.requests,
                     usage=usage,
                     latency=time.perf_counter() - started,
                     output=settings.spec.dump(value),
                 )
         messages = [*messages, completion.reply, _feedback_message(completion, feedback)]
     message = f"no valid output after {settings.max_retries + 1} attempts; last problem: {problem}"
-    return _failed(
-        item, OutputInvalid.kind, message, attempts=settings.max_retries + 1, usage=usage, started=started
-    )
+    return _failed(item, OutputInvalid.kind, message, attempts=tally.requests, usage=usage, started=started)
 
 
 def _correction(exc: OutputInvalid) -> str:

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from corral.outcome import Usage
 from corral.schema import ResponseSpec
 
-__all__ = ["Backend", "Completion", "Message", "Mode", "Profile", "Request"]
+__all__ = ["Backend", "Completion", "Message", "Mode", "Profile", "RateLimitInfo", "Request"]
 
 #: A chat message in the OpenAI chat shape, the lingua franca between layers:
 #: ``{"role": "system"|"user"|"assistant"|"tool", "content": ..., ["tool_calls"|"tool_call_id"]}``.
@@ -64,6 +64,19 @@ class Request:
     item_id: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class RateLimitInfo:
+    """What a provider's response headers said about its limits (None: it did not say)."""
+
+    limit_requests: int | None = None
+    remaining_requests: int | None = None
+    #: seconds until the request budget is whole again
+    reset_requests_s: float | None = None
+    limit_tokens: int | None = None
+    remaining_tokens: int | None = None
+    reset_tokens_s: float | None = None
+
+
 @dataclass(slots=True)
 class Completion:
     """The model's reply, reduced to what validation and re-asking need."""
@@ -77,6 +90,8 @@ class Completion:
     reply: Message
     #: id of the tool call that carried ``text``; the re-ask answers it with a tool message
     tool_call_id: str | None = None
+    #: the provider's rate-limit headers, parsed at the backend boundary
+    rate_limits: RateLimitInfo | None = None
 
 
 class Backend(Protocol):

@@ -8,6 +8,7 @@ caps a client at a few hundred requests/s — below what a high-tier key or a lo
 
 from __future__ import annotations
 
+import re
 import resource
 from collections.abc import Mapping
 from typing import Any
@@ -16,7 +17,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import orjson
 
-from corral.backends.base import Completion, Message, Mode, Profile, Request
+from corral.backends.base import Completion, Message, Mode, Profile, RateLimitInfo, Request
 from corral.errors import (
     AuthError,
     BadRequest,
@@ -30,7 +31,7 @@ from corral.errors import (
 from corral.outcome import Usage
 from corral.schema import ResponseSpec
 
-__all__ = ["OpenAIBackend", "raise_open_file_limit"]
+__all__ = ["OpenAIBackend", "duration_s", "raise_open_file_limit", "rate_limits"]
 
 #: sockets and files corral needs besides one socket per concurrent request
 _SPARE_FILES = 64
@@ -118,8 +119,12 @@ class OpenAIBackend:
             body["temperature"] = request.temperature
         status, raw, headers = await self._send("POST", self._url, orjson.dumps(body))
         if status >= 400:
-            raise self._error(status, raw, headers)
-        return _completion(self._decode(raw))
+            error = self._error(status, raw, headers)
+            error.rate_limits = rate_limits(headers)
+            raise error
+        completion = _completion(self._decode(raw))
+        completion.rate_limits = rate_limits(headers)
+        return completion
 
     async def _send(self, method: str, url: str, data: bytes | None) -> tuple[int, bytes, Mapping[str, str]]:
         session = self._session or self._open_session()
@@ -131,7 +136,8 @@ class OpenAIBackend:
                 f"no answer from {self._host} within {self._timeout:g} s (timeout)"
             ) from None
         except aiohttp.ClientConnectorError as exc:
-            raise TransportError(f"cannot connect to {self._host}: {exc.os_error.strerror or exc}") from None
+            reason = exc.os_error.strerror or exc
+            raise TransportError(f"cannot connect to {self._host}: {reason}", connect=True) from None
         except aiohttp.ClientError as exc:
             raise TransportError(f"connection to {self._host} failed: {type(exc).__name__}: {exc}") from None
 
@@ -153,27 +159,31 @@ class OpenAIBackend:
 
     def _error(self, status: int, raw: bytes, headers: Mapping[str, str]) -> ProviderError:
         message, code = _error_message(raw)
-        body = raw[:2000].decode("utf-8", "replace")
         detail = f"{self._host} answered HTTP {status}: {message}"
+
+        def error(cls: type[ProviderError], text: str) -> ProviderError:
+            body = raw[:2000].decode("utf-8", "replace")
+            return cls(
+                text, status=status, body=body, headers=dict(headers), retry_after=_retry_after(headers)
+            )
+
         if status == 429:
-            return RateLimited(detail, retry_after=_retry_after(headers), body=body, headers=dict(headers))
+            return error(RateLimited, detail)
         if status in (401, 403):
             fix = f"check the key in ${self._key_env}" if self._key_env else "pass a valid API key"
-            return AuthError(f"{detail} — {fix}", status=status, body=body, headers=dict(headers))
+            return error(AuthError, f"{detail} — {fix}")
         if status == 404 or code == "model_not_found":
-            return ModelNotFound(
+            return error(
+                ModelNotFound,
                 f"{detail} — is the model {self._model!r} served there, and does the base URL "
                 f"{self._base_url!r} end in /v1? (GET {self._base_url}/models lists what it serves)",
-                status=status,
-                body=body,
-                headers=dict(headers),
             )
         if status in (408, 409) or status >= 500:
-            return ServerError(detail, status=status, body=body, headers=dict(headers))
+            return error(ServerError, detail)
         hint = ""
         if any(word in message for word in ("response_format", "tool", "json_schema")):
             hint = " — the server may not support this structured-output mode; try --mode json_object"
-        return BadRequest(detail + hint, status=status, body=body, headers=dict(headers))
+        return error(BadRequest, detail + hint)
 
 
 def _schema_payload(spec: ResponseSpec[Any], mode: Mode, *, strict: bool) -> dict[str, Any]:
@@ -241,6 +251,44 @@ def _error_message(raw: bytes) -> tuple[str, str | None]:
     if isinstance(error, dict):
         return str(error.get("message") or error), (str(error["code"]) if error.get("code") else None)
     return str(error), None
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def rate_limits(headers: Mapping[str, str]) -> RateLimitInfo | None:
+    """OpenAI's ``x-ratelimit-*`` headers (vLLM and others copy them), or None when absent."""
+    if "x-ratelimit-limit-requests" not in headers and "x-ratelimit-limit-tokens" not in headers:
+        return None
+    return RateLimitInfo(
+        limit_requests=_int(headers.get("x-ratelimit-limit-requests")),
+        remaining_requests=_int(headers.get("x-ratelimit-remaining-requests")),
+        reset_requests_s=duration_s(headers.get("x-ratelimit-reset-requests")),
+        limit_tokens=_int(headers.get("x-ratelimit-limit-tokens")),
+        remaining_tokens=_int(headers.get("x-ratelimit-remaining-tokens")),
+        reset_tokens_s=duration_s(headers.get("x-ratelimit-reset-tokens")),
+    )
+
+
+def duration_s(text: str | None) -> float | None:
+    """``"6m0s"``, ``"1.5s"``, ``"20ms"`` → seconds; a bare number is seconds."""
+    if not text:
+        return None
+    parts = _DURATION.findall(text)
+    if not parts:
+        try:
+            return float(text)
+        except ValueError:
+            return None
+    return sum(float(number) * _UNIT_S[unit] for number, unit in parts)
+
+
+def _int(text: str | None) -> int | None:
+    try:
+        return int(float(text)) if text else None
+    except ValueError:
+        return None
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:

@@ -1,0 +1,183 @@
+"""Pacing: per-minute budgets (requests, tokens), in-flight slots, and a rate that adapts to 429s.
+
+:class:`Pace` is GCRA ("virtual scheduling"): it keeps the time at which the budget would be
+exactly spent (``_tat``) and lets a request of cost *c* go at ``_tat + c/rate - burst``. Each waiter
+reserves its place and sleeps exactly until it (``asyncio.sleep`` is a timer, not a poll), so
+waiters are served in order, a weight of 4,000 tokens is as cheap as a weight of 1, and a cost larger
+than the burst never deadlocks. It starts *empty*: no burst at start-up, the first request of a
+600/min budget goes after 0.1 s, not together with 599 others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+
+from corral.errors import ConfigError
+
+__all__ = ["AdaptiveRate", "Pace", "Slots"]
+
+#: accepted requests in the window before a 429 can seed an adaptive rate
+_MIN_EVIDENCE = 5
+
+Clock = Callable[[], float]
+
+
+class Pace:
+    """A per-minute budget paced evenly, with a burst tolerance of ``burst_s`` seconds of budget."""
+
+    def __init__(self, per_minute: float, *, burst_s: float = 1.0, clock: Clock = time.monotonic) -> None:
+        if per_minute <= 0:
+            raise ConfigError(f"a per-minute limit must be positive, got {per_minute:g}")
+        self._clock = clock
+        self._rate = per_minute / 60.0
+        self._burst = burst_s
+        self._tat = clock() + burst_s  # empty at start: the burst allowance must be earned
+
+    @property
+    def per_minute(self) -> float:
+        return self._rate * 60.0
+
+    def set_per_minute(self, per_minute: float) -> None:
+        """Change the rate (a limit learned from headers, or an adaptive step); debt is kept in units."""
+        now = self._clock()
+        debt_units = max(0.0, self._tat - now) * self._rate
+        self._rate = max(per_minute, 1e-9) / 60.0
+        self._tat = now + debt_units / self._rate
+
+    def reserve(self, cost: float = 1.0) -> float:
+        """Spend ``cost`` units now; returns the seconds to wait before using them (0: go)."""
+        now = self._clock()
+        self._tat = max(self._tat, now) + cost / self._rate
+        return max(0.0, self._tat - self._burst - now)
+
+    async def acquire(self, cost: float = 1.0) -> None:
+        """Wait until ``cost`` units may be spent, then spend them."""
+        wait = self.reserve(cost)
+        if wait <= 0:
+            return
+        try:
+            await asyncio.sleep(wait)
+        except asyncio.CancelledError:
+            self.adjust(-cost)  # give the reservation back: nobody will use it
+            raise
+
+    def adjust(self, cost: float) -> None:
+        """Charge (positive) or refund (negative) units after the fact, e.g. once real usage is known."""
+        self._tat += cost / self._rate
+
+    def hold(self, seconds: float) -> None:
+        """The provider says the budget is spent: nothing more goes for ``seconds``."""
+        self._tat = max(self._tat, self._clock() + seconds + self._burst)
+
+
+class Slots:
+    """At most ``limit`` holders at once; the limit may change while holders wait (adaptive)."""
+
+    def __init__(self, limit: int | None) -> None:
+        self._limit = limit
+        self._held = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    @property
+    def limit(self) -> int | None:
+        return self._limit
+
+    @property
+    def held(self) -> int:
+        return self._held
+
+    def set_limit(self, limit: int | None) -> None:
+        self._limit = limit
+        self._wake()
+
+    async def acquire(self) -> None:
+        if not self._waiters and (self._limit is None or self._held < self._limit):
+            self._held += 1
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._held -= 1  # woken and cancelled at once: hand the slot on
+                self._wake()
+            else:
+                self._waiters.remove(waiter)
+            raise
+
+    def release(self) -> None:
+        self._held -= 1
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters and (self._limit is None or self._held < self._limit):
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self._held += 1
+                waiter.set_result(None)
+
+    async def __aenter__(self) -> None:
+        await self.acquire()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.release()
+
+
+class AdaptiveRate:
+    """Finds the request rate a server takes when nobody says what it is (no limit, no headers).
+
+    Additive increase, multiplicative decrease, on a *rate*: a provider enforces requests per minute,
+    and in-flight concurrency maps to that only through a latency that varies, so AIMD on the
+    concurrency knob overshoots by a whole request per round trip when few are in flight. Before the
+    first 429 nothing is paced (only the concurrency bound applies). At the first 429 the rate starts
+    from what the server actually accepted over the last few seconds; a later 429 cuts it by
+    ``decrease`` only if its request was sent after the last cut (the 429s of one overshoot are one
+    signal, as in TCP); every second without a cut adds ``increase`` of the rate.
+    """
+
+    def __init__(
+        self,
+        *,
+        decrease: float = 0.7,
+        increase: float = 0.02,
+        window_s: float = 3.0,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self._clock = clock
+        self._decrease = decrease
+        self._increase = increase
+        self._window = window_s
+        self._accepted: deque[float] = deque()
+        self._last_cut = -1e18
+        self._last_step = self._born = clock()
+        self.pace: Pace | None = None
+
+    def on_success(self) -> None:
+        now = self._clock()
+        self._accepted.append(now)
+        while self._accepted and self._accepted[0] < now - self._window:
+            self._accepted.popleft()
+        if self.pace is not None:
+            elapsed = now - self._last_step
+            if elapsed >= 1.0:
+                self.pace.set_per_minute(self.pace.per_minute * (1 + self._increase) ** elapsed)
+                self._last_step = now
+
+    def on_rate_limited(self, sent_at: float) -> None:
+        """A 429 (or overload) for a request sent at ``sent_at`` (this clock)."""
+        now = self._clock()
+        if sent_at < self._last_cut:
+            return
+        if self.pace is None:
+            if len(self._accepted) < _MIN_EVIDENCE:
+                return  # too little seen to estimate a rate: backoff and the cool-down handle it
+            span = max(0.5, min(self._window, now - self._born))
+            accepted_per_minute = 60.0 * len(self._accepted) / span
+            self.pace = Pace(accepted_per_minute * self._decrease, burst_s=0.5, clock=self._clock)
+        else:
+            self.pace.set_per_minute(max(1.0, self.pace.per_minute * self._decrease))
+        self._last_cut = self._last_step = now

@@ -1,0 +1,218 @@
+"""Every request passes through the scheduler: limits, in-flight slots, retries, a shared cool-down.
+
+    cool-down ─► requests/min ─► tokens/min ─► slot ─► backend.complete ─► learn from headers/usage
+        ▲                                                    │
+        └──── backoff (full jitter, or retry-after) ◄── retryable error (429, 5xx, timeout, reset)
+
+Retries live here, not in the re-ask loop: a rate-limit error never reaches a re-ask prompt, and the
+slot is released while an item waits, so other items use it. A 429 pauses the whole run (a shared
+cool-down), not one item. Errors retrying cannot fix (400, 401, unknown model) pass straight through.
+
+Limits come from the caller (``rpm``/``tpm``), else from the provider's rate-limit headers once it
+sends them, else from :class:`~corral.limits.AdaptiveRate` reacting to 429s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from corral.backends.base import Backend, Completion, RateLimitInfo, Request
+from corral.errors import ConfigError, ProviderError, RateLimited, ServerError, TransportError
+from corral.limits import AdaptiveRate, Pace, Slots
+
+__all__ = ["RetryPolicy", "RunStats", "Scheduler", "Tally"]
+
+#: a first guess of tokens per character, on the high side (English runs ~0.25 for OpenAI's tokenizers)
+_TOKENS_PER_CHAR = 1 / 3
+#: charge estimates this much above what usage has shown, so a drifting ratio never overdraws
+_SAFETY = 1.05
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often, and how patiently, one item's request is retried after a retryable failure."""
+
+    max_retries: int = 6
+    base_delay_s: float = 0.5
+    max_delay_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.max_retries < 0:
+            raise ConfigError(f"max retries must be 0 or more, got {self.max_retries}")
+
+    def delay(self, retry: int, retry_after: float | None, rng: random.Random) -> float:
+        """Full jitter (uniform up to the exponential cap), never sooner than the provider asked."""
+        jitter = rng.uniform(0, min(self.max_delay_s, self.base_delay_s * 2**retry))
+        return max(jitter, retry_after) if retry_after is not None else jitter
+
+
+@dataclass(slots=True)
+class Tally:
+    """Per item: requests sent (re-asks and retries alike)."""
+
+    requests: int = 0
+
+
+@dataclass(slots=True)
+class RunStats:
+    """Counters for the whole run, for summaries and progress."""
+
+    requests: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    by_kind: dict[str, int] = field(default_factory=dict)
+
+
+class _TokenEstimate:
+    """Tokens a request will be charged before it is sent: its text and schema, plus ``max_tokens``.
+
+    The per-character ratio is calibrated from the ``usage`` that comes back, so a conservative first
+    guess does not leave a quarter of the token budget unused for the rest of the run.
+    """
+
+    def __init__(self) -> None:
+        self.per_char = _TOKENS_PER_CHAR
+
+    @staticmethod
+    def characters(request: Request) -> int:
+        chars = len(request.spec.schema_json)
+        for message in request.messages:
+            content = message.get("content")
+            chars += len(content) if isinstance(content, str) else 0
+            for call in message.get("tool_calls") or ():
+                chars += len(call.get("function", {}).get("arguments") or "")
+        return chars
+
+    def observe(self, chars: int, prompt_tokens: int) -> None:
+        if chars > 0 and prompt_tokens > 0:
+            self.per_char = 0.8 * self.per_char + 0.2 * (prompt_tokens / chars)
+
+
+class Scheduler:
+    """Sends requests for any number of concurrent items, within every limit that applies."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        rpm: float | None = None,
+        tpm: float | None = None,
+        adaptive: bool = True,
+        policy: RetryPolicy | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.backend = backend
+        self.policy = policy or RetryPolicy()
+        self.stats = RunStats()
+        self._requests = Pace(rpm) if rpm else None
+        self._tokens = Pace(tpm) if tpm else None
+        self._fixed_requests = rpm is not None
+        self._fixed_tokens = tpm is not None
+        # Learning from headers replaces blind adaptation as soon as the provider says its limits.
+        self._adaptive = AdaptiveRate() if adaptive and rpm is None and tpm is None else None
+        self._estimate = _TokenEstimate()
+        self._resume_at = 0.0
+        self._rng = random.Random(seed)
+        self._answered = False  # has the endpoint ever answered? (then a refused connection is transient)
+        self._stopped: ProviderError | None = None  # a fatal answer: nothing more is sent
+
+    async def complete(self, request: Request, slots: Slots, tally: Tally) -> Completion:
+        """One completion, retried until it succeeds, fails for good, or the retry budget is spent."""
+        retry = 0
+        chars = self._estimate.characters(request)
+        while True:
+            await self._cool_down()
+            prompt_estimate = chars * self._estimate.per_char * _SAFETY
+            cost = prompt_estimate + request.max_tokens
+            await self._pace(cost)
+            await slots.acquire()
+            if self._stopped is not None:
+                slots.release()
+                raise self._stopped
+            sent_at = time.monotonic()
+            tally.requests += 1
+            self.stats.requests += 1
+            try:
+                completion = await self.backend.complete(request)
+            except ProviderError as exc:
+                error = exc
+            else:
+                self._settle(completion, chars, prompt_estimate)
+                return completion
+            finally:
+                slots.release()
+            error.attempts = tally.requests
+            if isinstance(error, TransportError) and error.connect and not self._answered:
+                raise ConfigError(f"{error}: is the server running, and is the base URL right?") from error
+            self._answered = self._answered or error.status is not None
+            self.stats.by_kind[error.kind] = self.stats.by_kind.get(error.kind, 0) + 1
+            self._learn(error.rate_limits)
+            if error.fatal:
+                self._stopped = error
+            if not error.retryable or retry >= self.policy.max_retries:
+                raise error
+            retry_after = error.retry_after
+            delay = self.policy.delay(retry, retry_after, self._rng)
+            if isinstance(error, RateLimited) or (isinstance(error, ServerError) and error.overloaded):
+                self.stats.rate_limited += 1
+                if self._adaptive is not None:
+                    self._adaptive.on_rate_limited(sent_at)
+                # Everyone waits: the provider is saying the whole run is too fast, not this item.
+                self._resume_at = max(self._resume_at, time.monotonic() + (retry_after or 0.0))
+            retry += 1
+            self.stats.retries += 1
+            await _sleep(delay)
+
+    async def _cool_down(self) -> None:
+        wait = self._resume_at - time.monotonic()
+        if wait > 0:
+            await _sleep(wait)
+
+    async def _pace(self, cost: float) -> None:
+        if self._requests is not None:
+            await self._requests.acquire(1)
+        if self._tokens is not None:
+            await self._tokens.acquire(cost)
+        if self._adaptive is not None and self._adaptive.pace is not None:
+            await self._adaptive.pace.acquire(1)
+
+    def _settle(self, completion: Completion, chars: int, prompt_estimate: float) -> None:
+        self._answered = True
+        prompt_tokens = completion.usage.prompt_tokens
+        if self._tokens is not None and prompt_tokens:
+            # The provider charged the real prompt plus max_tokens; correct our guess of the prompt.
+            self._tokens.adjust(prompt_tokens - prompt_estimate)
+        self._estimate.observe(chars, prompt_tokens)
+        self._learn(completion.rate_limits)
+        if self._adaptive is not None:
+            self._adaptive.on_success()
+
+    def _learn(self, info: Any) -> None:
+        if not isinstance(info, RateLimitInfo):
+            return
+        self._adaptive = None  # the provider says its limits: no more guessing
+        self._requests = self._learned(self._requests, self._fixed_requests, info.limit_requests)
+        self._tokens = self._learned(self._tokens, self._fixed_tokens, info.limit_tokens)
+        if self._requests is not None and info.remaining_requests is not None and info.remaining_requests < 1:
+            self._requests.hold(60.0 / max(self._requests.per_minute, 1e-9))
+        if self._tokens is not None and info.remaining_tokens is not None and info.remaining_tokens < 1:
+            self._tokens.hold(info.reset_tokens_s or 1.0)
+
+    @staticmethod
+    def _learned(pace: Pace | None, fixed: bool, limit: int | None) -> Pace | None:
+        if limit is None or limit <= 0:
+            return pace
+        if pace is None:
+            return Pace(limit)
+        # A given limit is a ceiling the provider may lower, never raise.
+        if (limit < pace.per_minute or not fixed) and abs(limit - pace.per_minute) > 1e-6:
+            pace.set_per_minute(limit)
+        return pace
+
+
+async def _sleep(seconds: float) -> None:
+    await asyncio.sleep(seconds)
