@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import signal
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -138,6 +139,20 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--timeout", type=float, default=120.0, metavar="SECONDS", help="per request (default 120)"
     )
+    run.add_argument("--rpm", type=float, metavar="N", help="the provider's requests-per-minute limit")
+    run.add_argument("--tpm", type=float, metavar="N", help="the provider's tokens-per-minute limit")
+    run.add_argument(
+        "--retries",
+        type=_non_negative_int,
+        default=6,
+        metavar="N",
+        help="per item: retry 429s, 5xx, timeouts and dropped connections up to N times (default 6)",
+    )
+    run.add_argument(
+        "--no-adaptive",
+        action="store_true",
+        help="without --rpm/--tpm or rate-limit headers, do not slow down on 429s (only back off)",
+    )
     run.add_argument("--text-field", default="text", metavar="NAME", help="JSONL/CSV field with the text")
     run.add_argument("--id-field", default="id", metavar="NAME", help="JSONL/CSV field with the item id")
     run.add_argument(
@@ -225,20 +240,74 @@ async def _cmd_run(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         timeout=args.timeout,
         many=args.many,
+        rpm=args.rpm,
+        tpm=args.tpm,
+        adaptive=not args.no_adaptive,
+        retries=args.retries,
     )
     strategy: Strategy = args.strategy
     order: Order = args.order
     tally = _Tally()
-    with _output(args.output) as out:
+    with _output(args.output) as out, _stop_on_signals() as stopping:
         async with extractor:
-            async for outcome in extractor.map(items, strategy=strategy, order=order):
-                out.write(orjson.dumps(outcome.to_record(), option=orjson.OPT_APPEND_NEWLINE))
-                tally.add(outcome)
-                if outcome.error is not None and outcome.error.kind == "input":
-                    print(f"corral: skipped {outcome.error.message}", file=sys.stderr)
+            try:
+                async for outcome in extractor.map(items, strategy=strategy, order=order):
+                    out.write(orjson.dumps(outcome.to_record(), option=orjson.OPT_APPEND_NEWLINE))
+                    out.flush()  # a record is on disk (or down the pipe) as soon as it is final
+                    tally.add(outcome)
+                    if outcome.error is not None and outcome.error.kind == "input":
+                        print(f"corral: skipped {outcome.error.message}", file=sys.stderr)
+            except asyncio.CancelledError:
+                if not stopping.is_set():
+                    raise
+                # Our own signal: the engine has cancelled every request; finish writing and report.
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()
+            tally.rate_limited = extractor.scheduler.stats.rate_limited
+            tally.retries = extractor.scheduler.stats.retries
+    if stopping.is_set():
+        print(f"corral: interrupted ({stopping.signal_name}); {tally.summary_tail()}", file=sys.stderr)
+        return 130
     if not args.quiet:
         print(tally.summary(), file=sys.stderr)
     return 1 if tally.errors else 0
+
+
+class _Stopping:
+    def __init__(self) -> None:
+        self.signal_name = ""
+
+    def is_set(self) -> bool:
+        return bool(self.signal_name)
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[_Stopping]:
+    """Ctrl-C or SIGTERM cancels the run (every in-flight request) instead of killing the process,
+    so finished records are written and the summary printed. A second signal is not special: the
+    first has already started the shutdown, which only waits for cancellations to land."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    stopping = _Stopping()
+
+    def stop(name: str) -> None:
+        if task is not None and not stopping.is_set():
+            stopping.signal_name = name
+            task.cancel()
+
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop, sig.name)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError):  # not the main thread, or not POSIX
+            continue
+    try:
+        yield stopping
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
 
 
 @contextlib.contextmanager
@@ -257,7 +326,7 @@ def _output(path: str | None) -> Iterator[IO[bytes]]:
 class _Tally:
     def __init__(self) -> None:
         self.started = time.perf_counter()
-        self.items = self.errors = self.tokens = 0
+        self.items = self.errors = self.tokens = self.retries = self.rate_limited = 0
         self.kinds: dict[str, int] = {}
 
     def add(self, outcome: Outcome[Any]) -> None:
@@ -268,11 +337,15 @@ class _Tally:
             self.kinds[outcome.error.kind] = self.kinds.get(outcome.error.kind, 0) + 1
 
     def summary(self) -> str:
+        return f"corral: {self.summary_tail()}"
+
+    def summary_tail(self) -> str:
         elapsed = time.perf_counter() - self.started
         rate = self.items / elapsed if elapsed > 0 else 0.0
         kinds = f" ({', '.join(f'{n} {k}' for k, n in sorted(self.kinds.items()))})" if self.kinds else ""
+        retried = f" · {self.retries} retries ({self.rate_limited} rate-limited)" if self.retries else ""
         return (
-            f"corral: {self.items} items: {self.items - self.errors} ok, {self.errors} errors{kinds} · "
+            f"{self.items} items: {self.items - self.errors} ok, {self.errors} errors{kinds}{retried} · "
             f"{self.tokens:,} tokens · {elapsed:.1f} s ({rate:.1f} items/s)"
         )
 
