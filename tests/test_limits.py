@@ -97,21 +97,24 @@ async def test_slots_cancelled_waiter_does_not_leak_a_slot() -> None:
     await asyncio.wait_for(slots.acquire(), 1)
 
 
-def test_adaptive_rate_starts_from_what_was_accepted_and_cuts_once_per_round_trip() -> None:
+def test_adaptive_rate_reacts_to_a_share_of_429s_not_to_strays() -> None:
     clock = Clock()
-    adaptive = AdaptiveRate(decrease=0.5, increase=0.1, window_s=2.0, clock=clock)
-    for _ in range(20):  # 20 accepted over two seconds: 600/min
-        clock.now += 0.1
-        adaptive.on_success()
-    assert adaptive.pace is None  # nothing is paced before the first 429
-    adaptive.on_rate_limited(sent_at=clock.now - 0.3)
+    adaptive = AdaptiveRate(decrease=0.5, increase=0.1, interval_s=1.0, threshold=0.05, clock=clock)
+
+    def second(accepted: int, limited: int) -> None:
+        for _ in range(accepted):
+            adaptive.on_success()
+        for _ in range(limited):
+            adaptive.on_rate_limited()
+        clock.now += 1.0
+        adaptive.on_success()  # the first answer of the next second closes this one
+
+    second(accepted=50, limited=2)  # stray 429s (4%): below the threshold, nothing is paced
+    assert adaptive.pace is None
+    second(accepted=10, limited=5)  # overshoot: start from what was accepted (11/s) and cut
     assert adaptive.pace is not None
-    assert adaptive.pace.per_minute == pytest.approx(300)
-    adaptive.on_rate_limited(sent_at=clock.now - 0.2)  # sent before the cut: the same overshoot
-    assert adaptive.pace.per_minute == pytest.approx(300)
-    clock.now += 0.5
-    adaptive.on_rate_limited(sent_at=clock.now - 0.1)  # sent after it: a new signal
-    assert adaptive.pace.per_minute == pytest.approx(150)
-    clock.now += 2.0
-    adaptive.on_success()
-    assert adaptive.pace.per_minute == pytest.approx(150 * 1.1**2)
+    assert adaptive.pace.per_minute == pytest.approx(11 * 60 * 0.5)
+    second(accepted=10, limited=2)  # still over: cut again
+    assert adaptive.pace.per_minute == pytest.approx(11 * 60 * 0.25)
+    second(accepted=100, limited=1)  # a second with only a stray 429: grow
+    assert adaptive.pace.per_minute == pytest.approx(11 * 60 * 0.25 * 1.1)

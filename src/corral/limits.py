@@ -130,54 +130,63 @@ class Slots:
 class AdaptiveRate:
     """Finds the request rate a server takes when nobody says what it is (no limit, no headers).
 
-    Additive increase, multiplicative decrease, on a *rate*: a provider enforces requests per minute,
+    Additive-increase/multiplicative-decrease on a *rate*: a provider enforces requests per minute,
     and in-flight concurrency maps to that only through a latency that varies, so AIMD on the
-    concurrency knob overshoots by a whole request per round trip when few are in flight. Before the
-    first 429 nothing is paced (only the concurrency bound applies). At the first 429 the rate starts
-    from what the server actually accepted over the last few seconds; a later 429 cuts it by
-    ``decrease`` only if its request was sent after the last cut (the 429s of one overshoot are one
-    signal, as in TCP); every second without a cut adds ``increase`` of the rate.
+    concurrency knob overshoots by a whole request per round trip when few are in flight. It acts once
+    per ``interval_s`` on the *share* of 429s in it: above ``threshold`` is overshoot (sending 10% too
+    fast draws ~10% 429s) and cuts the rate by ``decrease``; under half the threshold grows it by
+    ``increase`` per second. Stray 429s and overloads (a provider's noise of a percent or two) must not
+    ratchet the rate down: cutting would not make them fewer, and the run would crawl. Nothing is
+    paced before the first overshoot; then the rate starts from what the server
+    actually accepted in that interval.
     """
 
     def __init__(
         self,
         *,
         decrease: float = 0.7,
-        increase: float = 0.02,
-        window_s: float = 3.0,
+        increase: float = 0.05,
+        interval_s: float = 1.0,
+        threshold: float = 0.05,
+        min_samples: int = _MIN_EVIDENCE,
         clock: Clock = time.monotonic,
     ) -> None:
         self._clock = clock
         self._decrease = decrease
         self._increase = increase
-        self._window = window_s
-        self._accepted: deque[float] = deque()
-        self._last_cut = -1e18
-        self._last_step = self._born = clock()
+        self._interval = interval_s
+        self._threshold = threshold
+        self._min_samples = min_samples
+        self._start = clock()
+        self._accepted = 0
+        self._limited = 0
         self.pace: Pace | None = None
 
     def on_success(self) -> None:
-        now = self._clock()
-        self._accepted.append(now)
-        while self._accepted and self._accepted[0] < now - self._window:
-            self._accepted.popleft()
-        if self.pace is not None:
-            elapsed = now - self._last_step
-            if elapsed >= 1.0:
-                self.pace.set_per_minute(self.pace.per_minute * (1 + self._increase) ** elapsed)
-                self._last_step = now
+        self._accepted += 1
+        self._maybe_step()
 
-    def on_rate_limited(self, sent_at: float) -> None:
-        """A 429 (or overload) for a request sent at ``sent_at`` (this clock)."""
+    def on_rate_limited(self) -> None:
+        """A 429 or an overload answer."""
+        self._limited += 1
+        self._maybe_step()
+
+    def _maybe_step(self) -> None:
         now = self._clock()
-        if sent_at < self._last_cut:
+        elapsed = now - self._start
+        if elapsed < self._interval:
             return
-        if self.pace is None:
-            if len(self._accepted) < _MIN_EVIDENCE:
-                return  # too little seen to estimate a rate: backoff and the cool-down handle it
-            span = max(0.5, min(self._window, now - self._born))
-            accepted_per_minute = 60.0 * len(self._accepted) / span
-            self.pace = Pace(accepted_per_minute * self._decrease, burst_s=0.5, clock=self._clock)
-        else:
-            self.pace.set_per_minute(max(1.0, self.pace.per_minute * self._decrease))
-        self._last_cut = self._last_step = now
+        answered = self._accepted + self._limited
+        if answered >= self._min_samples:
+            if self._limited / answered > self._threshold:
+                if self.pace is None:
+                    accepted_per_minute = 60.0 * self._accepted / elapsed
+                    self.pace = Pace(
+                        max(accepted_per_minute, 1.0) * self._decrease, burst_s=0.5, clock=self._clock
+                    )
+                else:
+                    self.pace.set_per_minute(max(1.0, self.pace.per_minute * self._decrease))
+            elif self._limited / answered <= self._threshold / 2 and self.pace is not None:
+                self.pace.set_per_minute(self.pace.per_minute * (1 + self._increase) ** elapsed)
+        self._start = now
+        self._accepted = self._limited = 0

@@ -133,7 +133,6 @@ class Scheduler:
             if self._stopped is not None:
                 slots.release()
                 raise self._stopped
-            sent_at = time.monotonic()
             tally.requests += 1
             self.stats.requests += 1
             try:
@@ -160,7 +159,7 @@ class Scheduler:
             if isinstance(error, RateLimited) or (isinstance(error, ServerError) and error.overloaded):
                 self.stats.rate_limited += 1
                 if self._adaptive is not None:
-                    self._adaptive.on_rate_limited(sent_at)
+                    self._adaptive.on_rate_limited()
                 # Everyone waits: the provider is saying the whole run is too fast, not this item.
                 self._resume_at = max(self._resume_at, time.monotonic() + (retry_after or 0.0))
             retry += 1
