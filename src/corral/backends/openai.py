@@ -8,7 +8,6 @@ caps a client at a few hundred requests/s — below what a high-tier key or a lo
 
 from __future__ import annotations
 
-import re
 import resource
 from collections.abc import Mapping
 from typing import Any
@@ -17,7 +16,8 @@ from urllib.parse import urlsplit
 import aiohttp
 import orjson
 
-from corral.backends.base import Completion, Message, Mode, Profile, RateLimitInfo, Request
+from corral.backends.base import Completion, Message, Mode, Profile, Request
+from corral.backends.headers import rate_limits
 from corral.errors import (
     AuthError,
     BadRequest,
@@ -31,7 +31,7 @@ from corral.errors import (
 from corral.outcome import Usage
 from corral.schema import ResponseSpec
 
-__all__ = ["OpenAIBackend", "duration_s", "raise_open_file_limit", "rate_limits"]
+__all__ = ["OpenAIBackend", "raise_open_file_limit"]
 
 #: sockets and files corral needs besides one socket per concurrent request
 _SPARE_FILES = 64
@@ -251,44 +251,6 @@ def _error_message(raw: bytes) -> tuple[str, str | None]:
     if isinstance(error, dict):
         return str(error.get("message") or error), (str(error["code"]) if error.get("code") else None)
     return str(error), None
-
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
-_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def rate_limits(headers: Mapping[str, str]) -> RateLimitInfo | None:
-    """OpenAI's ``x-ratelimit-*`` headers (vLLM and others copy them), or None when absent."""
-    if "x-ratelimit-limit-requests" not in headers and "x-ratelimit-limit-tokens" not in headers:
-        return None
-    return RateLimitInfo(
-        limit_requests=_int(headers.get("x-ratelimit-limit-requests")),
-        remaining_requests=_int(headers.get("x-ratelimit-remaining-requests")),
-        reset_requests_s=duration_s(headers.get("x-ratelimit-reset-requests")),
-        limit_tokens=_int(headers.get("x-ratelimit-limit-tokens")),
-        remaining_tokens=_int(headers.get("x-ratelimit-remaining-tokens")),
-        reset_tokens_s=duration_s(headers.get("x-ratelimit-reset-tokens")),
-    )
-
-
-def duration_s(text: str | None) -> float | None:
-    """``"6m0s"``, ``"1.5s"``, ``"20ms"`` → seconds; a bare number is seconds."""
-    if not text:
-        return None
-    parts = _DURATION.findall(text)
-    if not parts:
-        try:
-            return float(text)
-        except ValueError:
-            return None
-    return sum(float(number) * _UNIT_S[unit] for number, unit in parts)
-
-
-def _int(text: str | None) -> int | None:
-    try:
-        return int(float(text)) if text else None
-    except ValueError:
-        return None
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
