@@ -56,8 +56,7 @@ async def test_mixed_faults_every_item_ends_exactly_once() -> None:
             assert outcome.error.kind in KNOWN_CAUSES
             assert outcome.error.message  # the cause, in words
     assert sum(o.ok for o in outcomes) >= N * 0.99  # retries and re-asks recover nearly everything
-    # bad_arguments_rate is counted under its alias, "malformed" (a tool call's arguments not JSON)
-    for kind in ("server_error", "reset", "hang", "trickle", "bad_body", "malformed"):
+    for kind in ("server_error", "reset", "hang", "trickle", "bad_body", "bad_arguments"):
         assert faults.get(kind, 0) > 0, f"the simulator never produced {kind}"
     assert extractor.scheduler.stats.retries > 0
 

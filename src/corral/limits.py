@@ -146,7 +146,7 @@ class AdaptiveRate:
         *,
         decrease: float = 0.7,
         increase: float = 0.05,
-        interval_s: float = 1.0,
+        interval_s: float = 0.25,
         threshold: float = 0.05,
         min_samples: int = _MIN_EVIDENCE,
         clock: Clock = time.monotonic,
@@ -177,16 +177,17 @@ class AdaptiveRate:
         if elapsed < self._interval:
             return
         answered = self._accepted + self._limited
-        if answered >= self._min_samples:
-            if self._limited / answered > self._threshold:
-                if self.pace is None:
-                    accepted_per_minute = 60.0 * self._accepted / elapsed
-                    self.pace = Pace(
-                        max(accepted_per_minute, 1.0) * self._decrease, burst_s=0.5, clock=self._clock
-                    )
-                else:
-                    self.pace.set_per_minute(max(1.0, self.pace.per_minute * self._decrease))
-            elif self._limited / answered <= self._threshold / 2 and self.pace is not None:
-                self.pace.set_per_minute(self.pace.per_minute * (1 + self._increase) ** elapsed)
+        if answered < self._min_samples:
+            return  # keep counting: a share of three answers says nothing
+        if self._limited / answered > self._threshold:
+            if self.pace is None:
+                accepted_per_minute = 60.0 * self._accepted / elapsed
+                self.pace = Pace(
+                    max(accepted_per_minute, 1.0) * self._decrease, burst_s=0.5, clock=self._clock
+                )
+            else:
+                self.pace.set_per_minute(max(1.0, self.pace.per_minute * self._decrease))
+        elif self._limited / answered <= self._threshold / 2 and self.pace is not None:
+            self.pace.set_per_minute(self.pace.per_minute * (1 + self._increase) ** elapsed)
         self._start = now
         self._accepted = self._limited = 0

@@ -23,13 +23,9 @@ from typing import Any
 from corral.backends.base import Backend, Completion, RateLimitInfo, Request
 from corral.errors import ConfigError, ProviderError, RateLimited, ServerError, TransportError
 from corral.limits import AdaptiveRate, Pace, Slots
+from corral.tokens import TokenEstimator
 
 __all__ = ["RetryPolicy", "RunStats", "Scheduler", "Tally"]
-
-#: a first guess of tokens per character, on the high side (English runs ~0.25 for OpenAI's tokenizers)
-_TOKENS_PER_CHAR = 1 / 3
-#: charge estimates this much above what usage has shown, so a drifting ratio never overdraws
-_SAFETY = 1.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,31 +63,6 @@ class RunStats:
     by_kind: dict[str, int] = field(default_factory=dict)
 
 
-class _TokenEstimate:
-    """Tokens a request will be charged before it is sent: its text and schema, plus ``max_tokens``.
-
-    The per-character ratio is calibrated from the ``usage`` that comes back, so a conservative first
-    guess does not leave a quarter of the token budget unused for the rest of the run.
-    """
-
-    def __init__(self) -> None:
-        self.per_char = _TOKENS_PER_CHAR
-
-    @staticmethod
-    def characters(request: Request) -> int:
-        chars = len(request.spec.schema_json)
-        for message in request.messages:
-            content = message.get("content")
-            chars += len(content) if isinstance(content, str) else 0
-            for call in message.get("tool_calls") or ():
-                chars += len(call.get("function", {}).get("arguments") or "")
-        return chars
-
-    def observe(self, chars: int, prompt_tokens: int) -> None:
-        if chars > 0 and prompt_tokens > 0:
-            self.per_char = 0.8 * self.per_char + 0.2 * (prompt_tokens / chars)
-
-
 class Scheduler:
     """Sends requests for any number of concurrent items, within every limit that applies."""
 
@@ -114,7 +85,7 @@ class Scheduler:
         self._fixed_tokens = tpm is not None
         # Learning from headers replaces blind adaptation as soon as the provider says its limits.
         self._adaptive = AdaptiveRate() if adaptive and rpm is None and tpm is None else None
-        self._estimate = _TokenEstimate()
+        self._estimate = TokenEstimator(backend.profile.tokenizer, backend.model)
         self._resume_at = 0.0
         self._rng = random.Random(seed)
         self._answered = False  # has the endpoint ever answered? (then a refused connection is transient)
@@ -123,10 +94,10 @@ class Scheduler:
     async def complete(self, request: Request, slots: Slots, tally: Tally) -> Completion:
         """One completion, retried until it succeeds, fails for good, or the retry budget is spent."""
         retry = 0
-        chars = self._estimate.characters(request)
+        units = self._estimate.units(request)
         while True:
             await self._cool_down()
-            prompt_estimate = chars * self._estimate.per_char * _SAFETY
+            prompt_estimate = self._estimate.prompt_tokens(units)
             cost = prompt_estimate + request.max_tokens
             await self._pace(cost)
             await slots.acquire()
@@ -140,7 +111,7 @@ class Scheduler:
             except ProviderError as exc:
                 error = exc
             else:
-                self._settle(completion, chars, prompt_estimate)
+                self._settle(completion, units, prompt_estimate)
                 return completion
             finally:
                 slots.release()
@@ -179,13 +150,13 @@ class Scheduler:
         if self._adaptive is not None and self._adaptive.pace is not None:
             await self._adaptive.pace.acquire(1)
 
-    def _settle(self, completion: Completion, chars: int, prompt_estimate: float) -> None:
+    def _settle(self, completion: Completion, units: int, prompt_estimate: float) -> None:
         self._answered = True
         prompt_tokens = completion.usage.prompt_tokens
         if self._tokens is not None and prompt_tokens:
             # The provider charged the real prompt plus max_tokens; correct our guess of the prompt.
             self._tokens.adjust(prompt_tokens - prompt_estimate)
-        self._estimate.observe(chars, prompt_tokens)
+        self._estimate.observe(units, prompt_tokens)
         self._learn(completion.rate_limits)
         if self._adaptive is not None:
             self._adaptive.on_success()

@@ -32,7 +32,9 @@ __all__ = [
     "resolve_model",
 ]
 
-OPENAI_PROFILE = Profile("openai", (Mode.TOOLS, Mode.JSON_SCHEMA, Mode.JSON_OBJECT), strict=True)
+OPENAI_PROFILE = Profile(
+    "openai", (Mode.TOOLS, Mode.JSON_SCHEMA, Mode.JSON_OBJECT), strict=True, tokenizer="openai"
+)
 # vLLM, llama.cpp's server, Ollama and most others accept response_format json_schema; not all of
 # them take tools, and none needs OpenAI's strict rewriting of the schema.
 COMPATIBLE_PROFILE = Profile("openai-compatible", (Mode.JSON_SCHEMA, Mode.TOOLS, Mode.JSON_OBJECT))

@@ -45,6 +45,8 @@ class Profile:
     strict: bool = False
     #: most requests it can usefully serve at once (None: no known bound)
     max_concurrency: int | None = None
+    #: whose tokenizer counts its prompts ("openai"), for token limits; None: estimate
+    tokenizer: str | None = None
 
     @property
     def default_mode(self) -> Mode:
