@@ -6,10 +6,12 @@ Nothing here depends on wall-clock time except waiting for requests that are hel
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import datetime
 import enum
 import json
+import re
 import urllib.request
 from collections.abc import AsyncIterator
 from typing import Any, Literal
@@ -21,11 +23,15 @@ import orjson
 import pydantic
 import pytest
 
-from corral.errors import ConfigError, OutputInvalid
+from corral.backends.base import Mode, Profile, Request
+from corral.backends.openai import OpenAIBackend
+from corral.errors import ConfigError, OutputInvalid, RateLimited, ServerError, TransportError
 from corral.schema import load_spec
-from corral.sim import ScriptCall, SimConfig, SimReply, Simulator, SimulatorThread
+from corral.sim import LogEntry, ScriptCall, SimConfig, SimReply, Simulator, SimulatorThread
 from corral.sim.answers import Filler
+from corral.sim.args import add_arguments, config_from_args
 from corral.sim.core import SimCore
+from corral.sim.limits import RateLimits, format_duration, overdraft
 from corral.sim.protocol import parse_request
 
 JSON = dict[str, Any]
@@ -468,6 +474,7 @@ async def test_http_models_stats_and_reset(sim: Simulator, http: aiohttp.ClientS
             "peak_concurrency": 1,
             "in_flight": 0,
             "by_status": {"200": 1},
+            "by_fault": {},
         }
     async with http.post(f"{root}/sim/reset") as response:
         assert response.status == 200
@@ -479,6 +486,13 @@ def test_config_is_checked() -> None:
         SimConfig(invalid_rate=1.5)
     with pytest.raises(ConfigError, match="must not exceed 1"):
         SimConfig(invalid_rate=0.6, malformed_rate=0.6)
+    with pytest.raises(ConfigError, match=r"reset_rate \+ hang_rate\) must not exceed 1"):
+        SimConfig(reset_rate=0.6, hang_rate=0.6)
+    SimConfig(reset_rate=0.7, hang_rate=0.2, trickle_rate=0.1)  # exactly 1, give or take float
+    with pytest.raises(ConfigError, match="rpm must be a positive"):
+        SimConfig(rpm=0)
+    with pytest.raises(ConfigError, match="hang_s"):
+        SimConfig(hang_s=-1)
     with pytest.raises(ConfigError, match="latency_dist"):
         SimConfig(latency_dist="uniform")  # type: ignore[arg-type]
 
@@ -570,3 +584,407 @@ async def test_instructor_reasks_after_invalid_answer() -> None:
         )
         assert person.model_dump() == {"name": "Alice", "age": 23}
         assert scripted.stats.requests == 2
+
+
+# --- rate limits -----------------------------------------------------------------------------
+
+_DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(\d+(?:\.\d{1,3})?)s|(\d+)ms")
+
+
+def seconds(text: str) -> float:
+    """An OpenAI reset duration (``6m0s``, ``1.5s``, ``20ms``) in seconds; fails on any other form."""
+    match = _DURATION.fullmatch(text)
+    assert match is not None, f"not an OpenAI duration: {text!r}"
+    hours, minutes, secs, ms = match.groups()
+    if ms is not None:
+        return int(ms) / 1000
+    return int(hours or 0) * 3600 + int(minutes or 0) * 60 + float(secs)
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (0.0, "0s"),
+        (0.02, "20ms"),
+        (0.0001, "1ms"),  # rounded up: waiting the time written is always enough
+        (0.1, "100ms"),
+        (1.0, "1s"),
+        (1.2345, "1.235s"),
+        (59.9996, "1m0s"),
+        (90.5, "1m30.5s"),
+        (360.0, "6m0s"),
+        (3725.25, "1h2m5.25s"),
+    ],
+)
+def test_durations_are_written_like_openai(value: float, text: str) -> None:
+    assert format_duration(value) == text
+    assert seconds(text) == pytest.approx(value, abs=0.001)
+
+
+def test_buckets_start_full_refill_continuously_and_refuse_without_charging() -> None:
+    limits = RateLimits(rpm=3, tpm=100, headers=True, now=0.0)  # 1 request per 20 s, 100/60 tokens/s
+    for _ in range(3):
+        assert limits.charge(10, 0.0, "m") is None
+    assert limits.headers() == {
+        "x-ratelimit-limit-requests": "3",
+        "x-ratelimit-remaining-requests": "0",
+        "x-ratelimit-reset-requests": "1m0s",
+        "x-ratelimit-limit-tokens": "100",
+        "x-ratelimit-remaining-tokens": "70",
+        "x-ratelimit-reset-tokens": "18s",
+    }
+    refused = limits.charge(10, 5.0, "gpt-x")
+    assert refused is not None and refused.headers is not None
+    error = orjson.loads(refused.body)["error"]
+    assert (error["type"], error["code"], error["param"]) == ("requests", "rate_limit_exceeded", None)
+    assert error["message"].startswith("Rate limit reached for gpt-x in organization")
+    assert "Limit 3, Used 3, Requested 1. Please try again in 15s." in error["message"]
+    assert (refused.headers["retry-after"], refused.headers["retry-after-ms"]) == ("15", "15000")
+    assert refused.headers["x-ratelimit-remaining-tokens"] == "78"  # 70 + 5 s of refill; nothing charged
+    assert limits.charge(10, 20.0, "m") is None  # one request's worth has come back
+    # Tokens alone: the type says which limit was hit.
+    tokens_only = RateLimits(rpm=None, tpm=100, headers=True, now=0.0)
+    assert tokens_only.charge(90, 0.0, "m") is None
+    refused = tokens_only.charge(13, 0.0, "m")
+    assert refused is not None and refused.headers is not None
+    assert orjson.loads(refused.body)["error"]["type"] == "tokens"
+    assert refused.headers["retry-after-ms"] == "1800"  # 3 tokens short at 100/60 a second
+    assert "x-ratelimit-limit-requests" not in refused.headers
+    # Larger than the whole bucket: no wait can help, so no retry-after either.
+    too_large = tokens_only.charge(101, 1000.0, "m")
+    assert too_large is not None and too_large.headers is not None
+    assert "retry-after" not in too_large.headers
+    assert "Request too large" in orjson.loads(too_large.body)["error"]["message"]
+
+
+async def test_rpm_burst_gets_429_with_retry_after_and_passes_after_waiting(
+    http: aiohttp.ClientSession,
+) -> None:
+    async with Simulator(SimConfig(rpm=120)) as sim:  # a burst of 120, then one every 0.5 s
+        body = chat_body("tools", Person.model_json_schema(), TEXTS[0])
+        passed = 0
+        for _ in range(200):
+            async with http.post(f"{sim.url}/chat/completions", json=body) as response:
+                headers, reply = response.headers, await response.json()
+                if response.status == 429:
+                    break
+                assert response.status == 200
+                passed += 1
+                assert headers["x-ratelimit-limit-requests"] == "120"
+                assert "x-ratelimit-limit-tokens" not in headers  # only the limits that are set
+        assert passed >= 120  # the whole bucket, and whatever came back while the burst went on
+        assert reply["error"]["type"] == "requests"
+        assert reply["error"]["code"] == "rate_limit_exceeded"
+        assert "Please try again in" in reply["error"]["message"]
+        wait_ms = int(headers["retry-after-ms"])
+        assert 0 < wait_ms <= 500
+        assert headers["retry-after"] == "1"  # whole seconds, rounded up
+        assert headers["x-ratelimit-remaining-requests"] == "0"
+        assert 59 < seconds(headers["x-ratelimit-reset-requests"]) <= 60
+        await asyncio.sleep(wait_ms / 1000)
+        status, _ = await post(http, sim, body)
+        assert status == 200
+        assert sim.stats.rate_limited == 1
+        assert sim.stats.by_status == {200: passed + 1, 429: 1}
+        assert [e.fault for e in sim.log if e.status == 429] == ["rate_limit"]
+        assert [e.tokens for e in sim.log if e.status == 429] == [0]  # a refused request costs nothing
+        assert sim.overdraft() == (0, 0)
+
+
+async def test_tpm_charges_prompt_plus_max_tokens(http: aiohttp.ClientSession) -> None:
+    async with Simulator(SimConfig(tpm=60_000)) as sim:  # 1,000 tokens a second
+        body = chat_body("json_schema", Person.model_json_schema(), TEXTS[0])
+        prompt = parse_request(orjson.dumps(body), "sim-1").prompt_tokens
+        body["max_tokens"] = 60_000 - prompt  # the whole bucket
+        async with http.post(f"{sim.url}/chat/completions", json=body) as response:
+            assert response.status == 200
+            assert (await response.json())["usage"]["prompt_tokens"] == prompt
+            assert response.headers["x-ratelimit-remaining-tokens"] == "0"
+            assert "x-ratelimit-limit-requests" not in response.headers
+            assert 59.9 <= seconds(response.headers["x-ratelimit-reset-tokens"]) <= 60
+        assert sim.log[-1].tokens == 60_000
+        body["max_tokens"] = 200
+        async with http.post(f"{sim.url}/chat/completions", json=body) as response:
+            assert response.status == 429
+            assert (await response.json())["error"]["type"] == "tokens"
+            wait_ms = int(response.headers["retry-after-ms"])
+            assert 0 < wait_ms <= prompt + 200
+        await asyncio.sleep(wait_ms / 1000)
+        status, _ = await post(http, sim, body)
+        assert status == 200
+        assert sim.log[-1].tokens == prompt + 200
+        # Without max_tokens the answer's own tokens are charged, as OpenAI reconciles them.
+        del body["max_tokens"]
+        await asyncio.sleep(0.15)
+        status, reply = await post(http, sim, body)
+        assert (status, sim.log[-1].tokens) == (200, reply["usage"]["total_tokens"])
+        body["max_tokens"] = 70_000
+        status, reply = await post(http, sim, body)
+        assert status == 429
+        assert reply["error"]["message"].startswith("Request too large for gpt-test")
+        assert sim.overdraft() == (0, 0)
+
+
+async def test_rate_limit_headers_can_be_switched_off(http: aiohttp.ClientSession) -> None:
+    config = SimConfig(rpm=1, tpm=1000, rate_limit_headers=False)
+    async with Simulator(config) as sim:
+        body = chat_body("tools", Person.model_json_schema(), TEXTS[0])
+        statuses = []
+        for _ in range(2):
+            async with http.post(f"{sim.url}/chat/completions", json=body) as response:
+                statuses.append(response.status)
+                assert not [h for h in response.headers if h.startswith(("x-ratelimit", "retry-after"))]
+                message = (await response.json()).get("error", {}).get("message", "")
+        assert statuses == [200, 429]
+        assert "try again" not in message  # nothing to go by: the client must find the rate itself
+
+
+def test_503_carries_retry_after_only_with_headers_on() -> None:
+    request = parse_request(orjson.dumps(chat_body("tools", Person.model_json_schema(), "x")), "sim-1")
+    for headers_on in (True, False):
+        core = SimCore(SimConfig(server_error_rate=1.0, seed=2, rate_limit_headers=headers_on), None)
+        replies = [core.reply(request, i) for i in range(30)]
+        assert {r.status for r in replies} == {500, 502, 503}
+        assert {r.fault for r in replies} == {"server_error"}
+        for reply in replies:
+            assert orjson.loads(reply.body)["error"]["type"] == "server_error"
+            retry_after = (reply.headers or {}).get("retry-after")
+            assert retry_after == ("1" if headers_on and reply.status == 503 else None)
+
+
+def test_overdraft_replays_the_log_through_full_buckets() -> None:
+    def entry(time: float, tokens: int) -> LogEntry:
+        return LogEntry(time, 0, "m", "tools", 200 if tokens else 429, "", 0, "", tokens)
+
+    burst = [entry(0.0, 10) for _ in range(4)] + [entry(0.0, 0)]  # the refused one does not count
+    assert overdraft(burst, rpm=3) == (1, 0)
+    assert overdraft(burst, tpm=35) == (0, 5)
+    assert overdraft([*burst[:3], entry(20.0, 10)], rpm=3) == (0, 0)  # one came back in 20 s
+    assert overdraft([], rpm=1) == (0, 0)
+
+
+async def test_overdraft_checks_a_client_against_a_simulator_without_limits(
+    sim: Simulator, http: aiohttp.ClientSession
+) -> None:
+    with pytest.raises(ConfigError, match="needs a limit"):
+        sim.overdraft()
+    body = chat_body("tools", Person.model_json_schema(), TEXTS[0])
+    await asyncio.gather(*(post(http, sim, body) for _ in range(5)))
+    assert sim.overdraft(rpm=10_000) == (0, 0)
+    assert sim.overdraft(rpm=3).requests > 1.9  # 5 at once against a bucket of 3
+    assert sim.stats.rate_limited == 0
+
+
+async def test_a_refused_request_is_neither_scripted_nor_faulted(http: aiohttp.ClientSession) -> None:
+    seen: list[int] = []
+
+    def record(call: ScriptCall) -> SimReply | None:
+        seen.append(call.index)
+        return None
+
+    async with Simulator(SimConfig(rpm=1, reset_rate=1.0), script=record) as sim:
+        body = chat_body("tools", Person.model_json_schema(), TEXTS[0])
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await post(http, sim, body)
+        status, reply = await post(http, sim, body)
+        assert (status, reply["error"]["code"]) == (429, "rate_limit_exceeded")
+        assert seen == [0]
+        assert [(e.fault, e.tokens > 0) for e in sim.log] == [("reset", True), ("rate_limit", False)]
+
+
+# --- transport faults ------------------------------------------------------------------------
+
+
+async def settle(sim: Simulator, in_flight: int = 0) -> None:
+    """Wait until the server holds ``in_flight`` requests (a client that left takes a moment to see)."""
+    for _ in range(500):
+        if sim.stats.in_flight == in_flight:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"in_flight stayed {sim.stats.in_flight}")
+
+
+async def observe(http: aiohttp.ClientSession, sim: Simulator, body: JSON) -> str:
+    """What a plain client sees of one request, named after the fault that would explain it."""
+    try:
+        async with http.post(f"{sim.url}/chat/completions", json=body) as response:
+            raw = await response.read()
+            if response.status >= 500:
+                return "server_error"
+    except aiohttp.ClientPayloadError:
+        return "reset"
+    except aiohttp.ServerDisconnectedError:
+        return "hang"
+    try:
+        answer = answer_of(orjson.loads(raw))
+    except orjson.JSONDecodeError:
+        return "bad_body"
+    return kind_of_answer(answer)
+
+
+def kind_of_answer(answer: str) -> str:
+    try:
+        Person.model_validate_json(answer)
+    except pydantic.ValidationError:
+        try:
+            json.loads(answer)
+        except json.JSONDecodeError:
+            return "malformed"
+        return "invalid"
+    return ""
+
+
+FAULTY = SimConfig(
+    seed=11,
+    malformed_rate=0.05,
+    bad_arguments_rate=0.05,
+    invalid_rate=0.1,
+    server_error_rate=0.1,
+    reset_rate=0.1,
+    hang_rate=0.05,
+    trickle_rate=0.05,
+    bad_body_rate=0.1,
+    hang_s=0.01,
+    trickle_s=0.01,
+)
+
+
+async def test_fault_shares_are_exact_for_a_seed(http: aiohttp.ClientSession) -> None:
+    runs = []
+    for _ in range(2):
+        async with Simulator(FAULTY) as sim:
+            seen = [
+                await observe(http, sim, chat_body("tools", Person.model_json_schema(), f"I am Bob, {i}."))
+                for i in range(200)
+            ]
+            logged = [entry.fault for entry in sim.log]
+            # The client saw each fault as the failure it stands for; a trickle arrives whole, only late.
+            expected = {"trickle": "", "bad_arguments": "malformed"}  # late but whole; malformed by name
+            assert seen == [expected.get(fault, fault) for fault in logged]
+            assert all(entry.tokens > 0 for entry in sim.log)  # faults are charged like answers
+            runs.append((logged, sim.stats))
+    assert runs[0][0] == runs[1][0]
+    stats = runs[0][1]
+    # About 10% each (5% for malformed, bad_arguments, hang, trickle) of 200; exact for this seed.
+    assert stats.by_fault == {
+        "malformed": 10,
+        "invalid": 22,
+        "bad_arguments": 11,
+        "server_error": 23,
+        "reset": 15,
+        "hang": 8,
+        "trickle": 10,
+        "bad_body": 17,
+    }
+    assert stats.by_status[499] == stats.by_fault["hang"]  # never answered
+    assert sum(stats.by_status[s] for s in (500, 502, 503)) == stats.by_fault["server_error"]
+
+
+async def test_trickle_fails_a_short_timeout_and_passes_a_long_one(http: aiohttp.ClientSession) -> None:
+    async with Simulator(SimConfig(trickle_rate=1.0, trickle_s=0.3)) as sim:
+        body = chat_body("tools", Person.model_json_schema(), TEXTS[0])
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.05):
+                await post(http, sim, body)
+        await settle(sim)
+        status, reply = await post(http, sim, body)
+        assert status == 200
+        assert json.loads(answer_of(reply)) == {"name": "John", "age": 20}
+        # The one the client gave up on is logged as never answered.
+        assert [(e.fault, e.status) for e in sim.log] == [("trickle", 499), ("trickle", 200)]
+
+
+async def test_hang_outlasts_the_client_and_ends_with_the_server(http: aiohttp.ClientSession) -> None:
+    async with Simulator(SimConfig(hang_rate=1.0)) as sim:  # an hour, unless something ends it
+        body = chat_body("tools", Person.model_json_schema(), TEXTS[0])
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.05):
+                await post(http, sim, body)
+        await settle(sim)  # the client left: the server lets go of the request too
+        held = asyncio.create_task(post(http, sim, body))
+        await settle(sim, 1)
+    with pytest.raises(aiohttp.ServerDisconnectedError):
+        await held
+    assert [(e.fault, e.status) for e in sim.log] == [("hang", 499), ("hang", 499)]
+
+
+async def test_scripted_faults(http: aiohttp.ClientSession) -> None:
+    faults: dict[str, SimReply] = {
+        "reset": SimReply(fault="reset"),
+        "hang": SimReply(fault="hang"),
+        "bad_body": SimReply(fault="bad_body"),
+        "trickle": SimReply(fault="trickle", answer_text='{"name": "Slow", "age": 1}'),
+        "limit": SimReply(status=429, headers={"retry-after": "1"}),
+    }
+    config = SimConfig(hang_s=0.01, trickle_s=0.01, malformed_rate=1.0)  # scripted faults come first
+    async with Simulator(config, script=lambda call: faults.get(call.user_text)) as sim:
+        seen = {
+            text: await observe(http, sim, chat_body("tools", Person.model_json_schema(), text))
+            for text in ("reset", "hang", "bad_body", "trickle")
+        }
+        # The trickled answer arrives whole; malformed_rate=1 did not touch any of them.
+        assert seen == {"reset": "reset", "hang": "hang", "bad_body": "bad_body", "trickle": ""}
+        async with http.post(f"{sim.url}/chat/completions", json=chat_body("text", {}, "bad_body")) as r:
+            assert (r.status, r.content_type) == (200, "text/html")
+        async with http.post(f"{sim.url}/chat/completions", json=chat_body("text", {}, "limit")) as r:
+            assert (r.status, r.headers["retry-after"]) == (429, "1")
+        assert [e.fault for e in sim.log] == ["reset", "hang", "bad_body", "trickle", "bad_body", ""]
+
+
+async def test_corral_backend_sees_faults_as_its_errors() -> None:
+    faults = {
+        "reset": SimReply(fault="reset"),
+        "html": SimReply(fault="bad_body"),
+        "limit": SimReply(status=429, headers={"retry-after": "1"}),
+        "busy": SimReply(status=503),
+    }
+    spec = load_spec(Person)
+    async with Simulator(script=lambda call: faults.get(call.user_text)) as sim:
+        backend = OpenAIBackend(base_url=sim.url, model="sim-1", profile=Profile("sim", (Mode.TOOLS,)))
+        try:
+
+            async def complete(text: str) -> Any:
+                messages: Any = [{"role": "user", "content": text}]
+                return await backend.complete(Request(messages, spec, Mode.TOOLS, max_tokens=100))
+
+            for text in ("reset", "html"):
+                with pytest.raises(TransportError):
+                    await complete(text)
+            with pytest.raises(RateLimited) as limited:
+                await complete("limit")
+            assert limited.value.retry_after == 1.0
+            with pytest.raises(ServerError):
+                await complete("busy")
+            assert (await complete(TEXTS[0])).text == '{"name":"John","age":20}'
+        finally:
+            await backend.aclose()
+
+
+def test_cli_options_make_the_config() -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(
+        [
+            *("--rpm", "500", "--tpm", "90000", "--no-rate-limit-headers"),
+            *("--error-rate", "0.1", "--reset-rate", "0.05", "--hang-rate", "0.01"),
+            *("--trickle-rate", "0.02", "--bad-body-rate", "0.03", "--bad-arguments-rate", "0.04"),
+            *("--hang-s", "30", "--trickle-s", "5"),
+        ]
+    )
+    config = config_from_args(args)
+    assert (config.rpm, config.tpm, config.rate_limit_headers) == (500, 90_000, False)
+    assert (config.server_error_rate, config.reset_rate, config.hang_rate) == (0.1, 0.05, 0.01)
+    assert (config.trickle_rate, config.bad_body_rate, config.bad_arguments_rate) == (0.02, 0.03, 0.04)
+    assert (config.hang_s, config.trickle_s) == (30, 5)
+    defaults = config_from_args(parser.parse_args([]))
+    assert defaults == SimConfig()
+
+
+async def test_scripted_headers_win_over_the_rate_limit_headers(http: aiohttp.ClientSession) -> None:
+    reply = SimReply(headers={"X-RateLimit-Remaining-Requests": "7"})
+    async with (
+        Simulator(SimConfig(rpm=100), script=lambda call: reply) as sim,
+        http.post(f"{sim.url}/chat/completions", json=chat_body("text", {}, "x")) as response,
+    ):
+        assert response.headers.getall("x-ratelimit-remaining-requests") == ["7"]
+        assert response.headers["x-ratelimit-limit-requests"] == "100"

@@ -3,25 +3,33 @@
 It serves ``POST /v1/chat/completions`` in tools, json_schema and json_object modes (and plain
 text), with answers that validate against the requested schema and are read from the prompt where
 the text allows ("My name is John and I am 20 years old" → ``{"name": "John", "age": 20}``).
-Latency, invalid and malformed answers are drawn reproducibly from a seed; a ``script`` can dictate
-any reply. ``GET /v1/models``, ``GET /sim/stats`` and ``POST /sim/reset`` complete the surface.
+Latency, invalid and malformed answers and the faults of a real provider (5xx, connections dropped
+mid-body, hangs, slow trickles, HTML instead of JSON) are drawn reproducibly from a seed; OpenAI's
+requests- and tokens-per-minute limits are enforced with 429s and ``x-ratelimit-*`` headers; a
+``script`` can dictate any reply. ``GET /v1/models``, ``GET /sim/stats`` and ``POST /sim/reset``
+complete the surface.
 
-    async with Simulator(SimConfig(latency_ms=200)) as sim:
+    async with Simulator(SimConfig(latency_ms=200, rpm=600, reset_rate=0.01)) as sim:
         client = openai.AsyncOpenAI(base_url=sim.url, api_key="sk-test")
         ...
         assert sim.stats.peak_concurrency <= 16
+        assert sim.stats.by_fault.get("reset", 0) > 0
+        assert sim.overdraft(rpm=500) == (0, 0)  # the client kept under 500/min, bursts included
 """
 
-from corral.sim.config import LogEntry, ScriptCall, SimConfig, SimReply, SimStats
+from corral.sim.config import LogEntry, ScriptCall, SimConfig, SimFault, SimReply, SimStats
 from corral.sim.core import Script
+from corral.sim.limits import Overdraft
 from corral.sim.protocol import SimMode
 from corral.sim.server import Simulator, SimulatorThread, run, serve
 
 __all__ = [
     "LogEntry",
+    "Overdraft",
     "Script",
     "ScriptCall",
     "SimConfig",
+    "SimFault",
     "SimMode",
     "SimReply",
     "SimStats",

@@ -31,6 +31,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SHARE",
         help="share of answers that are not JSON at all",
     )
+    limits = parser.add_argument_group("rate limits (OpenAI-style 429s and x-ratelimit-* headers)")
+    limits.add_argument("--rpm", type=int, metavar="N", help="requests per minute (default: unlimited)")
+    limits.add_argument(
+        "--tpm", type=int, metavar="N", help="tokens per minute, prompt + max_tokens (default: unlimited)"
+    )
+    limits.add_argument(
+        "--no-rate-limit-headers",
+        dest="rate_limit_headers",
+        action="store_false",
+        help="send no x-ratelimit-* and no retry-after: clients must find the limit blindly",
+    )
+    faults = parser.add_argument_group("transport and server faults (shares of requests, by seed)")
+    for flag, what in _FAULTS.items():
+        faults.add_argument(flag, type=float, default=0.0, metavar="SHARE", help=what)
+    faults.add_argument(
+        "--hang-s", type=float, default=3600.0, metavar="S", help="how long a hung request is held"
+    )
+    faults.add_argument(
+        "--trickle-s", type=float, default=2.0, metavar="S", help="how long a trickled body takes"
+    )
+
+
+_FAULTS = {
+    "--error-rate": "answered 500, 502 or 503",
+    "--reset-rate": "connection closed mid-body",
+    "--hang-rate": "never answered (held --hang-s)",
+    "--trickle-rate": "valid answer sent slowly over --trickle-s",
+    "--bad-body-rate": "HTTP 200 with an HTML page instead of JSON",
+    "--bad-arguments-rate": "tool-call arguments that are not JSON (--malformed-rate's tools-mode name)",
+}
 
 
 def config_from_args(args: argparse.Namespace) -> SimConfig:
@@ -40,4 +70,15 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         seed=args.seed,
         invalid_rate=args.invalid_rate,
         malformed_rate=args.malformed_rate,
+        bad_arguments_rate=args.bad_arguments_rate,
+        server_error_rate=args.error_rate,
+        reset_rate=args.reset_rate,
+        hang_rate=args.hang_rate,
+        trickle_rate=args.trickle_rate,
+        bad_body_rate=args.bad_body_rate,
+        hang_s=args.hang_s,
+        trickle_s=args.trickle_s,
+        rpm=args.rpm,
+        tpm=args.tpm,
+        rate_limit_headers=args.rate_limit_headers,
     )

@@ -9,7 +9,22 @@ from typing import Any, Literal, NamedTuple
 from corral.errors import ConfigError
 from corral.sim.protocol import SimMode
 
-__all__ = ["LogEntry", "ScriptCall", "SimConfig", "SimReply", "SimStats"]
+__all__ = ["LogEntry", "ScriptCall", "SimConfig", "SimFault", "SimReply", "SimStats"]
+
+#: transport faults a script can ask for (``SimReply.fault``)
+SimFault = Literal["reset", "hang", "trickle", "bad_body"]
+#: the fault shares of SimConfig, in the order they divide each request's draw (malformed and
+#: invalid first, where they were before the others existed, so old seeds give the same answers)
+_FAULT_RATES = (
+    "malformed_rate",
+    "invalid_rate",
+    "bad_arguments_rate",
+    "server_error_rate",
+    "reset_rate",
+    "hang_rate",
+    "trickle_rate",
+    "bad_body_rate",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,8 +40,31 @@ class SimConfig:
     seed: int = 0
     #: share of answers that are valid JSON but break the schema (a field missing or mistyped)
     invalid_rate: float = 0.0
-    #: share of answers that are not JSON at all (cut short)
+    #: share of answers that are not JSON at all (cut short); in tools mode that is the tool call's
+    #: ``arguments`` string, in the other modes the message content
     malformed_rate: float = 0.0
+    #: the same fault as ``malformed_rate`` under the name a tools-mode client knows it by (logged as
+    #: "bad_arguments"): tool-call ``arguments`` that are not JSON, content in the JSON modes
+    bad_arguments_rate: float = 0.0
+    #: share of requests answered 500, 502 or 503 (OpenAI-shaped error bodies)
+    server_error_rate: float = 0.0
+    #: share of requests whose connection drops mid-body: status, headers and half the body, then closed
+    reset_rate: float = 0.0
+    #: share of requests never answered: held ``hang_s`` (or until the client leaves), then closed
+    hang_rate: float = 0.0
+    #: share of (valid) answers sent in small pieces spread over ``trickle_s``
+    trickle_rate: float = 0.0
+    #: share of requests answered 200 with an HTML page instead of JSON (a proxy's error page)
+    bad_body_rate: float = 0.0
+    hang_s: float = 3600.0
+    trickle_s: float = 2.0
+    #: requests per minute, enforced with 429s like OpenAI (None: unlimited)
+    rpm: int | None = None
+    #: tokens per minute (prompt + max_tokens, or + the answer's tokens without max_tokens)
+    tpm: int | None = None
+    #: send ``x-ratelimit-*`` on every reply and ``retry-after(-ms)`` on 429s; False sends none, so a
+    #: client must find the limit blindly
+    rate_limit_headers: bool = True
     #: the model id served by ``GET /v1/models``; requests may name any model
     model: str = "sim-1"
     #: request-log entries kept (a ring buffer: the oldest go first)
@@ -39,12 +77,21 @@ class SimConfig:
             raise ConfigError(f"latency_dist must be 'fixed' or 'lognormal', not {self.latency_dist!r}")
         if self.latency_sigma < 0:
             raise ConfigError(f"latency_sigma must be >= 0, not {self.latency_sigma}")
-        for name in ("invalid_rate", "malformed_rate"):
+        for name in _FAULT_RATES:
             rate = getattr(self, name)
             if not 0 <= rate <= 1:
                 raise ConfigError(f"{name} must be between 0 and 1, not {rate}")
-        if self.invalid_rate + self.malformed_rate > 1:
-            raise ConfigError("invalid_rate + malformed_rate must not exceed 1")
+        total = sum(getattr(self, name) for name in _FAULT_RATES)
+        if total > 1 + 1e-9:  # 1e-9: shares like 0.7 + 0.2 + 0.1 do not sum to exactly 1.0
+            used = " + ".join(name for name in _FAULT_RATES if getattr(self, name))
+            raise ConfigError(f"the fault rates ({used}) must not exceed 1 together, not {total:g}")
+        for name in ("hang_s", "trickle_s"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, not {getattr(self, name)}")
+        for name in ("rpm", "tpm"):
+            limit = getattr(self, name)
+            if limit is not None and (not isinstance(limit, int) or limit < 1):
+                raise ConfigError(f"{name} must be a positive whole number or None, not {limit!r}")
         if self.log_size < 0:
             raise ConfigError(f"log_size must be >= 0, not {self.log_size}")
 
@@ -77,8 +124,12 @@ class SimReply:
     ``status`` >= 400 makes an error reply (``error_body`` is a JSON-able value, str or bytes; by
     default an OpenAI-shaped error for that status). Otherwise ``answer_text`` replaces the answer
     verbatim (tool arguments or message content; it may be invalid on purpose), with faults off.
-    ``headers`` are added to either kind of reply. Transport faults (resets, hangs, slow bodies)
-    and rate limiting will be added here as further fields.
+    ``headers`` are added to either kind of reply (over the rate-limit headers). ``fault`` sends
+    whatever the reply is the broken way: ``"reset"`` drops the connection mid-body, ``"hang"``
+    never answers, ``"trickle"`` sends it slowly over ``SimConfig.trickle_s``, ``"bad_body"`` sends
+    an HTML page instead of JSON. A reply that sets any of ``answer_text``, ``status`` or ``fault``
+    gets no random faults; one that only sets ``headers``, latency or ``finish_reason`` still may.
+    A script only sees requests the rate limits let through.
     """
 
     answer_text: str | None = None
@@ -87,6 +138,7 @@ class SimReply:
     headers: Mapping[str, str] | None = None
     latency_ms: float | None = None
     finish_reason: str | None = None
+    fault: SimFault | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,8 +149,15 @@ class SimStats:
     requests: int
     peak_concurrency: int
     in_flight: int
-    #: answered requests by HTTP status (499: the server closed before answering)
+    #: answered requests by HTTP status (499: never answered, or the client left before the end)
     by_status: dict[int, int] = field(default_factory=dict)
+    #: answered requests by ``LogEntry.fault`` (requests without a fault are not counted here)
+    by_fault: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rate_limited(self) -> int:
+        """Requests the rate limits refused (scripted 429s are in ``by_status`` only)."""
+        return self.by_fault.get("rate_limit", 0)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -106,21 +165,31 @@ class SimStats:
             "peak_concurrency": self.peak_concurrency,
             "in_flight": self.in_flight,
             "by_status": {str(k): v for k, v in sorted(self.by_status.items())},
+            "by_fault": dict(sorted(self.by_fault.items())),
         }
 
 
 class LogEntry(NamedTuple):
     """One chat-completion request, as recorded in the simulator's ring buffer."""
 
-    #: ``time.monotonic()`` when the request arrived
+    #: ``time.monotonic()`` when the request had arrived (its body read): the moment it was charged
     time: float
     #: position among all chat-completion requests (``ScriptCall.index``)
     seq: int
     model: str
     #: "tools", "json_schema", "json_object", "text", or "" when the body could not be read
     mode: str
+    #: the status line sent; 499 when none was (a hang, or the client left, or the server stopped)
     status: int
     #: the first 200 characters of the user text
     text: str
     #: ``hash()`` of the whole user text (this process only): tells texts with equal prefixes apart
     text_hash: int
+    #: what went wrong on purpose, "" for nothing: "rate_limit" (a 429 from the limits), "malformed",
+    #: "invalid", "bad_arguments", "server_error", "reset", "hang", "trickle", "bad_body" (random or
+    #: scripted)
+    fault: str = ""
+    #: tokens charged against the limits (prompt + max_tokens, or + the answer's tokens); 0 for a
+    #: request that was not charged (refused with 429, or rejected as a bad request). Counted whether
+    #: or not a limit is set, so a test can check a client's own limiter with ``overdraft``.
+    tokens: int = 0

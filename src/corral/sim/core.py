@@ -1,7 +1,11 @@
 """The simulated model itself, free of HTTP: one parsed request in, one reply (and a delay) out.
 
-It also keeps the counters and the request log, because every request passes through it. All of it
-runs on the server's event loop thread; other threads only read snapshots.
+It also keeps the counters, the request log and the rate limits, because every request passes
+through it. All of it runs on the server's event loop thread; other threads only read snapshots.
+
+Faults are decided here and carried out by the server: a fault that changes the reply (malformed,
+invalid, server_error, bad_body) is in the body; one that changes how it is sent (reset, hang,
+trickle) is named in ``Outgoing.fault`` for the server to act on.
 """
 
 from __future__ import annotations
@@ -9,21 +13,31 @@ from __future__ import annotations
 import math
 import random
 import secrets
+import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
 import orjson
 
-from corral.sim.answers import filler_for
+from corral.sim.answers import Filler, filler_for
 from corral.sim.config import LogEntry, ScriptCall, SimConfig, SimReply, SimStats
 from corral.sim.faults import malformed
-from corral.sim.protocol import SimRequest, chat_completion, error_body
+from corral.sim.limits import RateLimits
+from corral.sim.protocol import SimRequest, chat_completion, error_body, estimate_tokens
 
 __all__ = ["Outgoing", "Script", "SimCore"]
 
 Script = Callable[[ScriptCall], SimReply | None]
 _LOG_TEXT = 200
+_SERVER_ERRORS = (500, 502, 503)
+#: what a client gets when a proxy in front of the API answers for it
+_BAD_BODY = (
+    b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+)
+_HTML = "text/html; charset=utf-8"
+_UNSCRIPTED = SimReply()  # what "no script, or the script returned None" means; never mutated
 
 
 class Outgoing(NamedTuple):
@@ -32,6 +46,10 @@ class Outgoing(NamedTuple):
     headers: Mapping[str, str] | None
     #: seconds to wait before sending (0: send at once)
     delay: float
+    #: what goes wrong on purpose (``LogEntry.fault``); the server acts on "reset", "hang", "trickle"
+    fault: str = ""
+    #: tokens charged against the limits (``LogEntry.tokens``)
+    tokens: int = 0
 
 
 class SimCore:
@@ -44,12 +62,33 @@ class SimCore:
         self._median = config.latency_ms / 1000
         self._mu = math.log(self._median) if self._median > 0 else 0.0
         self._tag = secrets.token_hex(3)  # ids differ between simulator runs, like real ones
+        # One draw per request picks at most one fault: consecutive slices of [0, 1), one per kind.
+        # bad_arguments is malformed under its own name (malformed already breaks the tool call's
+        # arguments), logged apart so a test can tell which knob produced it.
+        shares = (
+            ("malformed", config.malformed_rate),
+            ("invalid", config.invalid_rate),
+            ("bad_arguments", config.bad_arguments_rate),
+            ("server_error", config.server_error_rate),
+            ("reset", config.reset_rate),
+            ("hang", config.hang_rate),
+            ("trickle", config.trickle_rate),
+            ("bad_body", config.bad_body_rate),
+        )
+        self._slices = [(kind, share) for kind, share in shares if share > 0]
+        self._fault_total = sum(share for _, share in self._slices)
+        self._limits = None
+        if config.rpm is not None or config.tpm is not None:
+            self._limits = RateLimits(
+                config.rpm, config.tpm, headers=config.rate_limit_headers, now=time.monotonic()
+            )
         #: requests received in total; never reset, so ids and ScriptCall.index stay unique
         self.index = 0
         self.requests = 0
         self.in_flight = 0
         self.peak = 0
         self.by_status: dict[int, int] = {}
+        self.by_fault: dict[str, int] = {}
         self.log: deque[LogEntry] = deque(maxlen=config.log_size)
         self.script_errors: list[Exception] = []
         self._repeats: dict[tuple[str, str, bytes | None], int] = {}
@@ -64,67 +103,107 @@ class SimCore:
         self.peak = max(self.peak, self.in_flight)
         return index
 
-    def finish(self, arrived: float, index: int, *, model: str, mode: str, status: int, text: str) -> None:
+    def finish(
+        self,
+        arrived: float,
+        index: int,
+        *,
+        model: str,
+        mode: str,
+        status: int,
+        text: str,
+        fault: str = "",
+        tokens: int = 0,
+    ) -> None:
         self.in_flight -= 1
         self.by_status[status] = self.by_status.get(status, 0) + 1
+        if fault:
+            self.by_fault[fault] = self.by_fault.get(fault, 0) + 1
         # hash() is free here: the text's hash is cached on the string since the answer-cache lookup.
-        self.log.append(LogEntry(arrived, index, model, mode, status, text[:_LOG_TEXT], hash(text)))
+        self.log.append(
+            LogEntry(arrived, index, model, mode, status, text[:_LOG_TEXT], hash(text), fault, tokens)
+        )
 
     def stats(self) -> SimStats:
-        return SimStats(self.requests, self.peak, self.in_flight, dict(self.by_status))
+        return SimStats(self.requests, self.peak, self.in_flight, dict(self.by_status), dict(self.by_fault))
 
     def reset(self) -> None:
+        """Counters and log only: the rate-limit buckets keep their state, as a provider's would."""
         self.requests = 0
         self.peak = self.in_flight
         self.by_status = {}
+        self.by_fault = {}
         self.log.clear()
         self._repeats.clear()
         self.script_errors.clear()
 
     # --- answering -------------------------------------------------------------------------------
 
-    def reply(self, request: SimRequest, index: int) -> Outgoing:
+    def reply(self, request: SimRequest, index: int, now: float | None = None) -> Outgoing:
+        """The reply to ``request``, which arrived at ``now`` (``time.monotonic()``; None: now)."""
         draw = self._faults.random()  # one draw per request: the fault pattern depends on order only
         delay = self._draw_latency()
-        filler = None
-        if request.schema_key is not None and request.schema is not None:
-            filler = filler_for(request.schema_key, request.schema)
-        if filler is not None:
-            answer = filler.answer(request.user_text)
-        elif request.mode == "text":
-            answer = f"(simulated reply from {request.model}) {request.user_text[:200]}"
-        else:
-            answer = orjson.dumps({"answer": request.user_text[:200]}).decode()
+        filler, answer = _answer(request)
+        # OpenAI charges on arrival: the prompt and the most the answer may take (or will take).
+        tokens = request.prompt_tokens + (request.max_tokens or estimate_tokens(len(answer)))
+        headers: Mapping[str, str] | None = None
+        if self._limits is not None:
+            refusal = self._limits.charge(tokens, time.monotonic() if now is None else now, request.model)
+            if refusal is not None:  # decided before any fault: a refused request never also faults
+                return Outgoing(429, refusal.body, refusal.headers, 0.0, "rate_limit", 0)
+            headers = self._limits.headers()
 
         scripted = self._run_script(request, index, answer) if self.script is not None else None
         if isinstance(scripted, Outgoing):
-            return scripted
-        headers = None
-        finish_reason = None
-        faults = request.mode != "text"
-        if scripted is not None:
-            headers = scripted.headers
-            finish_reason = scripted.finish_reason
-            if scripted.latency_ms is not None:
-                delay = scripted.latency_ms / 1000
-            if scripted.status is not None and scripted.status >= 400:
-                return Outgoing(scripted.status, _error_payload(scripted), headers, delay)
-            if scripted.answer_text is not None:
-                answer, faults = scripted.answer_text, False
-        if faults:
-            cfg = self.config
-            if draw < cfg.malformed_rate:
-                answer = malformed(answer, draw / cfg.malformed_rate)
-            elif draw < cfg.malformed_rate + cfg.invalid_rate and filler is not None:
-                answer = filler.invalid(request.user_text, (draw - cfg.malformed_rate) / cfg.invalid_rate)
-        body, _ = chat_completion(
-            request,
-            answer,
-            completion_id=f"chatcmpl-sim{self._tag}{index:017x}",
-            call_id=f"call_sim{self._tag}{index:014x}",
-            finish_reason=finish_reason,
-        )
-        return Outgoing(200, body, headers, delay)
+            return scripted._replace(headers=headers, tokens=tokens)
+        reply = scripted or _UNSCRIPTED
+        if reply.headers:
+            headers = _merge(headers, reply.headers)
+        if reply.latency_ms is not None:
+            delay = reply.latency_ms / 1000
+        status = 200
+        fault: str = reply.fault or ""
+        body: bytes | None = None
+        # Random faults only where the script left the reply to the simulator.
+        if reply.status is not None and reply.status >= 400:
+            status, body = reply.status, _error_payload(reply)
+        elif reply.answer_text is not None:
+            answer = reply.answer_text
+        elif not fault and draw < self._fault_total:
+            fault, answer, status = self._random_fault(draw, request, filler, answer)
+            if status >= 400:
+                body = error_body(status)
+                if status == 503 and self.config.rate_limit_headers:
+                    headers = _merge(headers, {"retry-after": "1"})
+        if fault == "bad_body":
+            return Outgoing(status, _BAD_BODY, _as_html(headers), delay, fault, tokens)
+        if body is None:
+            body, _ = chat_completion(
+                request,
+                answer,
+                completion_id=f"chatcmpl-sim{self._tag}{index:017x}",
+                call_id=f"call_sim{self._tag}{index:014x}",
+                finish_reason=reply.finish_reason,
+            )
+        return Outgoing(status, body, headers, delay, fault, tokens)
+
+    def _random_fault(
+        self, draw: float, request: SimRequest, filler: Filler | None, answer: str
+    ) -> tuple[str, str, int]:
+        """(fault, answer, status) for the fault whose slice holds ``draw``; "" when it cannot apply."""
+        fault, pick, low = "", 0.0, 0.0
+        for kind, share in self._slices:
+            if draw < low + share:
+                fault, pick = kind, (draw - low) / share  # where in its slice: which variant
+                break
+            low += share
+        if fault == "server_error":
+            return fault, answer, _SERVER_ERRORS[min(int(pick * 3), 2)]
+        if fault in ("malformed", "bad_arguments"):
+            return (fault, malformed(answer, pick), 200) if request.mode != "text" else ("", answer, 200)
+        if fault == "invalid":  # only where there is a schema to break
+            return (fault, filler.invalid(request.user_text, pick), 200) if filler else ("", answer, 200)
+        return fault, answer, 200
 
     def _draw_latency(self) -> float:
         if self._median <= 0:
@@ -156,6 +235,30 @@ class SimCore:
             self.script_errors.append(exc)
             message = f"corral.sim script raised {type(exc).__name__}: {exc}"
             return Outgoing(500, error_body(500, message), None, 0.0)
+
+
+def _answer(request: SimRequest) -> tuple[Filler | None, str]:
+    """The schema's filler, if there is a schema, and the right answer."""
+    if request.schema_key is not None and request.schema is not None:
+        filler = filler_for(request.schema_key, request.schema)
+        return filler, filler.answer(request.user_text)
+    if request.mode == "text":
+        return None, f"(simulated reply from {request.model}) {request.user_text[:200]}"
+    return None, orjson.dumps({"answer": request.user_text[:200]}).decode()
+
+
+def _as_html(headers: Mapping[str, str] | None) -> Mapping[str, str]:
+    if any(name.lower() == "content-type" for name in headers or ()):
+        return headers or {}  # a scripted content type wins
+    return _merge(headers, {"Content-Type": _HTML})
+
+
+def _merge(base: Mapping[str, str] | None, extra: Mapping[str, str]) -> Mapping[str, str]:
+    """``extra`` over ``base``; header names match whatever their case, so none is sent twice."""
+    if not base:
+        return extra
+    names = {name.lower() for name in extra}
+    return {**{k: v for k, v in base.items() if k.lower() not in names}, **extra}
 
 
 def _error_payload(reply: SimReply) -> bytes:

@@ -7,11 +7,16 @@
 
 The low-level ``aiohttp.web.Server`` with a dict of routes skips the Application machinery (router,
 middlewares, signals); with access logging off, a request costs little more than parsing its body.
+
+The transport faults are carried out here: a reset sends the status, the headers and half the body,
+then closes; a hang holds the request until ``hang_s`` passes, the client leaves or the server stops,
+then closes without a word; a trickle sends the body in pieces spread over ``trickle_s``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -22,8 +27,10 @@ import orjson
 from aiohttp import web
 from multidict import CIMultiDict
 
+from corral.errors import ConfigError
 from corral.sim.config import LogEntry, SimConfig, SimStats
-from corral.sim.core import Script, SimCore
+from corral.sim.core import Outgoing, Script, SimCore
+from corral.sim.limits import Overdraft, overdraft
 from corral.sim.protocol import RequestError, error_body, parse_request
 
 __all__ = ["Simulator", "SimulatorThread", "run", "serve"]
@@ -31,6 +38,7 @@ __all__ = ["Simulator", "SimulatorThread", "run", "serve"]
 _JSON = "application/json"
 _SHUTDOWN_GRACE = 1.0  # seconds closing waits for requests still being answered (slow latencies)
 _BACKLOG = 4096  # a thousand clients connecting at once must not overflow the accept queue
+_TRICKLE_PIECES = 10
 _Route = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
 
@@ -64,8 +72,20 @@ class _Observed:
         return list(self._core.script_errors)
 
     def reset_stats(self) -> None:
-        """Zero the counters and clear the log and the per-text repeat counts."""
+        """Zero the counters and clear the log and the per-text repeat counts (not the rate limits)."""
         self._core.reset()
+
+    def overdraft(self, *, rpm: int | None = None, tpm: int | None = None) -> Overdraft:
+        """How far the accepted requests in the log went beyond ``rpm``/``tpm`` at worst (0: never).
+
+        The limits default to the configured ones. Against a simulator without limits, this checks a
+        client's own limiter: ``assert sim.overdraft(rpm=600, tpm=90_000) == (0, 0)``.
+        """
+        rpm = self.config.rpm if rpm is None else rpm
+        tpm = self.config.tpm if tpm is None else tpm
+        if rpm is None and tpm is None:
+            raise ConfigError("overdraft needs a limit: pass rpm= or tpm= (the simulator has none set)")
+        return overdraft(self._core.log, rpm=rpm, tpm=tpm)
 
 
 class Simulator(_Observed):
@@ -84,6 +104,8 @@ class Simulator(_Observed):
         self.port = port
         self._core = SimCore(self.config, script)
         self._runner: web.ServerRunner | None = None
+        #: set while closing: hanging requests end at once instead of holding up the shutdown
+        self._stopping: asyncio.Event | None = None
         self._routes: dict[tuple[str, str], _Route] = {
             ("POST", "/v1/chat/completions"): self._chat,
             ("POST", "/chat/completions"): self._chat,
@@ -96,8 +118,11 @@ class Simulator(_Observed):
     async def start(self) -> None:
         if self._runner is not None:
             return
+        self._stopping = asyncio.Event()  # made here: an Event belongs to the loop that first waits
         # access_log=None: no per-request logging at all, the ring buffer is the log.
-        server = web.Server(self._handle, access_log=None)
+        # handler_cancellation: a client that leaves (a timeout) ends its request here too, so
+        # in_flight is true and hung requests do not pile up; it costs nothing per request.
+        server = web.Server(self._handle, access_log=None, handler_cancellation=True)
         runner = web.ServerRunner(server, shutdown_timeout=_SHUTDOWN_GRACE)
         await runner.setup()
         try:
@@ -111,6 +136,8 @@ class Simulator(_Observed):
     async def aclose(self) -> None:
         runner, self._runner = self._runner, None
         if runner is not None:
+            if self._stopping is not None:
+                self._stopping.set()
             await runner.cleanup()
 
     async def __aenter__(self) -> Simulator:
@@ -140,28 +167,65 @@ class Simulator(_Observed):
         arrived = time.monotonic()
         index = core.begin()
         status, mode, model, text = 500, "", self.config.model, ""
+        fault, tokens = "", 0
         try:
             raw = await request.read()
+            arrived = time.monotonic()  # charged once it has all arrived, as the log says
             try:
                 parsed = parse_request(raw, model)
             except RequestError as exc:
                 status = 400
                 return _json(400, error_body(400, exc.message, param=exc.param))
             mode, model, text = parsed.mode, parsed.model, parsed.user_text
-            out = core.reply(parsed, index)
+            out = core.reply(parsed, index, arrived)
+            fault, tokens = out.fault, out.tokens
             if out.delay > 0:
                 await asyncio.sleep(out.delay)
             status = out.status
+            if fault in ("reset", "hang", "trickle"):
+                status, response = await self._misbehave(request, out)
+                return response
             if out.headers is None:
                 return web.Response(body=out.body, status=status, content_type=_JSON)
-            headers = CIMultiDict(out.headers)
-            headers.setdefault("Content-Type", _JSON)  # a scripted content type wins
-            return web.Response(body=out.body, status=status, headers=headers)
+            return web.Response(body=out.body, status=status, headers=_headers(out))
         except asyncio.CancelledError:
             status = 499  # the server shut down (or the client left) before the answer was sent
             raise
         finally:
-            core.finish(arrived, index, model=model, mode=mode, status=status, text=text)
+            core.finish(
+                arrived, index, model=model, mode=mode, status=status, text=text, fault=fault, tokens=tokens
+            )
+
+    async def _misbehave(self, request: web.BaseRequest, out: Outgoing) -> tuple[int, web.StreamResponse]:
+        """Send ``out`` the broken way its fault says; the status to log, and the response to return."""
+        if out.fault == "hang":
+            # Never answered, whatever ends the wait; a client that leaves cancels it (→ 499 too).
+            assert self._stopping is not None  # set by start(), before any request
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.config.hang_s):
+                    await self._stopping.wait()
+            _drop(request)
+            return 499, web.Response(status=499)
+        response = web.StreamResponse(status=out.status, headers=_headers(out))
+        response.content_length = len(out.body)  # promised in full: what comes short is a cut body
+        await response.prepare(request)
+        try:
+            if out.fault == "reset":
+                await response.write(out.body[: len(out.body) // 2])
+                # A close after half the body, not a RST: with a RST the client's kernel may drop the
+                # bytes it already has, and the client must reliably see a truncated body.
+                _drop(request)
+                return out.status, response
+            body = out.body
+            pieces = max(1, min(_TRICKLE_PIECES, len(body)))
+            cuts = [len(body) * i // pieces for i in range(pieces + 1)]
+            for i in range(pieces):  # the first piece at once, the last one trickle_s later
+                if i:
+                    await asyncio.sleep(self.config.trickle_s / (pieces - 1))
+                await response.write(body[cuts[i] : cuts[i + 1]])
+        except ConnectionError:  # the client left mid-body
+            return 499, response
+        return out.status, response
 
     async def _models(self, request: web.BaseRequest) -> web.StreamResponse:
         return _json(200, self._models_body)
@@ -176,6 +240,19 @@ class Simulator(_Observed):
 
 def _json(status: int, body: bytes) -> web.Response:
     return web.Response(body=body, status=status, content_type=_JSON)
+
+
+def _headers(out: Outgoing) -> CIMultiDict[str]:
+    headers = CIMultiDict(out.headers or {})
+    headers.setdefault("Content-Type", _JSON)  # a scripted content type wins
+    return headers
+
+
+def _drop(request: web.BaseRequest) -> None:
+    """Close the connection under a request, whatever has been sent on it."""
+    transport = request.transport
+    if transport is not None:
+        transport.close()
 
 
 def _model_object(model: str) -> dict[str, Any]:
