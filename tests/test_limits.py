@@ -101,20 +101,24 @@ def test_adaptive_rate_reacts_to_a_share_of_429s_not_to_strays() -> None:
     clock = Clock()
     adaptive = AdaptiveRate(decrease=0.5, increase=0.1, interval_s=1.0, threshold=0.05, clock=clock)
 
-    def second(accepted: int, limited: int) -> None:
-        for _ in range(accepted):
-            adaptive.on_success()
-        for _ in range(limited):
-            adaptive.on_rate_limited()
-        clock.now += 1.0
-        adaptive.on_success()  # the first answer of the next second closes this one
+    def answers(accepted: int, limited: int, seconds: float) -> None:
+        events = [adaptive.on_success] * accepted + [adaptive.on_rate_limited] * limited
+        for event in events:
+            clock.now += seconds / len(events)
+            event()
 
-    second(accepted=50, limited=2)  # stray 429s (4%): below the threshold, nothing is paced
+    answers(accepted=98, limited=2, seconds=2.0)  # stray 429s (2%): nothing is paced
     assert adaptive.pace is None
-    second(accepted=10, limited=5)  # overshoot: start from what was accepted (11/s) and cut
+    answers(accepted=20, limited=0, seconds=1.0)  # 20 accepted a second ...
+    answers(accepted=0, limited=5, seconds=0.01)  # ... then a wall of 429s: cut at once
     assert adaptive.pace is not None
-    assert adaptive.pace.per_minute == pytest.approx(11 * 60 * 0.5)
-    second(accepted=10, limited=2)  # still over: cut again
-    assert adaptive.pace.per_minute == pytest.approx(11 * 60 * 0.25)
-    second(accepted=100, limited=1)  # a second with only a stray 429: grow
-    assert adaptive.pace.per_minute == pytest.approx(11 * 60 * 0.25 * 1.1)
+    first = adaptive.pace.per_minute
+    assert first < 20 * 60  # below what the server was accepting
+    answers(accepted=0, limited=10, seconds=0.1)  # answers to requests sent before the cut
+    assert adaptive.pace.per_minute == first  # the same overshoot: no second cut
+    clock.now += 1.0
+    answers(accepted=10, limited=0, seconds=0.3)  # a clean stretch: grow
+    grown = adaptive.pace.per_minute
+    assert grown > first
+    answers(accepted=0, limited=5, seconds=0.05)  # a new overshoot, an interval later: cut again
+    assert adaptive.pace.per_minute == pytest.approx(grown * 0.5)

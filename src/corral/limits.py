@@ -21,6 +21,8 @@ __all__ = ["AdaptiveRate", "Pace", "Slots"]
 
 #: accepted requests in the window before a 429 can seed an adaptive rate
 _MIN_EVIDENCE = 5
+#: within this share of the rate that last overshot, the adaptive rate grows ten times slower
+_NEAR = 0.95
 
 Clock = Callable[[], float]
 
@@ -135,10 +137,11 @@ class AdaptiveRate:
     concurrency knob overshoots by a whole request per round trip when few are in flight. It acts once
     per ``interval_s`` on the *share* of 429s in it: above ``threshold`` is overshoot (sending 10% too
     fast draws ~10% 429s) and cuts the rate by ``decrease``; under half the threshold grows it by
-    ``increase`` per second. Stray 429s and overloads (a provider's noise of a percent or two) must not
-    ratchet the rate down: cutting would not make them fewer, and the run would crawl. Nothing is
-    paced before the first overshoot; then the rate starts from what the server
-    actually accepted in that interval.
+    ``increase`` per second, a tenth of that within 5% of the rate that last overshot (so it does not
+    run into the same wall every few seconds). Stray 429s and overloads, a provider's noise of a
+    percent or two, must not ratchet the rate down: cutting would not make them fewer, and the run
+    would crawl. Nothing is paced before the first overshoot; then the rate starts from what the
+    server actually accepted in that interval.
     """
 
     def __init__(
@@ -160,6 +163,9 @@ class AdaptiveRate:
         self._start = clock()
         self._accepted = 0
         self._limited = 0
+        #: the rate that last drew too many 429s: growth slows near it instead of running into it again
+        self._ceiling = 0.0
+        self._last_cut = -1e18
         self.pace: Pace | None = None
 
     def on_success(self) -> None:
@@ -168,26 +174,34 @@ class AdaptiveRate:
 
     def on_rate_limited(self) -> None:
         """A 429 or an overload answer."""
+        if self._clock() - self._last_cut < self._interval:
+            return  # an answer to a request sent before the last cut: that overshoot is handled
         self._limited += 1
         self._maybe_step()
 
     def _maybe_step(self) -> None:
         now = self._clock()
         elapsed = now - self._start
-        if elapsed < self._interval:
-            return
         answered = self._accepted + self._limited
         if answered < self._min_samples:
             return  # keep counting: a share of three answers says nothing
-        if self._limited / answered > self._threshold:
+        overshoot = self._limited / answered > self._threshold
+        # A cut does not wait for the interval to end: at 50 requests/s against a limit of 10, every
+        # quarter second of waiting is a dozen more 429s. Growth does wait, and so does a second cut,
+        # since the answers to requests sent before a cut still carry the old overshoot.
+        if overshoot and (self.pace is None or now - self._last_cut >= self._interval):
             if self.pace is None:
-                accepted_per_minute = 60.0 * self._accepted / elapsed
-                self.pace = Pace(
-                    max(accepted_per_minute, 1.0) * self._decrease, burst_s=0.5, clock=self._clock
-                )
+                self._ceiling = max(60.0 * self._accepted / max(elapsed, self._interval), 1.0)
+                self.pace = Pace(self._ceiling * self._decrease, burst_s=0.5, clock=self._clock)
             else:
+                self._ceiling = self.pace.per_minute
                 self.pace.set_per_minute(max(1.0, self.pace.per_minute * self._decrease))
-        elif self._limited / answered <= self._threshold / 2 and self.pace is not None:
-            self.pace.set_per_minute(self.pace.per_minute * (1 + self._increase) ** elapsed)
+            self._last_cut = now
+        elif elapsed < self._interval:
+            return
+        elif not overshoot and self._limited / answered <= self._threshold / 2 and self.pace is not None:
+            near = self.pace.per_minute >= _NEAR * self._ceiling
+            growth = self._increase / 10 if near else self._increase
+            self.pace.set_per_minute(self.pace.per_minute * (1 + growth) ** elapsed)
         self._start = now
         self._accepted = self._limited = 0
