@@ -101,20 +101,23 @@ def test_adaptive_rate_reacts_to_a_share_of_429s_not_to_strays() -> None:
     clock = Clock()
     adaptive = AdaptiveRate(decrease=0.5, increase=0.1, interval_s=1.0, threshold=0.05, clock=clock)
 
-    def answers(accepted: int, limited: int, seconds: float) -> None:
-        events = [adaptive.on_success] * accepted + [adaptive.on_rate_limited] * limited
+    def answers(accepted: int, limited: int, seconds: float, sent_ago: float = 0.0) -> None:
+        events = ["ok"] * accepted + ["429"] * limited
         for event in events:
             clock.now += seconds / len(events)
-            event()
+            if event == "ok":
+                adaptive.on_success()
+            else:
+                adaptive.on_rate_limited(sent_at=clock.now - sent_ago)
 
     answers(accepted=98, limited=2, seconds=2.0)  # stray 429s (2%): nothing is paced
     assert adaptive.pace is None
     answers(accepted=20, limited=0, seconds=1.0)  # 20 accepted a second ...
-    answers(accepted=0, limited=5, seconds=0.01)  # ... then a wall of 429s: cut at once
+    answers(accepted=0, limited=5, seconds=0.01, sent_ago=0.3)  # ... then a wall of 429s: cut at once
     assert adaptive.pace is not None
     first = adaptive.pace.per_minute
     assert first < 20 * 60  # below what the server was accepting
-    answers(accepted=0, limited=10, seconds=0.1)  # answers to requests sent before the cut
+    answers(accepted=0, limited=10, seconds=0.1, sent_ago=0.3)  # answers to requests sent before the cut
     assert adaptive.pace.per_minute == first  # the same overshoot: no second cut
     clock.now += 1.0
     answers(accepted=10, limited=0, seconds=0.3)  # a clean stretch: grow

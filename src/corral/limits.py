@@ -172,10 +172,10 @@ class AdaptiveRate:
         self._accepted += 1
         self._maybe_step()
 
-    def on_rate_limited(self) -> None:
-        """A 429 or an overload answer."""
-        if self._clock() - self._last_cut < self._interval:
-            return  # an answer to a request sent before the last cut: that overshoot is handled
+    def on_rate_limited(self, sent_at: float) -> None:
+        """A 429 or an overload answer to a request sent at ``sent_at`` (this clock)."""
+        if sent_at < self._last_cut:
+            return  # it was sent before the last cut: that overshoot is already handled
         self._limited += 1
         self._maybe_step()
 
@@ -185,7 +185,8 @@ class AdaptiveRate:
         answered = self._accepted + self._limited
         if answered < self._min_samples:
             return  # keep counting: a share of three answers says nothing
-        overshoot = self._limited / answered > self._threshold
+        # Two 429s at least: one alone, among a handful of answers, is noise, not a share.
+        overshoot = self._limited >= 2 and self._limited / answered > self._threshold
         # A cut does not wait for the interval to end: at 50 requests/s against a limit of 10, every
         # quarter second of waiting is a dozen more 429s. Growth does wait, and so does a second cut,
         # since the answers to requests sent before a cut still carry the old overshoot.

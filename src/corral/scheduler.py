@@ -106,6 +106,7 @@ class Scheduler:
                 raise self._stopped
             tally.requests += 1
             self.stats.requests += 1
+            sent_at = time.monotonic()
             try:
                 completion = await self.backend.complete(request)
             except ProviderError as exc:
@@ -130,7 +131,7 @@ class Scheduler:
             if isinstance(error, RateLimited) or (isinstance(error, ServerError) and error.overloaded):
                 self.stats.rate_limited += 1
                 if self._adaptive is not None:
-                    self._adaptive.on_rate_limited()
+                    self._adaptive.on_rate_limited(sent_at)
                 # Everyone waits: the provider is saying the whole run is too fast, not this item.
                 self._resume_at = max(self._resume_at, time.monotonic() + (retry_after or 0.0))
             retry += 1
