@@ -136,12 +136,12 @@ class Scheduler:
                 self._resume_at = max(self._resume_at, time.monotonic() + (retry_after or 0.0))
             retry += 1
             self.stats.retries += 1
-            await _sleep(delay)
+            await asyncio.sleep(delay)
 
     async def _cool_down(self) -> None:
         wait = self._resume_at - time.monotonic()
         if wait > 0:
-            await _sleep(wait)
+            await asyncio.sleep(wait)
 
     async def _pace(self, cost: float) -> None:
         if self._requests is not None:
@@ -183,7 +183,3 @@ class Scheduler:
         if (limit < pace.per_minute or not fixed) and abs(limit - pace.per_minute) > 1e-6:
             pace.set_per_minute(limit)
         return pace
-
-
-async def _sleep(seconds: float) -> None:
-    await asyncio.sleep(seconds)
