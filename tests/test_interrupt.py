@@ -83,3 +83,11 @@ async def test_cancelling_a_run_leaves_no_task_behind() -> None:
                 await run
             # The simulator runs on its own thread: every task on this loop but the test's is ours.
             assert asyncio.all_tasks() == {asyncio.current_task()}
+            # Every connection was closed too: the server saw its clients go (it ends a request whose
+            # client disconnects), long before the 200 ms answers were due.
+            for _ in range(100):  # a guard against a hang, not a measurement
+                if sim.stats.in_flight == 0:
+                    break
+                await asyncio.sleep(0.01)
+            assert sim.stats.in_flight == 0
+            assert sim.stats.by_status.get(499, 0) > 0  # requests cut off by the client, not answered
