@@ -148,9 +148,10 @@ class Extractor(Generic[T]):
         async def process(item: Item) -> Outcome[Any]:
             return await extract_item(self.scheduler, self.settings, item, slots)
 
-        # Twice as many items in progress as requests in flight: an item waiting out a backoff holds
-        # its place in the run but not its slot, which another item uses meanwhile.
-        workers = None if limit is None else (1 if strategy == "sequential" else 2 * limit)
+        # A few more items in progress than requests in flight: an item waiting out a backoff holds its
+        # place in the run but not its slot, which a spare item uses meanwhile. An eighth is enough for
+        # that; twice as many made every completion wake a waiting worker, +25% CPU at 1,000 in flight.
+        workers = None if limit is None else (1 if strategy == "sequential" else limit + max(4, limit // 8))
         return run_strategy(items, process, strategy=strategy, concurrency=workers, order=order)
 
     def _bound(self, limit: int | None) -> int | None:
