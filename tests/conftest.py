@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import socket
+import sys
 from pathlib import Path
 
 import pytest
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+PERSON = "examples/person.py:Person"
+
+
+def run_command(source: str | Path, base_url: str, *options: str) -> list[str]:
+    """``corral run SOURCE`` for the article's Person against a simulator, as a subprocess argv."""
+    return [sys.executable, "-m", "corral.cli", "run", str(source), "--schema", PERSON,
+            "--base-url", base_url, "--model", "sim-1", *options]  # fmt: skip
 
 
 @pytest.fixture(autouse=True)

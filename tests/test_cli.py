@@ -11,10 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import PERSON, ROOT
 from corral.sim import ScriptCall, SimConfig, SimulatorThread
-
-PERSON = "examples/person.py:Person"
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")

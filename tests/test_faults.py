@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import re
 import subprocess
-import sys
 from pathlib import Path
 
+from conftest import ROOT, run_command
 from corral import Extractor, Item
 from corral.bench import Person
 from corral.sim import ScriptCall, SimConfig, SimReply, Simulator, SimulatorThread
 
-ROOT = Path(__file__).resolve().parent.parent
 N = 2000
 TEXTS = [f"My name is Name{chr(65 + n % 26)}{n} and I am {18 + n % 70} years old" for n in range(N)]
 KNOWN_CAUSES = {"server_error", "transport", "rate_limited", "invalid_output"}
@@ -67,21 +66,7 @@ def test_a_rejected_key_ends_the_run_at_once_naming_the_variable(tmp_path: Path)
     refuse = SimReply(status=401, error_body={"error": {"message": "Incorrect API key provided: sk-te****"}})
     with SimulatorThread(SimConfig(latency_ms=50), script=lambda call: refuse) as sim:
         result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "corral.cli",
-                "run",
-                str(source),
-                "--schema",
-                "examples/person.py:Person",
-                "--base-url",
-                sim.url,
-                "--model",
-                "sim-1",
-                "--concurrency",
-                "8",
-            ],
+            run_command(source, sim.url, "--concurrency", "8"),
             cwd=ROOT,
             capture_output=True,
             text=True,

@@ -6,17 +6,16 @@ import asyncio
 import json
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from conftest import ROOT, run_command
 from corral import Extractor
 from corral.bench import Person
 from corral.sim import SimConfig, SimulatorThread
 
-ROOT = Path(__file__).resolve().parent.parent
 TEXTS = [f"My name is Name{n} and I am {20 + n % 50} years old" for n in range(200)]
 
 
@@ -27,23 +26,7 @@ def test_signal_keeps_finished_records_and_exits_130(sig: signal.Signals, tmp_pa
     out = tmp_path / "out.jsonl"
     with SimulatorThread(SimConfig(latency_ms=100, latency_dist="fixed")) as sim:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "corral.cli",
-                "run",
-                str(source),
-                "--schema",
-                "examples/person.py:Person",
-                "--base-url",
-                sim.url,
-                "--model",
-                "sim-1",
-                "--concurrency",
-                "4",
-                "-o",
-                str(out),
-            ],
+            run_command(source, sim.url, "--concurrency", "4", "-o", str(out)),
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
