@@ -1,4 +1,7 @@
-"""The scheduler: the article's strategies as one bounded, cancellable pipeline.
+"""The engine: the article's strategies as one bounded, cancellable pipeline.
+
+Here ``k`` bounds the items in progress; the requests in flight are bounded separately, by the
+slots every request takes in :mod:`corral.scheduler` (an item waiting out a backoff holds no slot).
 
     sequential      one request at a time, results in input order
     gather          all results at the end, in input order (bounded to k, or all at once)

@@ -122,12 +122,6 @@ class Slots:
                 self._held += 1
                 waiter.set_result(None)
 
-    async def __aenter__(self) -> None:
-        await self.acquire()
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.release()
-
 
 class AdaptiveRate:
     """Finds the request rate a server takes when nobody says what it is (no limit, no headers).

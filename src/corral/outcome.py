@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from corral.errors import ItemError
+
 __all__ = ["ErrorInfo", "Item", "Outcome", "Usage"]
 
 T = TypeVar("T")
@@ -79,8 +81,6 @@ class Outcome(Generic[T]):
     def unwrap(self) -> T:
         """The value, or :class:`~corral.errors.ItemError` carrying the recorded error."""
         if self.error is not None or self.value is None:
-            from corral.errors import ItemError
-
             reason = self.error.message if self.error else "no value"
             raise ItemError(f"item {self.id}: {reason}")
         return self.value
