@@ -4,7 +4,9 @@
     ├── UsageError            you, the caller: fix the command, the schema, the input or the set-up
     │   ├── SchemaError           the response model / JSON Schema cannot be loaded or used
     │   ├── InputError            an input file or row is unreadable (names file and line)
-    │   └── ConfigError           missing key, unknown model prefix, extra not installed
+    │   ├── ConfigError           missing key, unknown model prefix, extra not installed
+    │   ├── StoreError            the run store is corrupt, not corral's, or holds a different job
+    │   └── OutputError           the output file is not corral's, or cannot be written (disk full)
     ├── ProviderError         the provider answered with a failure (carries status, body, headers)
     │   ├── RateLimited           429 — slow down (carries retry_after)
     │   ├── ServerError           5xx / overloaded — try again later
@@ -12,8 +14,9 @@
     │   ├── BadRequest            400 / 422 — this request will never succeed as sent
     │   ├── AuthError             401 / 403 — stops the run: the key is wrong or lacks access
     │   └── ModelNotFound         404 for the model — stops the run: the model name is wrong
-    └── ItemError             the item itself failed: no valid output after every re-ask
-        └── OutputInvalid         one reply that did not parse or validate (carries the problems)
+    ├── ItemError             the item itself failed: no valid output after every re-ask
+    │   └── OutputInvalid         one reply that did not parse or validate (carries the problems)
+    └── BudgetReached         the next request would take the job past --max-cost: nothing more starts
 
 Each ProviderError subclass says as data whether retrying can help (``retryable``) and whether it
 dooms every other item too (``fatal``), so schedulers never branch on status codes themselves.
@@ -27,16 +30,19 @@ from collections.abc import Mapping, Sequence
 __all__ = [
     "AuthError",
     "BadRequest",
+    "BudgetReached",
     "ConfigError",
     "CorralError",
     "InputError",
     "ItemError",
     "ModelNotFound",
+    "OutputError",
     "OutputInvalid",
     "ProviderError",
     "RateLimited",
     "SchemaError",
     "ServerError",
+    "StoreError",
     "TransportError",
     "UsageError",
 ]
@@ -82,6 +88,21 @@ class ConfigError(UsageError):
     """Missing API key, unknown model prefix, optional extra not installed, bad option value."""
 
     kind = "config"
+
+
+class StoreError(UsageError):
+    """The run store cannot be used: corrupt, not a corral store, newer than this corral, or it holds
+    a job started with a different schema, prompt or model. The message says which, and the way out
+    (``--fresh``, another ``--store``)."""
+
+    kind = "store"
+
+
+class OutputError(UsageError):
+    """The output file cannot be written: it is not a corral output (never overwritten), its directory
+    is missing, or the disk is full. Results already finished stay in the run store."""
+
+    kind = "output"
 
 
 # --- the provider's answer -------------------------------------------------------------------
@@ -185,3 +206,21 @@ class OutputInvalid(ItemError):
     def __init__(self, problems: Sequence[str]) -> None:
         self.problems = list(problems)
         super().__init__("; ".join(self.problems) or "invalid output")
+
+
+# --- a limit the user set --------------------------------------------------------------------
+
+
+class BudgetReached(CorralError):
+    """The job has spent (or reserved) so much that the next request could take it past ``max_cost``.
+
+    Requests already sent finish and are recorded; no new one starts. Re-running with a higher
+    ``--max-cost`` continues the job where it stopped.
+    """
+
+    kind = "budget"
+
+    def __init__(self, message: str, *, spent: float, limit: float) -> None:
+        super().__init__(message)
+        self.spent = spent
+        self.limit = limit

@@ -12,6 +12,7 @@ item is sent, as a one-line :class:`~corral.errors.ConfigError` that names the f
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 
@@ -38,6 +39,8 @@ OPENAI_PROFILE = Profile(
 # vLLM, llama.cpp's server, Ollama and most others accept response_format json_schema; not all of
 # them take tools, and none needs OpenAI's strict rewriting of the schema.
 COMPATIBLE_PROFILE = Profile("openai-compatible", (Mode.JSON_SCHEMA, Mode.TOOLS, Mode.JSON_OBJECT))
+# The same servers reached by prefix run on the user's machine: priced at nothing.
+SELF_HOSTED_PROFILE = dataclasses.replace(COMPATIBLE_PROFILE, name="self-hosted", self_hosted=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,9 +56,9 @@ class Provider:
 
 PROVIDERS: dict[str, Provider] = {
     "openai": Provider("https://api.openai.com/v1", OPENAI_PROFILE, "OPENAI_API_KEY", key_required=True),
-    "ollama": Provider("http://localhost:11434/v1", COMPATIBLE_PROFILE),
-    "vllm": Provider("http://localhost:8000/v1", COMPATIBLE_PROFILE, "VLLM_API_KEY"),
-    "llamacpp": Provider("http://localhost:8080/v1", COMPATIBLE_PROFILE),
+    "ollama": Provider("http://localhost:11434/v1", SELF_HOSTED_PROFILE),
+    "vllm": Provider("http://localhost:8000/v1", SELF_HOSTED_PROFILE, "VLLM_API_KEY"),
+    "llamacpp": Provider("http://localhost:8080/v1", SELF_HOSTED_PROFILE),
 }
 LOCAL_MODEL = "local"
 

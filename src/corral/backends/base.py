@@ -47,6 +47,8 @@ class Profile:
     max_concurrency: int | None = None
     #: whose tokenizer counts its prompts ("openai"), for token limits; None: estimate
     tokenizer: str | None = None
+    #: runs on the user's own hardware (local model, Ollama, vLLM, ...): no per-token price
+    self_hosted: bool = False
 
     @property
     def default_mode(self) -> Mode:
@@ -104,6 +106,11 @@ class Backend(Protocol):
 
     @property
     def model(self) -> str: ...
+
+    @property
+    def endpoint(self) -> str:
+        """Where the model runs (a base URL, a model file), for cache keys; never holds a key."""
+        ...
 
     async def complete(self, request: Request) -> Completion: ...
 

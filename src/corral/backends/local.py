@@ -39,7 +39,7 @@ __all__ = ["DEFAULT_MODEL", "LocalBackend"]
 #: the name reported for the packaged model
 DEFAULT_MODEL = "gemma3-270m"
 _INSTALL = "pip install 'corral[local]'"
-_PROFILE = Profile(name="local", modes=(Mode.GRAMMAR,), strict=True, max_concurrency=1)
+_PROFILE = Profile(name="local", modes=(Mode.GRAMMAR,), strict=True, max_concurrency=1, self_hosted=True)
 _LOOP_MIN = 8  # tokens; shorter repeats ("a", "a", "a") can be genuine
 _MIN_ROOM = 16  # tokens of context an answer needs at the least (Person's JSON is 13)
 # Default threads: the CPUs we may run on, capped so a large host does not spawn dozens of threads
@@ -88,6 +88,10 @@ class LocalBackend:
     @property
     def model(self) -> str:
         return self._model
+
+    @property
+    def endpoint(self) -> str:
+        return f"llama.cpp:{self._key.path or DEFAULT_MODEL}"
 
     async def complete(self, request: Request) -> Completion:
         prompt = prompter_for(request.spec).render(request.messages)

@@ -75,6 +75,12 @@ class OpenAIBackend:
     def model(self) -> str:
         return self._model
 
+    @property
+    def endpoint(self) -> str:
+        # A base URL may carry credentials (user:pass@host, ?key=...): they stay out of cache keys.
+        parts = urlsplit(self._base_url)
+        return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}{parts.path}"
+
     def set_model(self, model: str) -> None:
         """Name the model after construction (when it was learned from ``GET /models``)."""
         self._model = model
