@@ -34,6 +34,13 @@ def _no_internet(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
 
 
+@pytest.fixture(autouse=True)
+def _own_store(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Each test's runs keep their store in the test's own directory (inherited by subprocesses), so
+    no test resumes another's job; tests of the default location remove this."""
+    monkeypatch.setenv("CORRAL_STORE", str(tmp_path / "store" / "corral.db"))
+
+
 @pytest.fixture
 def examples() -> Path:
     return EXAMPLES

@@ -49,7 +49,7 @@ def test_run_extracts_the_article_to_stdout(sim: SimulatorThread) -> None:
     assert rows[0]["output"] == {"name": "John", "age": 20}
     assert set(rows[0]) == {"id", "input", "output", "error", "attempts", "usage", "latency"}
     assert rows[0]["usage"]["total_tokens"] > 0  # type: ignore[index]
-    assert "7 items: 7 ok, 0 errors" in result.stderr
+    assert "7 items: 7 ok · 7 requests" in result.stderr
 
 
 def test_run_jsonl_to_file_in_completion_order(sim: SimulatorThread, tmp_path: Path) -> None:

@@ -72,11 +72,18 @@ def test_a_rejected_key_ends_the_run_at_once_naming_the_variable(tmp_path: Path)
             text=True,
             timeout=60,
             check=False,
-            env={"PATH": "", "OPENAI_API_KEY": "sk-test-secret-value"},
+            env={
+                "PATH": "",
+                "OPENAI_API_KEY": "sk-test-secret-value",
+                "CORRAL_STORE": str(tmp_path / "s.db"),
+            },
         )
         requests = len(sim.log)
     assert result.returncode == 1
     assert "$OPENAI_API_KEY" in result.stderr
     assert "sk-test-secret-value" not in result.stderr + result.stdout
+    assert (tmp_path / "s.db").exists()
+    for stored in tmp_path.glob("s.db*"):  # the run store and its cache: no key either
+        assert b"sk-test-secret-value" not in stored.read_bytes()
     assert re.search(r"HTTP 401", result.stderr)
     assert requests <= 8  # the first answers stopped it: no item after them was sent

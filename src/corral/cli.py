@@ -1,31 +1,21 @@
 """The ``corral`` command: a thin layer over the public API.
 
-Exit codes: 0 every item extracted; 1 some items ended in error (all are in the output) or the run
-was stopped by the provider (bad key, unknown model); 2 a usage problem found before anything was
-sent; 130 interrupted.
+Exit codes: 0 every item extracted; 1 some items ended in error (all are in the output), the run
+was stopped by the provider (bad key, unknown model) or the cost cap was reached; 2 a usage problem
+found before anything was sent; 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import signal
 import sys
-import time
-from collections.abc import Iterator, Sequence
-from pathlib import Path
-from typing import IO, Any
-
-import orjson
+from collections.abc import Sequence
+from typing import Any
 
 from corral import __version__
-from corral.backends import Mode
-from corral.client import Extractor
-from corral.engine import ORDERS, STRATEGIES, Order, Strategy
+from corral.cli_run import add_run_arguments, cmd_run
 from corral.errors import CorralError, ProviderError, UsageError
-from corral.items import FORMATS, Format, read_items
-from corral.outcome import Outcome
 from corral.sim import args as sim_args
 from corral.tuning import tune_gc
 
@@ -34,7 +24,9 @@ __all__ = ["main"]
 RUN_EXAMPLE = """example:
   corral run examples/people.txt --schema examples/person.py:Person
   corral run reviews.jsonl --schema review.json --model openai/gpt-4o-mini --concurrency 64 -o out.jsonl
-  corral run notes.csv --schema app.models:Patient --base-url http://localhost:8000/v1 --model qwen2.5"""
+  corral run notes.csv --schema app.models:Patient --base-url http://localhost:8000/v1 --model qwen2.5
+  corral run big.jsonl --schema review.json --model openai/gpt-4o-mini --max-cost 5 -o out.parquet
+      (kill it at any moment: the same command resumes, and pays for nothing twice)"""
 SIM_EXAMPLE = """example:
   corral sim --port 8000 --latency-ms 900 &
   corral run examples/people.txt --schema examples/person.py:Person --base-url http://127.0.0.1:8000/v1"""
@@ -97,70 +89,8 @@ def _parser() -> argparse.ArgumentParser:
         "--many", action="store_true", help="extract every entity in each text (a list per item)"
     )
     _add_target_options(run)
-    run.add_argument("--prompt", metavar="TEXT", help="the instruction sent as the system message")
-    run.add_argument(
-        "--mode",
-        choices=[m.value for m in Mode],
-        help="how the schema goes on the wire (default: the backend's preferred mode)",
-    )
-    run.add_argument(
-        "--strategy",
-        choices=STRATEGIES,
-        default="as_completed",
-        help="sequential, gather (all at the end) or as_completed (streaming; default)",
-    )
-    run.add_argument(
-        "--concurrency",
-        type=_positive_int,
-        default=16,
-        metavar="N",
-        help="at most N requests at once (default 16)",
-    )
-    run.add_argument(
-        "--order",
-        choices=ORDERS,
-        default="input",
-        help="write results in input order (default) or as they complete",
-    )
-    run.add_argument(
-        "--max-retries",
-        type=_non_negative_int,
-        default=2,
-        metavar="N",
-        help="re-ask up to N times when a reply does not validate (default 2)",
-    )
-    run.add_argument(
-        "--max-tokens",
-        type=_positive_int,
-        default=1024,
-        metavar="N",
-        help="reply token limit per request (default 1024)",
-    )
-    run.add_argument(
-        "--timeout", type=float, default=120.0, metavar="SECONDS", help="per request (default 120)"
-    )
-    run.add_argument("--rpm", type=float, metavar="N", help="the provider's requests-per-minute limit")
-    run.add_argument("--tpm", type=float, metavar="N", help="the provider's tokens-per-minute limit")
-    run.add_argument(
-        "--retries",
-        type=_non_negative_int,
-        default=6,
-        metavar="N",
-        help="per item: retry 429s, 5xx, timeouts and dropped connections up to N times (default 6)",
-    )
-    run.add_argument(
-        "--no-adaptive",
-        action="store_true",
-        help="without --rpm/--tpm or rate-limit headers, do not slow down on 429s (only back off)",
-    )
-    run.add_argument("--text-field", default="text", metavar="NAME", help="JSONL/CSV field with the text")
-    run.add_argument("--id-field", default="id", metavar="NAME", help="JSONL/CSV field with the item id")
-    run.add_argument(
-        "--format", choices=sorted(set(FORMATS.values())), help="input format when the extension does not say"
-    )
-    run.add_argument("-o", "--output", metavar="OUT", help="JSONL output file (default: stdout)")
-    run.add_argument("-q", "--quiet", action="store_true", help="no summary on stderr")
-    run.set_defaults(handler=_cmd_run)
+    add_run_arguments(run)
+    run.set_defaults(handler=cmd_run)
 
     sim = commands.add_parser(
         "sim",
@@ -206,148 +136,6 @@ def _add_target_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--api-key-env", metavar="NAME", help="environment variable holding the key (default OPENAI_API_KEY)"
     )
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
-
-
-# --- corral run ------------------------------------------------------------------------------
-
-
-async def _cmd_run(args: argparse.Namespace) -> int:
-    fmt: Format | None = args.format
-    items = read_items(args.input, format=fmt, text_field=args.text_field, id_field=args.id_field)
-    extractor: Extractor[Any] = Extractor(
-        args.schema,
-        model=args.model,
-        base_url=args.base_url,
-        api_key_env=args.api_key_env,
-        mode=args.mode,
-        prompt=args.prompt,
-        max_retries=args.max_retries,
-        max_tokens=args.max_tokens,
-        concurrency=args.concurrency,
-        timeout=args.timeout,
-        many=args.many,
-        rpm=args.rpm,
-        tpm=args.tpm,
-        adaptive=not args.no_adaptive,
-        retries=args.retries,
-    )
-    strategy: Strategy = args.strategy
-    order: Order = args.order
-    tally = _Tally()
-    with _output(args.output) as out, _stop_on_signals() as stopping:
-        async with extractor:
-            try:
-                async for outcome in extractor.map(items, strategy=strategy, order=order):
-                    out.write(orjson.dumps(outcome.to_record(), option=orjson.OPT_APPEND_NEWLINE))
-                    out.flush()  # a record is on disk (or down the pipe) as soon as it is final
-                    tally.add(outcome)
-                    if outcome.error is not None and outcome.error.kind == "input":
-                        print(f"corral: skipped {outcome.error.message}", file=sys.stderr)
-            except asyncio.CancelledError:
-                if not stopping.is_set():
-                    raise
-                # Our own signal: the engine has cancelled every request; finish writing and report.
-                task = asyncio.current_task()
-                if task is not None:
-                    task.uncancel()
-            tally.rate_limited = extractor.scheduler.stats.rate_limited
-            tally.retries = extractor.scheduler.stats.retries
-    if stopping.is_set():
-        print(f"corral: interrupted ({stopping.signal_name}); {tally.summary_tail()}", file=sys.stderr)
-        return 130
-    if not args.quiet:
-        print(tally.summary(), file=sys.stderr)
-    return 1 if tally.errors else 0
-
-
-class _Stopping:
-    def __init__(self) -> None:
-        self.signal_name = ""
-
-    def is_set(self) -> bool:
-        return bool(self.signal_name)
-
-
-@contextlib.contextmanager
-def _stop_on_signals() -> Iterator[_Stopping]:
-    """Ctrl-C or SIGTERM cancels the run (every in-flight request) instead of killing the process,
-    so finished records are written and the summary printed. A second signal is not special: the
-    first has already started the shutdown, which only waits for cancellations to land."""
-    loop = asyncio.get_running_loop()
-    task = asyncio.current_task()
-    stopping = _Stopping()
-
-    def stop(name: str) -> None:
-        if task is not None and not stopping.is_set():
-            stopping.signal_name = name
-            task.cancel()
-
-    installed = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, stop, sig.name)
-            installed.append(sig)
-        except (NotImplementedError, RuntimeError):  # not the main thread, or not POSIX
-            continue
-    try:
-        yield stopping
-    finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
-
-
-@contextlib.contextmanager
-def _output(path: str | None) -> Iterator[IO[bytes]]:
-    if path is None or path == "-":
-        yield sys.stdout.buffer
-        sys.stdout.buffer.flush()
-        return
-    target = Path(path)
-    if target.is_dir():
-        raise UsageError(f"output {path} is a directory; name a file")
-    with open(target, "wb") as handle:
-        yield handle
-
-
-class _Tally:
-    def __init__(self) -> None:
-        self.started = time.perf_counter()
-        self.items = self.errors = self.tokens = self.retries = self.rate_limited = 0
-        self.kinds: dict[str, int] = {}
-
-    def add(self, outcome: Outcome[Any]) -> None:
-        self.items += 1
-        self.tokens += outcome.usage.total_tokens
-        if outcome.error is not None:
-            self.errors += 1
-            self.kinds[outcome.error.kind] = self.kinds.get(outcome.error.kind, 0) + 1
-
-    def summary(self) -> str:
-        return f"corral: {self.summary_tail()}"
-
-    def summary_tail(self) -> str:
-        elapsed = time.perf_counter() - self.started
-        rate = self.items / elapsed if elapsed > 0 else 0.0
-        kinds = f" ({', '.join(f'{n} {k}' for k, n in sorted(self.kinds.items()))})" if self.kinds else ""
-        retried = f" · {self.retries} retries ({self.rate_limited} rate-limited)" if self.retries else ""
-        return (
-            f"{self.items} items: {self.items - self.errors} ok, {self.errors} errors{kinds}{retried} · "
-            f"{self.tokens:,} tokens · {elapsed:.1f} s ({rate:.1f} items/s)"
-        )
 
 
 # --- corral sim / bench ----------------------------------------------------------------------

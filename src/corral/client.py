@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
 from corral.backends import Backend, Mode, open_backend, resolve_model
-from corral.engine import Order, Strategy, run_strategy
+from corral.cache import ResponseCache
+from corral.cost import Budget, Price, price_for
+from corral.engine import Order, Process, Strategy, run_strategy
 from corral.errors import ConfigError
 from corral.extract import DEFAULT_INSTRUCTION, ExtractSettings, extract_item
 from corral.items import as_items
@@ -27,9 +29,11 @@ from corral.outcome import Item, Outcome
 from corral.scheduler import RetryPolicy, Scheduler
 from corral.schema import ResponseSpec, load_spec
 
-__all__ = ["Extractor", "run"]
+__all__ = ["Around", "Extractor", "run"]
 
 T = TypeVar("T")
+#: wraps one item's extraction: ``around(item, extract)`` returns the item's outcome
+Around = Callable[[Item, Process], Awaitable[Outcome[Any]]]
 
 
 class _Default(enum.Enum):
@@ -71,6 +75,9 @@ class Extractor(Generic[T]):
         adaptive: bool = True,
         retries: int = 6,
         backend: Backend | None = None,
+        cache: ResponseCache | None = None,
+        prices: Mapping[str, Price] | None = None,
+        budget: Budget | None = None,
     ) -> None:
         if max_retries < 0:
             raise ConfigError(f"max_retries must be 0 or more, got {max_retries}")
@@ -82,8 +89,15 @@ class Extractor(Generic[T]):
         )
         self.concurrency = concurrency
         self.scheduler = Scheduler(
-            self.backend, rpm=rpm, tpm=tpm, adaptive=adaptive, policy=RetryPolicy(max_retries=retries)
+            self.backend,
+            rpm=rpm,
+            tpm=tpm,
+            adaptive=adaptive,
+            policy=RetryPolicy(max_retries=retries),
+            cache=cache,
+            budget=budget,
         )
+        self._prices = prices
         self._slots = Slots(self._bound(concurrency))
         self.settings = ExtractSettings(
             spec=self.spec,
@@ -113,6 +127,14 @@ class Extractor(Generic[T]):
 
     async def __aenter__(self) -> Self:
         await resolve_model(self.backend)
+        # Priced once the model is known (a --base-url server may have just named it).
+        self.scheduler.price = price_for(self.backend.model, self.backend.profile, self._prices)
+        if self.scheduler.budget is not None and self.scheduler.price is None:
+            await self.aclose()
+            raise ConfigError(
+                f"no price is known for model {self.backend.model!r}, so a cost cap cannot be kept: "
+                'pass --prices FILE with {"MODEL": {"input": USD_PER_M, "output": USD_PER_M}}'
+            )
         return self
 
     async def __aexit__(
@@ -135,18 +157,28 @@ class Extractor(Generic[T]):
         strategy: Strategy = "as_completed",
         concurrency: int | _Default | None = _Default.CONCURRENCY,
         order: Order = "completion",
+        around: Around | None = None,
     ) -> AsyncGenerator[Outcome[T], None]:
         """Extract from many texts, yielding one outcome per text (see :mod:`corral.engine`).
 
         ``concurrency``: at most this many requests at once (default: the extractor's); ``None``
         starts every item at once, like the article's plain ``gather``/``as_completed``.
+        ``around(item, extract)``: wraps each item's extraction (the run store uses it to answer
+        finished items from an earlier run and to record new ones).
         """
         items = texts if isinstance(texts, AsyncIterable) else as_items(texts)
         limit = self._bound(self.concurrency if isinstance(concurrency, _Default) else concurrency)
         slots = Slots(limit)  # requests in flight; this run's own bound
 
-        async def process(item: Item) -> Outcome[Any]:
+        async def extract(item: Item) -> Outcome[Any]:
             return await extract_item(self.scheduler, self.settings, item, slots)
+
+        process: Process = extract
+        if around is not None:
+            wrap = around
+
+            async def process(item: Item) -> Outcome[Any]:
+                return await wrap(item, extract)
 
         # A few more items in progress than requests in flight: an item waiting out a backoff holds its
         # place in the run but not its slot, which a spare item uses meanwhile. An eighth is enough for

@@ -37,7 +37,7 @@ from typing import Any, Literal, TypeVar
 from corral.errors import ConfigError
 from corral.outcome import Item, Outcome
 
-__all__ = ["ORDERS", "STRATEGIES", "Order", "Strategy", "run_strategy"]
+__all__ = ["ORDERS", "STRATEGIES", "Order", "Process", "Strategy", "run_strategy"]
 
 Strategy = Literal["sequential", "gather", "as_completed"]
 Order = Literal["completion", "input"]

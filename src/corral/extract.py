@@ -84,7 +84,7 @@ async def extract_item(
             if exc.fatal:
                 raise
             message = f"{exc} (gave up after {tally.requests} requests)" if tally.requests > 1 else str(exc)
-            return _failed(item, exc.kind, message, attempts=tally.requests, usage=usage, started=started)
+            return _failed(item, exc.kind, message, tally=tally, usage=usage, started=started)
         usage.add(completion.usage)
         if completion.finish_reason == "length":
             problem = f"reply cut off at max_tokens={max_tokens}"
@@ -105,10 +105,11 @@ async def extract_item(
                     usage=usage,
                     latency=time.perf_counter() - started,
                     output=settings.spec.dump(value),
+                    cost=tally.cost,
                 )
         messages = [*messages, completion.reply, _feedback_message(completion, feedback)]
     message = f"no valid output after {settings.max_retries + 1} attempts; last problem: {problem}"
-    return _failed(item, OutputInvalid.kind, message, attempts=tally.requests, usage=usage, started=started)
+    return _failed(item, OutputInvalid.kind, message, tally=tally, usage=usage, started=started)
 
 
 def _correction(exc: OutputInvalid) -> str:
@@ -124,13 +125,14 @@ def _feedback_message(completion: Completion, text: str) -> Message:
 
 
 def _failed(
-    item: Item, kind: str, message: str, *, attempts: int, usage: Usage, started: float
+    item: Item, kind: str, message: str, *, tally: Tally, usage: Usage, started: float
 ) -> Outcome[Any]:
     return Outcome(
         id=item.id,
         input=item.text,
         error=ErrorInfo(kind, message),
-        attempts=attempts,
+        attempts=tally.requests,
         usage=usage,
         latency=time.perf_counter() - started,
+        cost=tally.cost,
     )

@@ -20,7 +20,7 @@ import orjson
 from corral.errors import InputError
 from corral.outcome import Item
 
-__all__ = ["FORMATS", "Format", "as_items", "read_items"]
+__all__ = ["FORMATS", "Format", "as_items", "count_items", "read_items"]
 
 Format = Literal["jsonl", "csv", "txt"]
 FORMATS: dict[str, Format] = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".txt": "txt"}
@@ -51,6 +51,26 @@ def read_items(
         stream.close()
         raise
     return _chain(first, rows, stream)
+
+
+def count_items(path: str | Path, *, format: Format | None = None) -> int | None:
+    """How many items ``path`` holds (for progress), cheaply: rows, not parsed. None for stdin.
+
+    Counts what the readers yield: non-blank lines of JSONL/TXT, records of CSV (quoted newlines
+    included) after the header. A malformed row still counts: it ends as an error item.
+    """
+    name = str(path)
+    if name == "-":
+        return None
+    fmt = format or _format_of(name)
+    try:
+        if fmt == "csv":
+            with open(name, encoding="utf-8-sig", newline="", errors="replace") as text:
+                return max(0, sum(1 for _ in csv.reader(text)) - 1)
+        with open(name, "rb") as stream:
+            return sum(1 for line in stream if not line.isspace() and line)
+    except (OSError, csv.Error):
+        return None
 
 
 def as_items(texts: Iterable[str | Item]) -> Iterator[Item]:

@@ -73,6 +73,10 @@ class Outcome(Generic[T]):
     latency: float = 0.0
     #: the validated value as JSON-able data (what output files hold)
     output: Any = None
+    #: dollars this run spent on the item (0 for cached answers and free models)
+    cost: float = 0.0
+    #: answered from the run store: finished by an earlier run of the same job, nothing sent now
+    reused: bool = False
 
     @property
     def ok(self) -> bool:

@@ -1,15 +1,17 @@
 """Every request passes through the scheduler: limits, in-flight slots, retries, a shared cool-down.
 
-    cool-down ─► requests/min ─► tokens/min ─► slot ─► backend.complete ─► learn from headers/usage
-        ▲                                                    │
-        └──── backoff (full jitter, or retry-after) ◄── retryable error (429, 5xx, timeout, reset)
+    cache ─► cool-down ─► requests/min ─► tokens/min ─► slot ─► budget ─► backend.complete ─► learn
+    (hit: done)   ▲                                                               │
+                  └──── backoff (full jitter, or retry-after) ◄── retryable error (429, 5xx, timeout)
 
 Retries live here, not in the re-ask loop: a rate-limit error never reaches a re-ask prompt, and the
 slot is released while an item waits, so other items use it. A 429 pauses the whole run (a shared
 cool-down), not one item. Errors retrying cannot fix (400, 401, unknown model) pass straight through.
 
 Limits come from the caller (``rpm``/``tpm``), else from the provider's rate-limit headers once it
-sends them, else from :class:`~corral.limits.AdaptiveRate` reacting to 429s.
+sends them, else from :class:`~corral.limits.AdaptiveRate` reacting to 429s. A cache hit is answered
+before any limit applies: it costs the provider nothing. The budget holds each request's worst-case
+cost while it is in flight and settles it to the real one (see :mod:`corral.cost`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from corral.backends.base import Backend, Completion, RateLimitInfo, Request
-from corral.errors import ConfigError, ProviderError, RateLimited, ServerError, TransportError
+from corral.cache import ResponseCache
+from corral.cost import Budget, Price
+from corral.errors import BudgetReached, ConfigError, ProviderError, RateLimited, ServerError, TransportError
 from corral.limits import AdaptiveRate, Pace, Slots
 from corral.tokens import TokenEstimator
 
@@ -48,9 +52,12 @@ class RetryPolicy:
 
 @dataclass(slots=True)
 class Tally:
-    """Per item: requests sent (re-asks and retries alike)."""
+    """Per item: answers obtained (re-asks and retries alike), how many came from the cache, and
+    the dollars spent on the rest."""
 
     requests: int = 0
+    cached: int = 0
+    cost: float = 0.0
 
 
 @dataclass(slots=True)
@@ -60,6 +67,11 @@ class RunStats:
     requests: int = 0
     retries: int = 0
     rate_limited: int = 0
+    #: requests answered from the response cache (not sent, not paid)
+    cached: int = 0
+    in_flight: int = 0
+    #: dollars spent on answers (0 when the price is unknown; see ``Scheduler.price``)
+    cost: float = 0.0
     by_kind: dict[str, int] = field(default_factory=dict)
 
 
@@ -75,9 +87,16 @@ class Scheduler:
         adaptive: bool = True,
         policy: RetryPolicy | None = None,
         seed: int | None = None,
+        cache: ResponseCache | None = None,
+        price: Price | None = None,
+        budget: Budget | None = None,
     ) -> None:
         self.backend = backend
         self.policy = policy or RetryPolicy()
+        self.cache = cache
+        #: what an answer costs; None: unknown (spend is not counted, and no budget can apply)
+        self.price = price
+        self.budget = budget
         self.stats = RunStats()
         self._requests = Pace(rpm) if rpm else None
         self._tokens = Pace(tpm) if tpm else None
@@ -93,50 +112,95 @@ class Scheduler:
 
     async def complete(self, request: Request, slots: Slots, tally: Tally) -> Completion:
         """One completion, retried until it succeeds, fails for good, or the retry budget is spent."""
+        if self.cache is None:
+            return await self._send(request, slots, tally)
+        key = self.cache.key(self.backend, request)
+        hit = self.cache.get(key)
+        if hit is not None:
+            tally.requests += 1
+            tally.cached += 1
+            self.stats.cached += 1
+            return hit
+        completion = await self._send(request, slots, tally)
+        self.cache.put(key, self.backend.model, completion)
+        return completion
+
+    async def _send(self, request: Request, slots: Slots, tally: Tally) -> Completion:
         retry = 0
         units = self._estimate.units(request)
         while True:
             await self._cool_down()
             prompt_estimate = self._estimate.prompt_tokens(units)
-            cost = prompt_estimate + request.max_tokens
-            await self._pace(cost)
+            await self._pace(prompt_estimate + request.max_tokens)
             await slots.acquire()
             if self._stopped is not None:
                 slots.release()
                 raise self._stopped
+            reserved = self._reserve(prompt_estimate, request.max_tokens, slots)
             tally.requests += 1
             self.stats.requests += 1
+            self.stats.in_flight += 1
             sent_at = time.monotonic()
+            spent = 0.0
             try:
                 completion = await self.backend.complete(request)
             except ProviderError as exc:
                 error = exc
             else:
                 self._settle(completion, units, prompt_estimate)
+                spent = self._charge(completion, tally)
                 return completion
             finally:
+                self.stats.in_flight -= 1
                 slots.release()
-            error.attempts = tally.requests
-            if isinstance(error, TransportError) and error.connect and not self._answered:
-                raise ConfigError(f"{error}: is the server running, and is the base URL right?") from error
-            self._answered = self._answered or error.status is not None
-            self.stats.by_kind[error.kind] = self.stats.by_kind.get(error.kind, 0) + 1
-            self._learn(error.rate_limits)
-            if error.fatal:
-                self._stopped = error
-            if not error.retryable or retry >= self.policy.max_retries:
-                raise error
-            retry_after = error.retry_after
-            delay = self.policy.delay(retry, retry_after, self._rng)
-            if isinstance(error, RateLimited) or (isinstance(error, ServerError) and error.overloaded):
-                self.stats.rate_limited += 1
-                if self._adaptive is not None:
-                    self._adaptive.on_rate_limited(sent_at)
-                # Everyone waits: the provider is saying the whole run is too fast, not this item.
-                self._resume_at = max(self._resume_at, time.monotonic() + (retry_after or 0.0))
+                if self.budget is not None:
+                    self.budget.settle(reserved, spent)
+            delay = self._after_failure(error, retry, sent_at, tally)
             retry += 1
             self.stats.retries += 1
             await asyncio.sleep(delay)
+
+    def _charge(self, completion: Completion, tally: Tally) -> float:
+        if self.price is None:
+            return 0.0
+        spent = self.price.of(completion.usage)
+        tally.cost += spent
+        self.stats.cost += spent
+        return spent
+
+    def _after_failure(self, error: ProviderError, retry: int, sent_at: float, tally: Tally) -> float:
+        """Learn from a failed request; raise it if it cannot be retried, else say how long to wait."""
+        error.attempts = tally.requests
+        if isinstance(error, TransportError) and error.connect and not self._answered:
+            raise ConfigError(f"{error}: is the server running, and is the base URL right?") from error
+        self._answered = self._answered or error.status is not None
+        self.stats.by_kind[error.kind] = self.stats.by_kind.get(error.kind, 0) + 1
+        self._learn(error.rate_limits)
+        if error.fatal:
+            self._stopped = error
+        if not error.retryable or retry >= self.policy.max_retries:
+            raise error
+        retry_after = error.retry_after
+        delay = self.policy.delay(retry, retry_after, self._rng)
+        if isinstance(error, RateLimited) or (isinstance(error, ServerError) and error.overloaded):
+            self.stats.rate_limited += 1
+            if self._adaptive is not None:
+                self._adaptive.on_rate_limited(sent_at)
+            # Everyone waits: the provider is saying the whole run is too fast, not this item.
+            self._resume_at = max(self._resume_at, time.monotonic() + (retry_after or 0.0))
+        return delay
+
+    def _reserve(self, prompt_estimate: float, max_tokens: int, slots: Slots) -> float:
+        """Hold the request's worst-case cost against the budget (nothing when there is none)."""
+        if self.budget is None or self.price is None:
+            return 0.0
+        amount = self.price.worst_case(prompt_estimate, max_tokens)
+        try:
+            self.budget.reserve(amount)
+        except BudgetReached:
+            slots.release()
+            raise
+        return amount
 
     async def _cool_down(self) -> None:
         wait = self._resume_at - time.monotonic()

@@ -1,0 +1,76 @@
+"""The response cache: an answered request is never paid for twice.
+
+The key is a hash of everything that decides the answer — where the model runs, its name, the mode,
+the schema, every message, ``max_tokens`` and ``temperature`` — and of nothing else: not the API key,
+not the item id, not the concurrency. Only successful answers are cached (an invalid one too: it is
+what the model said, and replaying it replays the re-ask that followed). Entries live in the run
+store's ``cache`` table, shared by every job in that store, so re-running an identical job, or the
+same job after ``--fresh``, sends nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import orjson
+
+from corral.backends.base import Backend, Completion, Request
+from corral.outcome import Usage
+from corral.store import RunStore
+
+__all__ = ["ResponseCache"]
+
+_VERSION = 1  # bump when the key's recipe or the entry's shape changes: old entries then just miss
+
+
+class ResponseCache:
+    """Lookups and (batched) inserts against a :class:`~corral.store.RunStore`'s cache table.
+
+    ``read=False`` skips lookups but still records answers (``--retry-errors``: re-asking the model
+    must not replay the answers that failed).
+    """
+
+    def __init__(self, store: RunStore, *, read: bool = True) -> None:
+        self.store = store
+        self.read = read
+
+    @staticmethod
+    def key(backend: Backend, request: Request) -> bytes:
+        recipe: list[Any] = [
+            _VERSION,
+            backend.endpoint,
+            backend.model,
+            request.mode.value,
+            request.spec.schema_json,
+            request.messages,
+            request.max_tokens,
+            request.temperature,
+        ]
+        return hashlib.blake2b(orjson.dumps(recipe, option=orjson.OPT_SORT_KEYS), digest_size=20).digest()
+
+    def get(self, key: bytes) -> Completion | None:
+        if not self.read:
+            return None
+        raw = self.store.cached(key)
+        if raw is None:
+            return None
+        entry = orjson.loads(raw)
+        return Completion(
+            text=entry["text"],
+            finish_reason=entry["finish_reason"],
+            usage=Usage(*entry["usage"]),
+            reply=entry["reply"],
+            tool_call_id=entry["tool_call_id"],
+        )
+
+    def put(self, key: bytes, model: str, completion: Completion) -> None:
+        usage = completion.usage
+        entry = {
+            "text": completion.text,
+            "finish_reason": completion.finish_reason,
+            "usage": [usage.prompt_tokens, usage.completion_tokens],
+            "reply": completion.reply,
+            "tool_call_id": completion.tool_call_id,
+        }
+        self.store.add_cache(key, model, orjson.dumps(entry))

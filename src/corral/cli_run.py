@@ -1,0 +1,352 @@
+"""``corral run``: read a dataset, extract every item durably, write the output, show progress.
+
+Everything that can be refused is checked before the output is touched: the input, the output
+file (never overwrite what is not ours), the run store (corrupt, foreign, another job's settings),
+the prices when a cost cap is set. Then the output is rewritten from the start: items finished by
+an earlier run come from the store, the rest are extracted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from corral.backends import Mode
+from corral.cache import ResponseCache
+from corral.client import Extractor
+from corral.cost import Budget, load_prices
+from corral.engine import ORDERS, STRATEGIES
+from corral.errors import ConfigError
+from corral.items import FORMATS, Format, count_items, read_items
+from corral.jobs import JobResult, run_job
+from corral.outcome import Outcome
+from corral.progress import RunCounters, choose_display, show_progress, summary_line
+from corral.sinks import SINK_FORMATS, check_output, open_sink, sink_format
+from corral.store import DEFAULT_DIR, STORE_FILE, JobInfo, RunStore
+
+__all__ = ["add_run_arguments", "cmd_run"]
+
+#: names the store file (or directory) for every run, like --store
+STORE_ENV = "CORRAL_STORE"
+
+
+def add_run_arguments(run: argparse.ArgumentParser) -> None:
+    """Every ``corral run`` option except the model target (shared with ``bench``)."""
+    run.add_argument("--prompt", metavar="TEXT", help="the instruction sent as the system message")
+    run.add_argument(
+        "--mode",
+        choices=[m.value for m in Mode],
+        help="how the schema goes on the wire (default: the backend's preferred mode)",
+    )
+    run.add_argument(
+        "--strategy",
+        choices=STRATEGIES,
+        default="as_completed",
+        help="sequential, gather (all at the end) or as_completed (streaming; default)",
+    )
+    run.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=16,
+        metavar="N",
+        help="at most N requests at once (default 16)",
+    )
+    run.add_argument(
+        "--order",
+        choices=ORDERS,
+        default="input",
+        help="write results in input order (default) or as they complete",
+    )
+    run.add_argument(
+        "--max-retries",
+        type=_non_negative_int,
+        default=2,
+        metavar="N",
+        help="re-ask up to N times when a reply does not validate (default 2)",
+    )
+    run.add_argument(
+        "--max-tokens",
+        type=_positive_int,
+        default=1024,
+        metavar="N",
+        help="reply token limit per request (default 1024)",
+    )
+    run.add_argument(
+        "--timeout", type=float, default=120.0, metavar="SECONDS", help="per request (default 120)"
+    )
+    run.add_argument("--rpm", type=float, metavar="N", help="the provider's requests-per-minute limit")
+    run.add_argument("--tpm", type=float, metavar="N", help="the provider's tokens-per-minute limit")
+    run.add_argument(
+        "--retries",
+        type=_non_negative_int,
+        default=6,
+        metavar="N",
+        help="per item: retry 429s, 5xx, timeouts and dropped connections up to N times (default 6)",
+    )
+    run.add_argument(
+        "--no-adaptive",
+        action="store_true",
+        help="without --rpm/--tpm or rate-limit headers, do not slow down on 429s (only back off)",
+    )
+    run.add_argument("--text-field", default="text", metavar="NAME", help="JSONL/CSV field with the text")
+    run.add_argument("--id-field", default="id", metavar="NAME", help="JSONL/CSV field with the item id")
+    run.add_argument(
+        "--format", choices=sorted(set(FORMATS.values())), help="input format when the extension does not say"
+    )
+    run.add_argument("-o", "--output", metavar="OUT", help="output file: .jsonl (default), .csv or .parquet")
+    run.add_argument(
+        "--output-format", choices=SINK_FORMATS, help="output format when the extension does not say"
+    )
+
+    durable = run.add_argument_group("durability and cost")
+    durable.add_argument(
+        "--store",
+        metavar="PATH",
+        help=f"run store (SQLite) file or directory (default: {DEFAULT_DIR}/ beside the output, "
+        f"or ${STORE_ENV})",
+    )
+    durable.add_argument("--no-store", action="store_true", help="keep no store: no resume, no cache")
+    durable.add_argument(
+        "--fresh", action="store_true", help="forget this output's earlier results and start over"
+    )
+    durable.add_argument(
+        "--no-cache", action="store_true", help="send every request, even one answered before"
+    )
+    durable.add_argument(
+        "--retry-errors", action="store_true", help="extract again the items that ended in error last time"
+    )
+    durable.add_argument(
+        "--max-cost",
+        type=float,
+        metavar="USD",
+        help="stop starting requests before the job (all its runs) would spend more than this",
+    )
+    durable.add_argument(
+        "--prices",
+        metavar="FILE",
+        help='JSON prices per million tokens: {"MODEL": {"input": 0.15, "output": 0.6}}',
+    )
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary on stderr")
+    run.add_argument(
+        "--status-every",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="when stderr is not a terminal: a status line this often (default 10)",
+    )
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+async def cmd_run(args: argparse.Namespace) -> int:
+    fmt: Format | None = args.format
+    items = read_items(args.input, format=fmt, text_field=args.text_field, id_field=args.id_field)
+    out_format = sink_format(args.output, args.output_format)
+    check_output(args.output, out_format)
+    if args.no_store and (args.fresh or args.retry_errors):
+        raise ConfigError("--fresh and --retry-errors need the run store: drop --no-store")
+    prices = load_prices(args.prices) if args.prices else None
+    budget = Budget(args.max_cost) if args.max_cost is not None else None
+    store = None if args.no_store else RunStore.open(_store_path(args.output, args.store))
+    with contextlib.ExitStack() as cleanup:
+        if store is not None:
+            cleanup.callback(store.close)
+        cache = ResponseCache(store, read=not args.retry_errors) if store and not args.no_cache else None
+        extractor: Extractor[Any] = Extractor(
+            args.schema,
+            model=args.model,
+            base_url=args.base_url,
+            api_key_env=args.api_key_env,
+            mode=args.mode,
+            prompt=args.prompt,
+            max_retries=args.max_retries,
+            max_tokens=args.max_tokens,
+            concurrency=args.concurrency,
+            timeout=args.timeout,
+            many=args.many,
+            rpm=args.rpm,
+            tpm=args.tpm,
+            adaptive=not args.no_adaptive,
+            retries=args.retries,
+            cache=cache,
+            prices=prices,
+            budget=budget,
+        )
+        async with extractor:
+            job = None
+            if store is not None:
+                name = _job_name(
+                    args.output, args.input, explicit_store=bool(args.store or os.environ.get(STORE_ENV))
+                )
+                job = store.open_job(name, _job_settings(extractor), fresh=args.fresh)
+                if budget is not None:
+                    budget.spent = job.spent_before
+            return await _run(
+                args, extractor=extractor, items=items, job=job, store=store, out_format=out_format
+            )
+    raise AssertionError("unreachable")  # pragma: no cover -- the with block returns
+
+
+async def _run(
+    args: argparse.Namespace,
+    *,
+    extractor: Extractor[Any],
+    items: Iterator[Any],
+    job: JobInfo | None,
+    store: RunStore | None,
+    out_format: Any,
+) -> int:
+    counters = RunCounters()
+    stats = extractor.scheduler.stats
+    priced = extractor.scheduler.price is not None
+    spent_before = job.spent_before if job is not None else 0.0
+
+    def refresh() -> None:
+        counters.requests, counters.retries = stats.requests, stats.retries
+        counters.rate_limited, counters.in_flight, counters.cached = (
+            stats.rate_limited,
+            stats.in_flight,
+            stats.cached,
+        )
+        counters.cost = stats.cost if priced else None
+        counters.job_cost = spent_before + stats.cost if priced and job is not None else None
+
+    def report(outcome: Outcome[Any]) -> None:
+        if outcome.error is not None and outcome.error.kind == "input" and not outcome.reused:
+            print(f"corral: skipped {outcome.error.message}", file=sys.stderr)
+
+    counting = asyncio.create_task(_count_total(args, counters))
+    display = choose_display(quiet=args.quiet, stream=sys.stderr)
+    result = JobResult("failed")
+    with open_sink(args.output, out_format, extractor.spec) as sink, _stop_on_signals() as stopping:
+        try:
+            async with show_progress(
+                counters, mode=display, stream=sys.stderr, interval=args.status_every, refresh=refresh
+            ):
+                result = await run_job(
+                    extractor,
+                    items,
+                    sink,
+                    counters,
+                    store=store,
+                    job=job,
+                    strategy=args.strategy,
+                    order=args.order,
+                    retry_errors=args.retry_errors,
+                    on_outcome=report,
+                )
+        except asyncio.CancelledError:
+            if not stopping.is_set():
+                raise
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()  # our own signal: every request is cancelled and the results kept
+        finally:
+            counting.cancel()
+            refresh()
+    if stopping.is_set():
+        resume = " — re-run the same command to finish" if job is not None else ""
+        print(f"corral: interrupted ({stopping.signal_name}){resume}", file=sys.stderr)
+        print(summary_line(counters), file=sys.stderr)
+        return 130
+    if not args.quiet:
+        print(summary_line(counters), file=sys.stderr)
+    if result.status == "budget":
+        print(
+            f"corral: stopped: {result.budget_message}. {result.not_started:,} items pulled from the "
+            "input did not start; re-run with a higher --max-cost to finish the job",
+            file=sys.stderr,
+        )
+        return 1
+    return 1 if counters.errors else 0
+
+
+async def _count_total(args: argparse.Namespace, counters: RunCounters) -> None:
+    # Counted off the event loop: a million-line file takes a moment, and the run starts meanwhile.
+    counters.total = await asyncio.to_thread(count_items, args.input, format=args.format)
+
+
+def _store_path(output: str | None, explicit: str | None) -> Path:
+    chosen = explicit or os.environ.get(STORE_ENV)
+    if chosen:
+        return Path(chosen)
+    beside = Path(output).parent if output and output != "-" else Path.cwd()
+    return beside / DEFAULT_DIR / STORE_FILE
+
+
+def _job_name(output: str | None, source: str, *, explicit_store: bool) -> str:
+    """What identifies a job in its store: its output (stdout: its input)."""
+    if output and output != "-":
+        path = Path(output)
+        # Beside the output, the file name is enough, and survives moving the directory.
+        return str(path.resolve()) if explicit_store else path.name
+    return f"<stdout>:{'<stdin>' if source == '-' else Path(source).resolve()}"
+
+
+def _job_settings(extractor: Extractor[Any]) -> dict[str, Any]:
+    """What must not change between runs of one job: their results would not belong together."""
+    spec = extractor.spec
+    schema_hash = hashlib.sha256(spec.schema_json.encode()).hexdigest()[:12]
+    return {
+        "model": f"{extractor.backend.profile.name}/{extractor.backend.model}",
+        "schema": f"{spec.name} #{schema_hash}",
+        "prompt": extractor.settings.instruction,
+        "mode": extractor.settings.mode.value,
+        "many": spec.many,
+    }
+
+
+class _Stopping:
+    def __init__(self) -> None:
+        self.signal_name = ""
+
+    def is_set(self) -> bool:
+        return bool(self.signal_name)
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[_Stopping]:
+    """Ctrl-C or SIGTERM cancels the run (every in-flight request) instead of killing the process,
+    so finished records are committed and written and the summary printed. A second signal is not
+    special: the first has already started the shutdown, which only waits for cancellations."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    stopping = _Stopping()
+
+    def stop(name: str) -> None:
+        if task is not None and not stopping.is_set():
+            stopping.signal_name = name
+            task.cancel()
+
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop, sig.name)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError):  # not the main thread, or not POSIX
+            continue
+    try:
+        yield stopping
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)

@@ -1,0 +1,446 @@
+"""The run store: one SQLite database (WAL) that makes a job survive a crash and never pay twice.
+
+    jobs    one row per output: the fingerprint of what was asked (schema, prompt, model, mode)
+    runs    one row per invocation: when, how it ended, requests, tokens and dollars spent
+    items   one row per finished item: its output record, status, attempts, tokens, cost
+    cache   one row per answered request, keyed by a hash of the whole request (never the API key)
+
+Writes are batched: results and cache entries wait in memory and go to disk in one transaction per
+batch (:meth:`RunStore.write`, run off the event loop), so the store costs microseconds per item.
+A result is written to the output only after its batch is committed, so everything in the output is
+in the store: after ``kill -9`` a re-run answers those items from here and sends nothing for them.
+``synchronous=NORMAL`` in WAL mode survives a killed process (not a power cut), which is the trade
+every batch job makes for speed.
+
+Reads (resume lookups, cache hits) use a second connection on the event loop thread: WAL lets them
+run while the writer commits, and a primary-key lookup costs a few microseconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import orjson
+
+from corral.errors import StoreError
+
+__all__ = ["DEFAULT_DIR", "STORE_FILE", "JobInfo", "RunStore", "StoredItem", "input_hash"]
+
+DEFAULT_DIR = ".corral"
+STORE_FILE = "corral.db"
+APPLICATION_ID = 0x636F7272  # "corr": tells our databases from any other SQLite file
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE jobs (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    fingerprint TEXT NOT NULL,
+    settings TEXT NOT NULL,
+    created REAL NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE TABLE runs (
+    id INTEGER PRIMARY KEY,
+    job INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+    started REAL NOT NULL,
+    ended REAL,
+    status TEXT NOT NULL,
+    items INTEGER NOT NULL DEFAULT 0,
+    ok INTEGER NOT NULL DEFAULT 0,
+    errors INTEGER NOT NULL DEFAULT 0,
+    reused INTEGER NOT NULL DEFAULT 0,
+    requests INTEGER NOT NULL DEFAULT 0,
+    cached INTEGER NOT NULL DEFAULT 0,
+    retries INTEGER NOT NULL DEFAULT 0,
+    prompt_tokens INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    cost REAL NOT NULL DEFAULT 0
+);
+CREATE TABLE items (
+    job INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+    item_id TEXT NOT NULL,
+    input_hash INTEGER NOT NULL,
+    run INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    error_kind TEXT,
+    attempts INTEGER NOT NULL,
+    prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    cost REAL NOT NULL,
+    latency REAL NOT NULL,
+    finished REAL NOT NULL,
+    record BLOB NOT NULL,
+    PRIMARY KEY (job, item_id, input_hash)
+) WITHOUT ROWID;
+CREATE INDEX items_by_status ON items (job, status);
+CREATE TABLE cache (
+    key BLOB PRIMARY KEY,
+    model TEXT NOT NULL,
+    completion BLOB NOT NULL,
+    created REAL NOT NULL
+) WITHOUT ROWID;
+"""
+
+_ITEM_INSERT = (
+    "INSERT OR REPLACE INTO items (job, item_id, input_hash, run, status, error_kind, attempts, "
+    "prompt_tokens, completion_tokens, cost, latency, finished, record) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_CACHE_INSERT = "INSERT OR IGNORE INTO cache (key, model, completion, created) VALUES (?, ?, ?, ?)"
+_RUN_UPDATE = (
+    "UPDATE runs SET items = ?, ok = ?, errors = ?, reused = ?, requests = ?, cached = ?, retries = ?, "
+    "prompt_tokens = ?, completion_tokens = ?, cost = ? WHERE id = ?"
+)
+_RUN_COUNTERS = (
+    "items",
+    "ok",
+    "errors",
+    "reused",
+    "requests",
+    "cached",
+    "retries",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost",
+)
+
+
+def input_hash(text: str) -> int:
+    """A 63-bit hash of an item's text: a stored result is reused only for the same text."""
+    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> 1
+
+
+@dataclass(frozen=True, slots=True)
+class StoredItem:
+    status: str
+    record: bytes
+
+
+@dataclass(slots=True)
+class JobInfo:
+    """A job (one output) as the store knows it."""
+
+    id: int
+    name: str
+    run: int
+    #: dollars spent by every earlier run of this job
+    spent_before: float
+    #: items finished by earlier runs (0 for a new or ``--fresh`` job: no lookups needed)
+    finished_before: int
+    errors_before: int
+    #: counters of this run, written with every batch
+    counters: dict[str, float] = field(default_factory=lambda: dict.fromkeys(_RUN_COUNTERS, 0))
+
+
+class RunStore:
+    """An open store. Create with :meth:`open`; close with :meth:`close` (or ``with``)."""
+
+    def __init__(self, path: Path, reader: sqlite3.Connection, writer: sqlite3.Connection) -> None:
+        self.path = path
+        self._reader = reader
+        self._writer = writer
+        self._write_lock = threading.Lock()  # a cancelled flush may still be running in its thread
+        self._items: list[tuple[Any, ...]] = []
+        self._cache: dict[bytes, tuple[bytes, str, bytes, float]] = {}
+        self._runs: dict[int, JobInfo] = {}
+        self._locks: list[BinaryIO] = []
+
+    # --- opening -------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str | Path) -> RunStore:
+        """Open (or create) the store at ``path``: a database file, or a directory to hold one."""
+        target = Path(path)
+        if target.is_dir():
+            target = target / STORE_FILE
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create the run store directory {target.parent}: {exc.strerror}"
+            ) from None
+        existed = target.exists() and target.stat().st_size > 0
+        if existed:
+            _check_header(target)
+        try:
+            writer = _connect(target)
+            with writer:
+                _prepare(writer, target, existed)
+            if not existed:
+                # Move the new header (our application id) from the WAL into the file itself now: a run
+                # killed before the first checkpoint must not leave a file that looks like a stranger's.
+                writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            reader = _connect(target)
+        except sqlite3.DatabaseError as exc:
+            raise _store_error(target, exc) from None
+        return cls(target, reader, writer)
+
+    def close(self) -> None:
+        self._reader.close()
+        self._writer.close()
+        for handle in self._locks:
+            handle.close()  # releases the job's lock
+        self._locks.clear()
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- jobs and runs -------------------------------------------------------------------------
+
+    def open_job(self, name: str, settings: Mapping[str, Any], *, fresh: bool = False) -> JobInfo:
+        """The job writing ``name``, checked against what was asked before; starts a run in it.
+
+        Refuses a job whose schema, prompt or model differ from the stored one, unless ``fresh``
+        (which forgets the job's results; cached answers stay and are reused).
+        """
+        self._lock_job(name)
+        fingerprint = _fingerprint(settings)
+        now = time.time()
+        with self._guard(), self._writer:
+            row = self._writer.execute(
+                "SELECT id, fingerprint, settings FROM jobs WHERE name = ?", (name,)
+            ).fetchone()
+            if row is None:
+                job_id = self._writer.execute(
+                    "INSERT INTO jobs (name, fingerprint, settings, created, updated) VALUES (?, ?, ?, ?, ?)",
+                    (name, fingerprint, _dumps(settings), now, now),
+                ).lastrowid
+            else:
+                job_id = row[0]
+                if row[1] != fingerprint and not fresh:
+                    raise StoreError(_mismatch(name, self.path, orjson.loads(row[2]), settings))
+                if fresh:
+                    self._writer.execute("DELETE FROM items WHERE job = ?", (job_id,))
+                    self._writer.execute("DELETE FROM runs WHERE job = ?", (job_id,))
+                self._writer.execute(
+                    "UPDATE jobs SET fingerprint = ?, settings = ?, updated = ? WHERE id = ?",
+                    (fingerprint, _dumps(settings), now, job_id),
+                )
+            spent = self._writer.execute(
+                "SELECT COALESCE(SUM(cost), 0) FROM runs WHERE job = ?", (job_id,)
+            ).fetchone()[0]
+            finished, errors = self._writer.execute(
+                "SELECT COUNT(*), COALESCE(SUM(status = 'error'), 0) FROM items WHERE job = ?", (job_id,)
+            ).fetchone()
+            run_id = self._writer.execute(
+                "INSERT INTO runs (job, started, status) VALUES (?, ?, 'running')", (job_id, now)
+            ).lastrowid
+        assert job_id is not None
+        assert run_id is not None
+        info = JobInfo(job_id, name, run_id, float(spent), int(finished), int(errors))
+        self._runs[run_id] = info
+        return info
+
+    def finish_run(self, job: JobInfo, status: str) -> None:
+        """Record how the run ended (completed, interrupted, budget, stopped, failed)."""
+        with self._guard(), self._write_lock, self._writer:
+            self._write_counters(job)
+            self._writer.execute(
+                "UPDATE runs SET ended = ?, status = ? WHERE id = ?", (time.time(), status, job.run)
+            )
+
+    def _lock_job(self, name: str) -> None:
+        # Two runs writing one output would interleave it: the second is refused. flock is released by
+        # the kernel when the process dies, so a killed run never leaves a stale lock behind.
+        digest = hashlib.sha1(name.encode(), usedforsecurity=False).hexdigest()[:16]
+        lock_path = self.path.with_name(f"{self.path.name}.{digest}.lock")
+        handle = open(lock_path, "wb")  # noqa: SIM115 -- held open for the store's lifetime
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise StoreError(
+                f"another corral run is writing {name} (store {self.path}); wait for it or stop it first"
+            ) from None
+        self._locks.append(handle)
+
+    # --- reads (event loop thread) -------------------------------------------------------------
+
+    def lookup(self, job: JobInfo, item_id: str, text_hash: int) -> StoredItem | None:
+        """The finished result of an item with this id and text, from an earlier run."""
+        try:
+            row = self._reader.execute(
+                "SELECT status, record FROM items WHERE job = ? AND item_id = ? AND input_hash = ?",
+                (job.id, item_id, text_hash),
+            ).fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise _store_error(self.path, exc) from None
+        return None if row is None else StoredItem(row[0], row[1])
+
+    def cached(self, key: bytes) -> bytes | None:
+        pending = self._cache.get(key)
+        if pending is not None:
+            return pending[2]
+        try:
+            row = self._reader.execute("SELECT completion FROM cache WHERE key = ?", (key,)).fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise _store_error(self.path, exc) from None
+        return None if row is None else bytes(row[0])
+
+    def errors_of(self, job: JobInfo) -> Iterator[tuple[str, str]]:
+        """(item id, error kind) of the job's items that ended in error."""
+        rows = self._reader.execute(
+            "SELECT item_id, error_kind FROM items WHERE job = ? AND status = 'error'", (job.id,)
+        )
+        yield from rows
+
+    # --- batched writes ------------------------------------------------------------------------
+
+    def add_item(self, job: JobInfo, row: tuple[Any, ...]) -> None:
+        """Queue a finished item: ``(item_id, input_hash, status, error_kind, attempts,
+        prompt_tokens, completion_tokens, cost, latency, record)``."""
+        self._items.append((job.id, row[0], row[1], job.run, *row[2:9], time.time(), row[9]))
+
+    def add_cache(self, key: bytes, model: str, completion: bytes) -> None:
+        self._cache[key] = (key, model, completion, time.time())
+
+    @property
+    def pending(self) -> int:
+        return len(self._items) + len(self._cache)
+
+    def take(self) -> tuple[list[tuple[Any, ...]], list[tuple[bytes, str, bytes, float]]]:
+        """Hand the queued rows to a writer (on the loop thread, so nothing is added meanwhile)."""
+        items, self._items = self._items, []
+        cache = list(self._cache.values())
+        return items, cache
+
+    def write(self, items: list[tuple[Any, ...]], cache: list[tuple[bytes, str, bytes, float]]) -> None:
+        """Commit a batch in one transaction (call from a worker thread)."""
+        with self._guard(), self._write_lock, self._writer:
+            if items:
+                self._writer.executemany(_ITEM_INSERT, items)
+            if cache:
+                self._writer.executemany(_CACHE_INSERT, cache)
+            for job in self._runs.values():
+                self._write_counters(job)
+
+    def committed(self, cache: list[tuple[bytes, str, bytes, float]]) -> None:
+        """After :meth:`write`: the cache entries are on disk; the reader finds them there now."""
+        for entry in cache:
+            self._cache.pop(entry[0], None)
+
+    def flush(self) -> None:
+        """Write everything queued, now, on this thread (for the end of a run)."""
+        items, cache = self.take()
+        self.write(items, cache)
+        self.committed(cache)
+
+    def _write_counters(self, job: JobInfo) -> None:
+        values = [job.counters[name] for name in _RUN_COUNTERS]
+        self._writer.execute(_RUN_UPDATE, (*values, job.run))
+
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            raise _store_error(self.path, exc) from None
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    # isolation_level=None + explicit transactions via "with conn" would be autocommit; the default
+    # deferred transactions with "with conn" committing are what we want. check_same_thread is off
+    # because the writer commits on a worker thread, one batch at a time (serialised by a lock).
+    conn = sqlite3.connect(path, timeout=30.0, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+def _check_header(path: Path) -> None:
+    """Refuse a file that is not ours by its header alone: connecting (and switching it to WAL)
+    would already change another program's database."""
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(100)
+    except OSError as exc:
+        raise StoreError(f"cannot read the run store {path}: {exc.strerror}") from None
+    if not header.startswith(b"SQLite format 3\x00"):
+        raise StoreError(
+            f"{path} is not a corral run store (not even an SQLite database; it starts {header[:12]!r}): "
+            "move it away, or pass --store with another path"
+        )
+    if len(header) == 100 and int.from_bytes(header[68:72], "big") != APPLICATION_ID:
+        raise StoreError(
+            f"{path} is an SQLite database but not a corral run store: "
+            "move it away, or pass --store with another path"
+        )
+
+
+def _prepare(conn: sqlite3.Connection, path: Path, existed: bool) -> None:
+    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    tables = conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]
+    if app_id == 0 and tables == 0:
+        conn.executescript(f"BEGIN; {_SCHEMA} PRAGMA application_id = {APPLICATION_ID}; "
+                           f"PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")  # fmt: skip
+        return
+    if app_id != APPLICATION_ID:
+        raise StoreError(
+            f"{path} is an SQLite database but not a corral run store: "
+            "move it away, or pass --store with another path"
+        )
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"{path} was written by a newer corral (store version {version}, this one reads "
+            f"{SCHEMA_VERSION}): upgrade corral, or pass --store with another path"
+        )
+    conn.execute("PRAGMA quick_check(1)")  # a torn or overwritten page shows here, not mid-run
+
+
+def _store_error(path: Path, exc: sqlite3.DatabaseError) -> StoreError:
+    text = str(exc)
+    if "full" in text:
+        return StoreError(
+            f"the run store {path} cannot grow: {text}; free disk space and re-run "
+            "(finished results already written are kept)"
+        )
+    if "locked" in text or "busy" in text:
+        return StoreError(f"the run store {path} is locked by another process ({text}); try again")
+    if "not a database" in text or "malformed" in text or "corrupt" in text:
+        return StoreError(
+            f"the run store {path} is corrupt ({text}): move it away to start over, "
+            "or pass --store with another path (the output file holds the finished results)"
+        )
+    return StoreError(f"the run store {path} failed: {text}")
+
+
+def _dumps(value: Mapping[str, Any]) -> str:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def _fingerprint(settings: Mapping[str, Any]) -> str:
+    return hashlib.sha256(_dumps(settings).encode()).hexdigest()
+
+
+def _mismatch(name: str, path: Path, stored: Mapping[str, Any], now: Mapping[str, Any]) -> str:
+    changed = [key for key in sorted({*stored, *now}) if stored.get(key) != now.get(key)]
+    details = "; ".join(f"{key}: {_show(stored.get(key))} → {_show(now.get(key))}" for key in changed)
+    return (
+        f"{name} was started with a different {', '.join(changed)} ({details}) — its results in "
+        f"{path} would not match. Re-run with --fresh to start it over (answers already paid for are "
+        "reused from the cache), or write to another output."
+    )
+
+
+def _show(value: object) -> str:
+    text = str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
