@@ -18,6 +18,7 @@ everything in flight never exceeds the cap.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,8 +112,11 @@ def load_prices(path: str | Path) -> dict[str, Price]:
             raise ConfigError(
                 f'prices file {name}: {model!r} needs numeric "input" and "output" (USD per million tokens)'
             ) from None
-        if price.input < 0 or price.output < 0:
-            raise ConfigError(f"prices file {name}: {model!r} has a negative price")
+        if (
+            not (math.isfinite(price.input) and math.isfinite(price.output))
+            or min(price.input, price.output) < 0
+        ):
+            raise ConfigError(f"prices file {name}: {model!r} needs prices of 0 or more, got {values}")
         prices[str(model)] = price
     return prices
 

@@ -3,11 +3,12 @@
     input ─► (finished before? answer from the store) ─► extract ─► store batch ─► commit ─► sink
                                                                       (completion order)   (input order)
 
-Outcomes are queued for the store as they complete and committed in batches (group commit: one
-transaction whenever the writer is free, at least every quarter second). The sink writes an outcome
-only once its batch is committed, so whatever is in the output is in the store, and a re-run after
-``kill -9`` answers it from the store instead of asking again. The output is rewritten from the start
-on every run, in input order: it always holds every finished item exactly once.
+Outcomes are queued for the store as they complete and committed in batches (one transaction every
+tenth of a second, or sooner once a thousand rows wait). The engine hands outcomes on in output order
+into a queue that the sink drains only up to the last commit, so whatever is in the output is in the
+store, and a re-run after ``kill -9`` answers it from the store instead of asking again; the engine
+never waits for the disk. The output is rewritten from the start on every run, in input order: it
+always holds every finished item exactly once.
 
 A budget that is reached stops the input: items already in flight finish and are recorded; the
 ones that could not start are left for the next run (they are not written as errors).
@@ -16,6 +17,7 @@ ones that could not start are left for the next run (they are not written as err
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -33,10 +35,12 @@ from corral.store import JobInfo, RunStore, StoredItem, input_hash
 
 __all__ = ["JobResult", "run_job"]
 
-#: commit at least this often while results trickle in, so a crash loses little
-_COMMIT_INTERVAL_S = 0.25
+#: commit at least this often while results come in, so a crash loses little and the output moves
+_COMMIT_INTERVAL_S = 0.1
 #: and as soon as this many rows wait, so memory stays bounded at any rate
-_COMMIT_BATCH = 2048
+_COMMIT_BATCH = 1024
+#: WAL pages are copied into the database off the event loop this often (it may wait on the disk)
+_CHECKPOINT_INTERVAL_S = 1.0
 
 
 @dataclass(slots=True)
@@ -95,8 +99,11 @@ class _DurableRun:
         self.on_outcome = on_outcome
         # Lookups cost a query per item: skip them when no earlier run finished anything.
         self.lookups = job is not None and job.finished_before > 0
-        self.committer = _Committer(store, self._snapshot) if store is not None and job is not None else None
-        self.tickets: dict[int, int] = {}  # id(outcome) -> its commit ticket, until written
+        self.committer = (
+            _Committer(store, sink, self._snapshot) if store is not None and job is not None else None
+        )
+        # id(outcome) -> its commit ticket and output record (built once), until emitted
+        self.tickets: dict[int, tuple[int, dict[str, Any]]] = {}
         self.prompt_tokens = self.completion_tokens = 0
         self.budget_message = ""
 
@@ -123,7 +130,7 @@ class _DurableRun:
             await asyncio.gather(ticker, return_exceptions=True)
             # Whatever finished is committed before we go, even when interrupted.
             if self.committer is not None:
-                await self.committer.drain()
+                self.committer.commit()
             self.sink.flush()
             if self.store is not None and self.job is not None:
                 self._snapshot()
@@ -133,13 +140,17 @@ class _DurableRun:
         return result
 
     async def _tick(self) -> None:
-        # Results that trickle in (a slow model, a slow head of the line in input order) still reach
-        # the disk and the output within a fraction of a second.
+        # Results reach the disk and the output within a fraction of a second, however they trickle.
+        checkpoint_at = 0.0
+        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(_COMMIT_INTERVAL_S)
-            if self.committer is not None and self.store is not None and self.store.pending:
-                await self.committer.commit()
+            if self.committer is not None:
+                self.committer.commit()
             self.sink.flush()
+            if self.store is not None and loop.time() >= checkpoint_at:
+                checkpoint_at = loop.time() + _CHECKPOINT_INTERVAL_S
+                await asyncio.to_thread(self.store.checkpoint)
 
     def _until_budget(self, items: Iterable[Item]) -> Iterator[Item]:
         budget = self.extractor.scheduler.budget
@@ -162,7 +173,8 @@ class _DurableRun:
             self.budget_message = self.budget_message or str(exc)
             return Outcome(id=item.id, input=item.text, error=ErrorInfo(BudgetReached.kind, str(exc)))
         if self.committer is not None and self.job is not None:
-            self.tickets[id(outcome)] = self.committer.add(self.job, _row(outcome, text_hash))
+            record = outcome.to_record()
+            self.tickets[id(outcome)] = self.committer.add(self.job, _row(outcome, text_hash, record)), record
         return outcome
 
     def _reused(self, stored: StoredItem) -> Outcome[Any] | None:
@@ -193,11 +205,12 @@ class _DurableRun:
         if outcome.error is not None and outcome.error.kind == BudgetReached.kind:
             result.not_started += 1
             return
-        ticket = self.tickets.pop(id(outcome), 0)
-        if self.committer is not None and ticket > self.committer.durable:
-            self.sink.flush()  # what is written so far becomes visible while we wait for the disk
-            await self.committer.wait(ticket)
-        self.sink.write(outcome.to_record())
+        if self.committer is None:
+            self.sink.write(outcome.to_record())
+        else:
+            entry = self.tickets.pop(id(outcome), None)
+            ticket, record = entry if entry is not None else (0, outcome.to_record())
+            self.committer.emit(ticket, record)
         self._count(outcome)
         if self.on_outcome is not None:
             self.on_outcome(outcome)
@@ -229,7 +242,7 @@ class _DurableRun:
         c["prompt_tokens"], c["completion_tokens"] = self.prompt_tokens, self.completion_tokens
 
 
-def _row(outcome: Outcome[Any], text_hash: int) -> tuple[Any, ...]:
+def _row(outcome: Outcome[Any], text_hash: int, record: dict[str, Any]) -> tuple[Any, ...]:
     error = outcome.error
     return (
         outcome.id,
@@ -241,54 +254,46 @@ def _row(outcome: Outcome[Any], text_hash: int) -> tuple[Any, ...]:
         outcome.usage.completion_tokens,
         outcome.cost,
         outcome.latency,
-        orjson.dumps(outcome.to_record()),
+        orjson.dumps(record),
     )
 
 
 class _Committer:
-    """Group commit: one batch at a time on a worker thread; tickets say what is durable."""
+    """Group commit on the event loop: tickets say which outcomes are durable; the sink gets each
+    record, in the order it was emitted, once its ticket is."""
 
-    def __init__(self, store: RunStore, snapshot: Callable[[], None]) -> None:
+    def __init__(self, store: RunStore, sink: Sink, snapshot: Callable[[], None]) -> None:
         self.store = store
+        self.sink = sink
         self.snapshot = snapshot
         self.added = 0
         #: every row with a ticket up to this one is committed
         self.durable = 0
-        self._task: asyncio.Task[None] | None = None
+        self._waiting: collections.deque[tuple[int, dict[str, Any]]] = collections.deque()
 
     def add(self, job: JobInfo, row: tuple[Any, ...]) -> int:
         self.store.add_item(job, row)
         self.added += 1
         if self.store.pending >= _COMMIT_BATCH:
-            self._start()
+            self.commit()
         return self.added
 
-    async def wait(self, ticket: int) -> None:
-        while self.durable < ticket:
-            # Shielded: a waiter cancelled by Ctrl-C must not abandon a commit half-way.
-            await asyncio.shield(self._start())
+    def emit(self, ticket: int, record: dict[str, Any]) -> None:
+        if ticket <= self.durable and not self._waiting:
+            self.sink.write(record)
+            return
+        self._waiting.append((ticket, record))
+        if len(self._waiting) >= 4 * _COMMIT_BATCH:
+            self.commit()
 
-    async def commit(self) -> None:
-        await asyncio.shield(self._start())
-
-    async def drain(self) -> None:
-        """Commit everything queued (the end of a run, however it ended)."""
-        if self._task is not None:
-            with contextlib.suppress(Exception):
-                await self._task  # its error, if any, was already raised to a waiter
-        self.snapshot()
-        self.store.flush()
-        self.durable = self.added
-
-    def _start(self) -> asyncio.Task[None]:
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._commit(), name="corral-commit")
-        return self._task
-
-    async def _commit(self) -> None:
-        self.snapshot()
-        upto = self.added
-        items, cache = self.store.take()  # on the loop thread: nothing is added while we take
-        await asyncio.to_thread(self.store.write, items, cache)
-        self.store.committed(cache)
-        self.durable = upto
+    def commit(self) -> None:
+        """Commit what is queued (a batch costs milliseconds: done in place, between tasks)."""
+        if self.store.pending:
+            self.snapshot()
+            upto = self.added
+            items, cache = self.store.take()
+            self.store.write(items, cache)
+            self.store.committed(cache)
+            self.durable = upto
+        while self._waiting and self._waiting[0][0] <= self.durable:
+            self.sink.write(self._waiting.popleft()[1])

@@ -53,7 +53,12 @@ class OpenAIBackend:
     ) -> None:
         self._base_url = base_url.rstrip("/")
         self._url = f"{self._base_url}/chat/completions"
-        self._host = urlsplit(self._base_url).netloc or self._base_url
+        # A base URL may carry credentials (user:pass@host, ?key=...): they stay out of messages and
+        # cache keys, which use the host and the endpoint without them.
+        parts = urlsplit(self._base_url)
+        port = f":{parts.port}" if parts.port else ""
+        self._host = f"{parts.hostname}{port}" if parts.hostname else self._base_url
+        self._endpoint = f"{parts.scheme}://{parts.hostname or ''}{port}{parts.path}"
         self._model = model
         self._profile = profile
         self._key_env = key_env
@@ -77,9 +82,7 @@ class OpenAIBackend:
 
     @property
     def endpoint(self) -> str:
-        # A base URL may carry credentials (user:pass@host, ?key=...): they stay out of cache keys.
-        parts = urlsplit(self._base_url)
-        return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}{parts.path}"
+        return self._endpoint
 
     def set_model(self, model: str) -> None:
         """Name the model after construction (when it was learned from ``GET /models``)."""
