@@ -286,3 +286,22 @@ def test_two_runs_cannot_write_one_output_at_once(source: Path, tmp_path: Path) 
             first.wait(timeout=30)
     assert second.returncode == 2
     assert "another corral run is writing" in second.stderr
+
+
+def test_a_reader_that_closes_the_pipe_ends_the_run_quietly(source: Path) -> None:
+    with SimulatorThread(SimConfig(latency_ms=20, latency_dist="fixed")) as sim:
+        process = subprocess.Popen(
+            run_command(source, sim.url, "--concurrency", "4"),
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert process.stdout is not None and process.stderr is not None
+        first = process.stdout.readline()  # `corral run ... | head -1`
+        process.stdout.close()
+        stderr = process.stderr.read().decode()
+        process.stderr.close()
+        process.wait(timeout=60)
+    assert json.loads(first)["id"] == "1"
+    assert process.returncode == 128 + signal.SIGPIPE
+    assert "Traceback" not in stderr and "error" not in stderr

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from corral import __version__
 from corral.cli_run import add_run_arguments, cmd_run
-from corral.errors import CorralError, ProviderError, UsageError
+from corral.errors import CorralError, OutputError, ProviderError, UsageError
 from corral.sim import args as sim_args
 from corral.tuning import tune_gc
 
@@ -45,6 +47,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("corral: interrupted", file=sys.stderr)
         return 130
     except UsageError as exc:
+        if isinstance(exc, OutputError) and isinstance(exc.__cause__, BrokenPipeError):
+            # `corral run ... | head`: the reader had enough. Quiet, as a shell tool ended by SIGPIPE.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 128 + signal.SIGPIPE
         print(f"corral: error: {exc}", file=sys.stderr)
         return 2
     except ProviderError as exc:

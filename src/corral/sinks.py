@@ -128,6 +128,11 @@ def _require_pyarrow() -> None:
 
 
 def _write_failed(path: str | None, exc: OSError) -> OutputError:
+    if isinstance(exc, BrokenPipeError):
+        return OutputError(
+            f"{path or '<stdout>'} was closed by its reader (broken pipe); finished results are kept "
+            "in the run store"
+        )
     return OutputError(
         f"cannot write {path or '<stdout>'}: {exc.strerror or exc}; free space (or fix the path) and re-run"
         " — finished results are kept in the run store"
