@@ -140,7 +140,10 @@ async def test_requests_per_minute_are_never_exceeded() -> None:
     assert all(o.ok for o in outcomes)
     times = sorted(entry.time for entry in sim.log)
     # 20 per second with a one-second burst allowance earned only by idling: any span of t seconds
-    # holds at most 20·t + 1 requests (the pace starts empty: no burst at start-up).
+    # holds at most 20·t + 1 requests (the pace starts empty: no burst at start-up), give or take the
+    # arrival jitter of a loaded 2-core CI machine: when the event loop stalls (CI saw ~0.1 s), the
+    # requests due meanwhile leave together, which a per-minute limit admits. A burst at start-up or
+    # a pace twice too fast still breaks this bound by far.
     for i, start in enumerate(times):
         for j in range(i, len(times)):
-            assert j - i + 1 <= 20 * (times[j] - start + 0.05) + 1  # one interval of arrival jitter
+            assert j - i + 1 <= 20 * (times[j] - start + 0.2) + 1
