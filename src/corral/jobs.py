@@ -291,9 +291,7 @@ class _Committer:
         if self.store.pending:
             self.snapshot()
             upto = self.added
-            items, cache = self.store.take()
-            self.store.write(items, cache)
-            self.store.committed(cache)
+            self.store.flush()
             self.durable = upto
         while self._waiting and self._waiting[0][0] <= self.durable:
             self.sink.write(self._waiting.popleft()[1])
