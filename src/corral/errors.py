@@ -13,7 +13,9 @@
     │   ├── TransportError        timeout, reset, truncated body — try again
     │   ├── BadRequest            400 / 422 — this request will never succeed as sent
     │   ├── AuthError             401 / 403 — stops the run: the key is wrong or lacks access
-    │   └── ModelNotFound         404 for the model — stops the run: the model name is wrong
+    │   ├── ModelNotFound         404 for the model — stops the run: the model name is wrong
+    │   ├── BatchExpired          a batch ended (expired) before answering this request — resubmit
+    │   └── BatchCanceled         the batch was cancelled before answering this request
     ├── ItemError             the item itself failed: no valid output after every re-ask
     │   └── OutputInvalid         one reply that did not parse or validate (carries the problems)
     └── BudgetReached         the next request would take the job past --max-cost: nothing more starts
@@ -30,6 +32,8 @@ from collections.abc import Mapping, Sequence
 __all__ = [
     "AuthError",
     "BadRequest",
+    "BatchCanceled",
+    "BatchExpired",
     "BudgetReached",
     "ConfigError",
     "CorralError",
@@ -187,6 +191,23 @@ class ModelNotFound(ProviderError):
 
     kind = "model_not_found"
     fatal = True
+
+
+class BatchExpired(ProviderError):
+    """A provider batch reached its completion window (24 h) before answering this request.
+
+    Retryable: corral resubmits it in a follow-up batch (``--batch-retries``)."""
+
+    kind = "expired"
+    retryable = True
+
+
+class BatchCanceled(ProviderError):
+    """The batch holding this request was cancelled (``corral batch cancel``) before it was answered.
+
+    Not retried: cancelling said to stop; ``--retry-errors`` asks again."""
+
+    kind = "canceled"
 
 
 # --- the item's own failure ------------------------------------------------------------------

@@ -49,6 +49,8 @@ class Profile:
     tokenizer: str | None = None
     #: runs on the user's own hardware (local model, Ollama, vLLM, ...): no per-token price
     self_hosted: bool = False
+    #: the provider batch API it offers ("openai" files + batches, "anthropic" message batches)
+    batch_api: str | None = None
 
     @property
     def default_mode(self) -> Mode:
@@ -96,6 +98,9 @@ class Completion:
     tool_call_id: str | None = None
     #: the provider's rate-limit headers, parsed at the backend boundary
     rate_limits: RateLimitInfo | None = None
+    #: dollars this answer cost when they were already counted where it was obtained (a batch result
+    #: is counted when its batch is collected); None: the scheduler prices it from ``usage``
+    paid: float | None = None
 
 
 class Backend(Protocol):

@@ -111,13 +111,14 @@ class OpenAIBackend:
 
     async def list_models(self) -> list[str]:
         """Model ids the endpoint serves (``GET /models``)."""
-        status, raw, headers = await self._send("GET", f"{self._base_url}/models", None)
+        status, raw, headers = await self.send("GET", f"{self._base_url}/models", None)
         if status >= 400:
-            raise self._error(status, raw, headers)
-        data = self._decode(raw)
+            raise self.error_for(status, raw, headers)
+        data = self.decode(raw)
         return [str(entry.get("id")) for entry in data.get("data", []) if isinstance(entry, dict)]
 
-    async def complete(self, request: Request) -> Completion:
+    def body(self, request: Request) -> dict[str, Any]:
+        """The request body, as sent online and as written into a batch file (one builder for both)."""
         body = {
             "model": self._model,
             "messages": request.messages,
@@ -126,19 +127,41 @@ class OpenAIBackend:
         }
         if request.temperature is not None:
             body["temperature"] = request.temperature
-        status, raw, headers = await self._send("POST", self._url, orjson.dumps(body))
+        return body
+
+    async def complete(self, request: Request) -> Completion:
+        status, raw, headers = await self.send("POST", self._url, orjson.dumps(self.body(request)))
         if status >= 400:
-            error = self._error(status, raw, headers)
+            error = self.error_for(status, raw, headers)
             error.rate_limits = rate_limits(headers)
             raise error
-        completion = _completion(self._decode(raw))
+        completion = self.parse(self.decode(raw))
         completion.rate_limits = rate_limits(headers)
         return completion
 
-    async def _send(self, method: str, url: str, data: bytes | None) -> tuple[int, bytes, Mapping[str, str]]:
+    @staticmethod
+    def parse(data: dict[str, Any]) -> Completion:
+        """A ``chat.completion`` object (an online reply, or the body of a batch result line)."""
+        return _completion(data)
+
+    @property
+    def base_url(self) -> str:
+        return self._base_url
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        data: Any = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+    ) -> tuple[int, bytes, Mapping[str, str]]:
+        """One HTTP exchange on the pooled session, with transport failures as :class:`TransportError`.
+
+        ``headers`` add to (or replace) the session's: a multipart upload names its own content type."""
         session = self._session or self._open_session()
         try:
-            async with session.request(method, url, data=data) as response:
+            async with session.request(method, url, data=data, headers=headers) as response:
                 return response.status, await response.read(), response.headers
         except TimeoutError:
             raise TransportError(
@@ -150,7 +173,8 @@ class OpenAIBackend:
         except aiohttp.ClientError as exc:
             raise TransportError(f"connection to {self._host} failed: {type(exc).__name__}: {exc}") from None
 
-    def _decode(self, raw: bytes) -> dict[str, Any]:
+    def decode(self, raw: bytes) -> dict[str, Any]:
+        """A JSON object body, or :class:`TransportError` naming what came instead."""
         try:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -166,7 +190,8 @@ class OpenAIBackend:
             payload = self._payloads[key] = _schema_payload(spec, mode, strict=self._profile.strict)
         return payload
 
-    def _error(self, status: int, raw: bytes, headers: Mapping[str, str]) -> ProviderError:
+    def error_for(self, status: int, raw: bytes, headers: Mapping[str, str]) -> ProviderError:
+        """The :mod:`corral.errors` class for an HTTP error answer (online, or a batch result line)."""
         message, code = _error_message(raw)
         detail = f"{self._host} answered HTTP {status}: {message}"
 

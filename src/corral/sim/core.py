@@ -37,6 +37,8 @@ _BAD_BODY = (
     b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
 )
 _HTML = "text/html; charset=utf-8"
+#: faults of the connection, which a batch line (a stored body) cannot have
+_TRANSPORT_FAULTS = frozenset({"reset", "hang", "trickle", "bad_body"})
 _UNSCRIPTED = SimReply()  # what "no script, or the script returned None" means; never mutated
 
 
@@ -139,15 +141,21 @@ class SimCore:
 
     # --- answering -------------------------------------------------------------------------------
 
-    def reply(self, request: SimRequest, index: int, now: float | None = None) -> Outgoing:
-        """The reply to ``request``, which arrived at ``now`` (``time.monotonic()``; None: now)."""
+    def reply(
+        self, request: SimRequest, index: int, now: float | None = None, *, batch: bool = False
+    ) -> Outgoing:
+        """The reply to ``request``, which arrived at ``now`` (``time.monotonic()``; None: now).
+
+        ``batch``: a line of a provider batch. It is answered without latency, outside the online
+        rate limits (batches have their own), and never with a transport fault (reset, hang, trickle,
+        bad body): a batch result is a stored body, not a connection."""
         draw = self._faults.random()  # one draw per request: the fault pattern depends on order only
-        delay = self._draw_latency()
+        delay = 0.0 if batch else self._draw_latency()
         filler, answer = _answer(request)
         # OpenAI charges on arrival: the prompt and the most the answer may take (or will take).
         tokens = request.prompt_tokens + (request.max_tokens or estimate_tokens(len(answer)))
         headers: Mapping[str, str] | None = None
-        if self._limits is not None:
+        if self._limits is not None and not batch:
             refusal = self._limits.charge(tokens, time.monotonic() if now is None else now, request.model)
             if refusal is not None:  # decided before any fault: a refused request never also faults
                 return Outgoing(429, refusal.body, refusal.headers, 0.0, "rate_limit", 0)
@@ -162,7 +170,7 @@ class SimCore:
         if reply.latency_ms is not None:
             delay = reply.latency_ms / 1000
         status = 200
-        fault: str = reply.fault or ""
+        fault: str = "" if batch and reply.fault in _TRANSPORT_FAULTS else (reply.fault or "")
         body: bytes | None = None
         # Random faults only where the script left the reply to the simulator.
         if reply.status is not None and reply.status >= 400:
@@ -170,7 +178,7 @@ class SimCore:
         elif reply.answer_text is not None:
             answer = reply.answer_text
         elif not fault and draw < self._fault_total:
-            fault, answer, status = self._random_fault(draw, request, filler, answer)
+            fault, answer, status = self._random_fault(draw, request, filler, answer, batch=batch)
             if status >= 400:
                 body = error_body(status)
                 if status == 503 and self.config.rate_limit_headers:
@@ -188,7 +196,7 @@ class SimCore:
         return Outgoing(status, body, headers, delay, fault, tokens)
 
     def _random_fault(
-        self, draw: float, request: SimRequest, filler: Filler | None, answer: str
+        self, draw: float, request: SimRequest, filler: Filler | None, answer: str, *, batch: bool
     ) -> tuple[str, str, int]:
         """(fault, answer, status) for the fault whose slice holds ``draw``; "" when it cannot apply."""
         fault, pick, low = "", 0.0, 0.0
@@ -197,6 +205,8 @@ class SimCore:
                 fault, pick = kind, (draw - low) / share  # where in its slice: which variant
                 break
             low += share
+        if batch and fault in _TRANSPORT_FAULTS:
+            return "", answer, 200
         if fault == "server_error":
             return fault, answer, _SERVER_ERRORS[min(int(pick * 3), 2)]
         if fault in ("malformed", "bad_arguments"):
