@@ -34,13 +34,22 @@ __all__ = [
 ]
 
 OPENAI_PROFILE = Profile(
-    "openai", (Mode.TOOLS, Mode.JSON_SCHEMA, Mode.JSON_OBJECT), strict=True, tokenizer="openai"
+    "openai",
+    (Mode.TOOLS, Mode.JSON_SCHEMA, Mode.JSON_OBJECT),
+    strict=True,
+    tokenizer="openai",
+    batch_api="openai",
 )
 # vLLM, llama.cpp's server, Ollama and most others accept response_format json_schema; not all of
-# them take tools, and none needs OpenAI's strict rewriting of the schema.
-COMPATIBLE_PROFILE = Profile("openai-compatible", (Mode.JSON_SCHEMA, Mode.TOOLS, Mode.JSON_OBJECT))
-# The same servers reached by prefix run on the user's machine: priced at nothing.
-SELF_HOSTED_PROFILE = dataclasses.replace(COMPATIBLE_PROFILE, name="self-hosted", self_hosted=True)
+# them take tools, and none needs OpenAI's strict rewriting of the schema. A server given by URL may
+# offer OpenAI's batch endpoints (proxies and gateways do); if it does not, --batch says so at once.
+COMPATIBLE_PROFILE = Profile(
+    "openai-compatible", (Mode.JSON_SCHEMA, Mode.TOOLS, Mode.JSON_OBJECT), batch_api="openai"
+)
+# The same servers reached by prefix run on the user's machine: priced at nothing, and no batch API.
+SELF_HOSTED_PROFILE = dataclasses.replace(
+    COMPATIBLE_PROFILE, name="self-hosted", self_hosted=True, batch_api=None
+)
 
 
 @dataclass(frozen=True, slots=True)
