@@ -4,6 +4,8 @@
     "openai/gpt-4o-mini"    OpenAI, key from $OPENAI_API_KEY
     "ollama/llama3.2"       a local Ollama server (http://localhost:11434/v1), no key
     "vllm/NAME", "llamacpp/NAME"   local vLLM / llama.cpp servers on their default ports
+    "anthropic/claude-haiku-4-5"   Anthropic's Messages API, key from $ANTHROPIC_API_KEY; at
+                            $ANTHROPIC_BASE_URL if set, or at --base-url URL when given with it
     --base-url URL          any OpenAI-compatible server; --model is then the name sent to it
 
 Every problem found here (missing key, unknown prefix, extra not installed) is raised before any
@@ -16,6 +18,7 @@ import dataclasses
 import os
 from dataclasses import dataclass
 
+from corral.backends.anthropic import DEFAULT_BASE_URL, KEY_ENV, AnthropicBackend
 from corral.backends.base import Backend, Completion, Message, Mode, Profile, Request
 from corral.backends.openai import OpenAIBackend
 from corral.errors import ConfigError
@@ -84,6 +87,10 @@ def open_backend(
 
     With ``base_url`` and no ``model``, call :func:`resolve_model` (async) to ask the server.
     """
+    if model is not None and model.startswith("anthropic/"):
+        # Its own wire, not an OpenAI-format provider; --base-url moves it (to a simulator, a proxy).
+        name = model.removeprefix("anthropic/")
+        return _anthropic(name, base_url, api_key_env=api_key_env, concurrency=concurrency, timeout=timeout)
     if base_url is not None:
         env = api_key_env or "OPENAI_API_KEY"
         return OpenAIBackend(
@@ -103,7 +110,7 @@ def open_backend(
     prefix, slash, name = model.partition("/")
     provider = PROVIDERS.get(prefix) if slash else None
     if provider is None or not name:
-        known = ", ".join(f"{p}/NAME" for p in PROVIDERS)
+        known = ", ".join(f"{p}/NAME" for p in [*PROVIDERS, "anthropic"])
         raise ConfigError(
             f"unknown model {model!r}: use 'local' (the embedded model), {known}, "
             "or --base-url URL for any OpenAI-compatible server"
@@ -119,6 +126,27 @@ def open_backend(
         model=name,
         profile=provider.profile,
         api_key=key,
+        key_env=key_env,
+        concurrency=concurrency,
+        timeout=timeout,
+    )
+
+
+def _anthropic(
+    name: str, base_url: str | None, *, api_key_env: str | None, concurrency: int, timeout: float
+) -> AnthropicBackend:
+    if not name:
+        raise ConfigError("anthropic/ needs a model name, like anthropic/claude-haiku-4-5")
+    key_env = api_key_env or KEY_ENV
+    key = os.environ.get(key_env)
+    if not key:
+        raise ConfigError(
+            f"no API key for anthropic: set the {key_env} environment variable (or --api-key-env NAME)"
+        )
+    return AnthropicBackend(
+        model=name,
+        api_key=key,
+        base_url=base_url or os.environ.get("ANTHROPIC_BASE_URL") or DEFAULT_BASE_URL,
         key_env=key_env,
         concurrency=concurrency,
         timeout=timeout,

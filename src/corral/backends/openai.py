@@ -9,7 +9,7 @@ caps a client at a few hundred requests/s — below what a high-tier key or a lo
 from __future__ import annotations
 
 import resource
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -167,6 +167,35 @@ class OpenAIBackend:
             raise TransportError(
                 f"no answer from {self._host} within {self._timeout:g} s (timeout)"
             ) from None
+        except aiohttp.ClientConnectorError as exc:
+            reason = exc.os_error.strerror or exc
+            raise TransportError(f"cannot connect to {self._host}: {reason}", connect=True) from None
+        except aiohttp.ClientError as exc:
+            raise TransportError(f"connection to {self._host} failed: {type(exc).__name__}: {exc}") from None
+
+    async def lines(self, url: str) -> AsyncIterator[bytes]:
+        """The non-empty lines of a GET response body, as they arrive (batch output files can be large)."""
+        session = self._session or self._open_session()
+        # A long download may outlast the session's total timeout; only a stalled read is a failure.
+        timeout = aiohttp.ClientTimeout(total=None, sock_read=self._timeout)
+        try:
+            async with session.get(url, timeout=timeout) as response:
+                if response.status >= 400:
+                    raise self.error_for(response.status, await response.read(), response.headers)
+                pending = bytearray()
+                async for chunk in response.content.iter_any():
+                    start = 0
+                    while (end := chunk.find(b"\n", start)) >= 0:
+                        pending += chunk[start:end]
+                        if line := bytes(pending).strip():
+                            yield line
+                        pending.clear()
+                        start = end + 1
+                    pending += chunk[start:]
+                if line := bytes(pending).strip():
+                    yield line
+        except TimeoutError:
+            raise TransportError(f"{self._host} stopped sending for {self._timeout:g} s (timeout)") from None
         except aiohttp.ClientConnectorError as exc:
             reason = exc.os_error.strerror or exc
             raise TransportError(f"cannot connect to {self._host}: {reason}", connect=True) from None

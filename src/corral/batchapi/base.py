@@ -30,6 +30,8 @@ class BatchLimits:
     max_bytes: int
     #: every line of a batch must name the same model (OpenAI)
     one_model: bool = False
+    #: what a batch answer costs against the online price (both providers: half)
+    price_factor: float = 0.5
 
 
 @dataclass(slots=True)

@@ -9,6 +9,12 @@ requests- and tokens-per-minute limits are enforced with 429s and ``x-ratelimit-
 ``script`` can dictate any reply. ``GET /v1/models``, ``GET /sim/stats`` and ``POST /sim/reset``
 complete the surface.
 
+The same model speaks Anthropic's Messages API (``POST /v1/messages``: forced tool use, 529
+overloads, ``anthropic-ratelimit-*`` headers; ``sim.anthropic_url`` is its base URL), and both
+providers' batch APIs: OpenAI's ``/v1/files`` + ``/v1/batches`` and Anthropic's
+``/v1/messages/batches``, with their statuses on an accelerated clock (``batch_seconds``), results in
+shuffled order, and lines that error (the seeded faults) or expire (``batch_expire_rate``).
+
     async with Simulator(SimConfig(latency_ms=200, rpm=600, reset_rate=0.01)) as sim:
         client = openai.AsyncOpenAI(base_url=sim.url, api_key="sk-test")
         ...

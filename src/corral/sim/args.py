@@ -51,6 +51,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     faults.add_argument(
         "--trickle-s", type=float, default=2.0, metavar="S", help="how long a trickled body takes"
     )
+    batches = parser.add_argument_group(
+        "provider batches (OpenAI /v1/batches, Anthropic /v1/messages/batches)"
+    )
+    batches.add_argument(
+        "--batch-seconds",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="real seconds a batch takes from creation to its end (its timestamps run faster)",
+    )
+    batches.add_argument(
+        "--batch-expire-rate",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="share of batch lines never answered: the batch ends expired",
+    )
 
 
 _FAULTS = {
@@ -81,4 +98,6 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         rpm=args.rpm,
         tpm=args.tpm,
         rate_limit_headers=args.rate_limit_headers,
+        batch_seconds=args.batch_seconds,
+        batch_expire_rate=args.batch_expire_rate,
     )

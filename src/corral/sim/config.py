@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
@@ -69,6 +70,12 @@ class SimConfig:
     model: str = "sim-1"
     #: request-log entries kept (a ring buffer: the oldest go first)
     log_size: int = 100_000
+    #: real seconds a provider batch takes from creation to its end (its reported timestamps run
+    #: faster: the span stands for an hour, or the whole 24 h window when lines expire); 0 ends a
+    #: batch as soon as it is created
+    batch_seconds: float = 5.0
+    #: share of batch lines the window closes on before they are answered (the batch ends expired)
+    batch_expire_rate: float = 0.0
 
     def __post_init__(self) -> None:
         if self.latency_ms < 0:
@@ -94,6 +101,14 @@ class SimConfig:
                 raise ConfigError(f"{name} must be a positive whole number or None, not {limit!r}")
         if self.log_size < 0:
             raise ConfigError(f"log_size must be >= 0, not {self.log_size}")
+        _check_batch_fields(self)
+
+
+def _check_batch_fields(config: SimConfig) -> None:
+    if not 0 <= config.batch_seconds < math.inf:
+        raise ConfigError(f"batch_seconds must be >= 0 and finite, not {config.batch_seconds}")
+    if not 0 <= config.batch_expire_rate <= 1:
+        raise ConfigError(f"batch_expire_rate must be between 0 and 1, not {config.batch_expire_rate}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +158,10 @@ class SimReply:
 
 @dataclass(frozen=True, slots=True)
 class SimStats:
-    """Counters since start (or the last ``reset_stats``), for chat-completion requests only."""
+    """Counters since start (or the last ``reset_stats``).
+
+    All but the last two count online chat requests only; batch lines are counted apart, so that a
+    batch changes neither the online counters nor the request log (nor the rate limits)."""
 
     #: requests received (answered or still in flight)
     requests: int
@@ -153,6 +171,10 @@ class SimStats:
     by_status: dict[int, int] = field(default_factory=dict)
     #: answered requests by ``LogEntry.fault`` (requests without a fault are not counted here)
     by_fault: dict[str, int] = field(default_factory=dict)
+    #: provider batches created (OpenAI and Anthropic)
+    batches: int = 0
+    #: batch lines the model answered (expired and cancelled lines never reach it)
+    batch_lines: int = 0
 
     @property
     def rate_limited(self) -> int:
@@ -166,6 +188,8 @@ class SimStats:
             "in_flight": self.in_flight,
             "by_status": {str(k): v for k, v in sorted(self.by_status.items())},
             "by_fault": dict(sorted(self.by_fault.items())),
+            # only once there were batches: an online-only simulator reports what it always did
+            **({"batches": self.batches, "batch_lines": self.batch_lines} if self.batches else {}),
         }
 
 

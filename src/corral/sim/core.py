@@ -6,6 +6,9 @@ through it. All of it runs on the server's event loop thread; other threads only
 Faults are decided here and carried out by the server: a fault that changes the reply (malformed,
 invalid, server_error, bad_body) is in the body; one that changes how it is sent (reset, hang,
 trickle) is named in ``Outgoing.fault`` for the server to act on.
+
+Bodies take the shape of the request's wire (``SimRequest.wire``): OpenAI chat completions, or
+Anthropic messages (:mod:`corral.sim.anthropic`); answers, faults and limits are the same for both.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import NamedTuple
 import orjson
 
 from corral.sim.answers import Filler, filler_for
+from corral.sim.anthropic import OVERLOADED, messages_error_body, render_message
 from corral.sim.config import LogEntry, ScriptCall, SimConfig, SimReply, SimStats
 from corral.sim.faults import malformed
 from corral.sim.limits import RateLimits
@@ -156,10 +160,11 @@ class SimCore:
         tokens = request.prompt_tokens + (request.max_tokens or estimate_tokens(len(answer)))
         headers: Mapping[str, str] | None = None
         if self._limits is not None and not batch:
-            refusal = self._limits.charge(tokens, time.monotonic() if now is None else now, request.model)
+            at = time.monotonic() if now is None else now
+            refusal = self._limits.charge(tokens, at, request.model, request.wire)
             if refusal is not None:  # decided before any fault: a refused request never also faults
                 return Outgoing(429, refusal.body, refusal.headers, 0.0, "rate_limit", 0)
-            headers = self._limits.headers()
+            headers = self._limits.headers(request.wire)
 
         scripted = self._run_script(request, index, answer) if self.script is not None else None
         if isinstance(scripted, Outgoing):
@@ -174,26 +179,37 @@ class SimCore:
         body: bytes | None = None
         # Random faults only where the script left the reply to the simulator.
         if reply.status is not None and reply.status >= 400:
-            status, body = reply.status, _error_payload(reply)
+            status, body = reply.status, _error_payload(reply, request.wire)
         elif reply.answer_text is not None:
             answer = reply.answer_text
         elif not fault and draw < self._fault_total:
             fault, answer, status = self._random_fault(draw, request, filler, answer, batch=batch)
             if status >= 400:
-                body = error_body(status)
-                if status == 503 and self.config.rate_limit_headers:
+                status, body = _server_error(request.wire, status)
+                if status in (503, OVERLOADED) and self.config.rate_limit_headers:
                     headers = _merge(headers, {"retry-after": "1"})
         if fault == "bad_body":
             return Outgoing(status, _BAD_BODY, _as_html(headers), delay, fault, tokens)
         if body is None:
-            body, _ = chat_completion(
+            body = self._render(request, answer, index, reply.finish_reason)
+        return Outgoing(status, body, headers, delay, fault, tokens)
+
+    def _render(self, request: SimRequest, answer: str, index: int, finish_reason: str | None) -> bytes:
+        if request.wire == "anthropic":
+            return render_message(
                 request,
                 answer,
-                completion_id=f"chatcmpl-sim{self._tag}{index:017x}",
-                call_id=f"call_sim{self._tag}{index:014x}",
-                finish_reason=reply.finish_reason,
-            )
-        return Outgoing(status, body, headers, delay, fault, tokens)
+                message_id=f"msg_sim{self._tag}{index:017x}",
+                tool_id=f"toolu_sim{self._tag}{index:014x}",
+                finish_reason=finish_reason,
+            )[0]
+        return chat_completion(
+            request,
+            answer,
+            completion_id=f"chatcmpl-sim{self._tag}{index:017x}",
+            call_id=f"call_sim{self._tag}{index:014x}",
+            finish_reason=finish_reason,
+        )[0]
 
     def _random_fault(
         self, draw: float, request: SimRequest, filler: Filler | None, answer: str, *, batch: bool
@@ -244,7 +260,7 @@ class SimCore:
         except Exception as exc:  # a bug in the test's script: answer 500 and keep it for the test
             self.script_errors.append(exc)
             message = f"corral.sim script raised {type(exc).__name__}: {exc}"
-            return Outgoing(500, error_body(500, message), None, 0.0)
+            return Outgoing(500, _error_body(request.wire, 500, message), None, 0.0)
 
 
 def _answer(request: SimRequest) -> tuple[Filler | None, str]:
@@ -271,11 +287,25 @@ def _merge(base: Mapping[str, str] | None, extra: Mapping[str, str]) -> Mapping[
     return {**{k: v for k, v in base.items() if k.lower() not in names}, **extra}
 
 
-def _error_payload(reply: SimReply) -> bytes:
+def _server_error(wire: str, status: int) -> tuple[int, bytes]:
+    """A random server error's status and body; Anthropic says "overloaded" with its own status."""
+    if wire == "anthropic":
+        status = OVERLOADED if status == 503 else status
+        return status, messages_error_body(status)
+    return status, error_body(status)
+
+
+def _error_body(wire: str, status: int, message: str | None = None) -> bytes:
+    if wire == "anthropic":
+        return messages_error_body(status, message)
+    return error_body(status, message)
+
+
+def _error_payload(reply: SimReply, wire: str) -> bytes:
     assert reply.status is not None
     body = reply.error_body
     if body is None:
-        return error_body(reply.status)
+        return _error_body(wire, reply.status)
     if isinstance(body, bytes):
         return body
     if isinstance(body, str):

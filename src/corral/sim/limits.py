@@ -6,6 +6,9 @@ the answer's tokens when it set none) and only when both buckets can pay; a refu
 nothing. Refill is lazy, computed from the clock on each request: no background task, a few
 microseconds per request.
 
+The same buckets serve the Anthropic wire; only the shapes differ there: ``anthropic-ratelimit-*``
+headers with RFC 3339 resets, and Anthropic's error body on a 429.
+
 :func:`overdraft` replays a request log through the same buckets, so a test can check that what a
 client sent never exceeded a limit (against a simulator that does not enforce one, or as a check of
 the simulator itself).
@@ -14,7 +17,9 @@ the simulator itself).
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import NamedTuple
 
 import orjson
@@ -87,8 +92,8 @@ class RateLimits:
         self._tokens = _Bucket(tpm, now) if tpm is not None else None
         self._send_headers = headers
 
-    def charge(self, tokens: int, now: float, model: str) -> Refusal | None:
-        """Charge one request of ``tokens`` at ``now``, or refuse it (None: charged)."""
+    def charge(self, tokens: int, now: float, model: str, wire: str = "openai") -> Refusal | None:
+        """Charge one request of ``tokens`` at ``now``, or refuse it (None: charged) in ``wire``'s shape."""
         requests, bucket = self._requests, self._tokens
         wait_requests = wait_tokens = 0.0
         if requests is not None:
@@ -106,14 +111,16 @@ class RateLimits:
         # Both may be short: the one that keeps the request waiting longer is the one to name.
         if wait_tokens > wait_requests:
             assert bucket is not None
-            return self._refuse(bucket, "tokens", cost=tokens, wait=wait_tokens, model=model)
+            return self._refuse(bucket, "tokens", cost=tokens, wait=wait_tokens, model=model, wire=wire)
         assert requests is not None
-        return self._refuse(requests, "requests", cost=1, wait=wait_requests, model=model)
+        return self._refuse(requests, "requests", cost=1, wait=wait_requests, model=model, wire=wire)
 
-    def headers(self) -> dict[str, str] | None:
-        """The ``x-ratelimit-*`` headers as they stand (None when switched off)."""
+    def headers(self, wire: str = "openai") -> dict[str, str] | None:
+        """The ``x-ratelimit-*`` (or ``anthropic-ratelimit-*``) headers as they stand (None: off)."""
         if not self._send_headers:
             return None
+        if wire == "anthropic":
+            return self._anthropic_headers()
         headers: dict[str, str] = {}
         for name, bucket in (("requests", self._requests), ("tokens", self._tokens)):
             if bucket is not None:
@@ -122,10 +129,24 @@ class RateLimits:
                 headers[f"x-ratelimit-reset-{name}"] = format_duration(bucket.full_in())
         return headers
 
-    def _refuse(self, bucket: _Bucket, kind: str, *, cost: int, wait: float, model: str) -> Refusal:
+    def _anthropic_headers(self) -> dict[str, str]:
+        # Anthropic says when a bucket is whole again as a moment (RFC 3339), not as a duration.
+        wall = time.time()
+        headers: dict[str, str] = {}
+        for name, bucket in (("requests", self._requests), ("tokens", self._tokens)):
+            if bucket is not None:
+                full = datetime.fromtimestamp(math.ceil(wall + bucket.full_in()), tz=UTC)
+                headers[f"anthropic-ratelimit-{name}-limit"] = str(int(bucket.capacity))
+                headers[f"anthropic-ratelimit-{name}-remaining"] = str(int(bucket.level))
+                headers[f"anthropic-ratelimit-{name}-reset"] = full.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return headers
+
+    def _refuse(
+        self, bucket: _Bucket, kind: str, *, cost: int, wait: float, model: str, wire: str
+    ) -> Refusal:
         limit = int(bucket.capacity)
         unit = "RPM" if kind == "requests" else "TPM"
-        headers = self.headers()
+        headers = self.headers(wire)
         if math.isinf(wait):
             # OpenAI's answer to a request larger than the whole bucket: waiting cannot help, so no
             # retry-after.
@@ -145,7 +166,11 @@ class RateLimits:
                 message += f" Please try again in {format_duration(wait)}."
                 wait_ms = math.ceil(wait * 1000)
                 headers["retry-after"] = str(math.ceil(wait_ms / 1000))
-                headers["retry-after-ms"] = str(wait_ms)
+                if wire == "openai":  # Anthropic's retry-after is whole seconds only
+                    headers["retry-after-ms"] = str(wait_ms)
+        if wire == "anthropic":
+            anthropic = {"type": "rate_limit_error", "message": message}
+            return Refusal(orjson.dumps({"type": "error", "error": anthropic}), headers)
         error = {"message": message, "type": kind, "param": None, "code": "rate_limit_exceeded"}
         return Refusal(orjson.dumps({"error": error}), headers)
 

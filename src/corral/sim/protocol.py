@@ -21,6 +21,7 @@ __all__ = [
     "chat_completion",
     "error_body",
     "estimate_tokens",
+    "parse_body",
     "parse_request",
 ]
 
@@ -62,6 +63,8 @@ class SimRequest:
     user_text: str
     prompt_tokens: int
     max_tokens: int | None
+    #: which API's shapes the reply and errors take (the same answers and faults serve both)
+    wire: Literal["openai", "anthropic"] = "openai"
 
 
 def estimate_tokens(chars: int) -> int:
@@ -78,6 +81,11 @@ def parse_request(raw: bytes, default_model: str) -> SimRequest:
         ) from None
     if not isinstance(body, dict):
         raise RequestError("The request body must be a JSON object.")
+    return parse_body(body, default_model)
+
+
+def parse_body(body: JSON, default_model: str) -> SimRequest:
+    """A chat-completions request given as an object (an online body, or a batch line's ``body``)."""
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise RequestError("[] is too short - 'messages'", param="messages")

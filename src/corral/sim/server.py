@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -28,10 +29,14 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from corral.errors import ConfigError
+from corral.sim.anthropic import messages_error_body, parse_messages
+from corral.sim.batch_anthropic import AnthropicBatches
+from corral.sim.batch_openai import OpenAIBatches
+from corral.sim.batches import BatchStore, BatchView
 from corral.sim.config import LogEntry, SimConfig, SimStats
 from corral.sim.core import Outgoing, Script, SimCore
 from corral.sim.limits import Overdraft, overdraft
-from corral.sim.protocol import RequestError, error_body, parse_request
+from corral.sim.protocol import RequestError, SimRequest, error_body, parse_request
 
 __all__ = ["Simulator", "SimulatorThread", "run", "serve"]
 
@@ -46,6 +51,7 @@ class _Observed:
     """What tests read from a running simulator, whichever way it runs."""
 
     _core: SimCore
+    _batch_store: BatchStore
     config: SimConfig
     host: str
     port: int
@@ -58,8 +64,19 @@ class _Observed:
         return f"http://{host}:{self.port}/v1"
 
     @property
+    def anthropic_url(self) -> str:
+        """The Anthropic base URL, ``http://127.0.0.1:PORT`` (the SDK adds ``/v1/messages`` itself)."""
+        return self.url.removesuffix("/v1")
+
+    @property
     def stats(self) -> SimStats:
-        return self._core.stats()
+        store = self._batch_store
+        return dataclasses.replace(self._core.stats(), batches=store.created, batch_lines=store.answered)
+
+    @property
+    def batches(self) -> list[BatchView]:
+        """Every provider batch created (OpenAI and Anthropic), oldest first, with its lines' ids."""
+        return self._batch_store.views()
 
     @property
     def log(self) -> list[LogEntry]:
@@ -74,6 +91,7 @@ class _Observed:
     def reset_stats(self) -> None:
         """Zero the counters and clear the log and the per-text repeat counts (not the rate limits)."""
         self._core.reset()
+        self._batch_store.reset()
 
     def overdraft(self, *, rpm: int | None = None, tpm: int | None = None) -> Overdraft:
         """How far the accepted requests in the log went beyond ``rpm``/``tpm`` at worst (0: never).
@@ -103,12 +121,16 @@ class Simulator(_Observed):
         self.host = host
         self.port = port
         self._core = SimCore(self.config, script)
+        self._batch_store = BatchStore(self._core, self.config)
+        self._openai_batches = OpenAIBatches(self._batch_store)
+        self._anthropic_batches = AnthropicBatches(self._batch_store, self.config.model)
         self._runner: web.ServerRunner | None = None
         #: set while closing: hanging requests end at once instead of holding up the shutdown
         self._stopping: asyncio.Event | None = None
         self._routes: dict[tuple[str, str], _Route] = {
             ("POST", "/v1/chat/completions"): self._chat,
             ("POST", "/chat/completions"): self._chat,
+            ("POST", "/v1/messages"): self._messages,
             ("GET", "/v1/models"): self._models,
             ("GET", "/sim/stats"): self._stats,
             ("POST", "/sim/reset"): self._reset,
@@ -158,11 +180,19 @@ class Simulator(_Observed):
         path = request.path
         if request.method == "GET" and path.startswith("/v1/models/"):
             return _json(200, orjson.dumps(_model_object(path.removeprefix("/v1/models/"))))
+        # Batch paths carry ids: each batch module routes its own.
+        if path.startswith(("/v1/files", "/v1/batches")):
+            return await self._openai_batches.handle(request)
+        if path == "/v1/messages/batches" or path.startswith("/v1/messages/batches/"):
+            return await self._anthropic_batches.handle(request)
         if any(p == path for _, p in self._routes):
             return _json(405, error_body(405, f"Method {request.method} not allowed for {path}"))
         return _json(404, error_body(404, f"Invalid URL ({request.method} {path})"))
 
-    async def _chat(self, request: web.BaseRequest) -> web.StreamResponse:
+    async def _messages(self, request: web.BaseRequest) -> web.StreamResponse:
+        return await self._chat(request, "anthropic")
+
+    async def _chat(self, request: web.BaseRequest, wire: str = "openai") -> web.StreamResponse:
         core = self._core
         arrived = time.monotonic()
         index = core.begin()
@@ -172,10 +202,14 @@ class Simulator(_Observed):
             raw = await request.read()
             arrived = time.monotonic()  # charged once it has all arrived, as the log says
             try:
-                parsed = parse_request(raw, model)
+                parsed = (
+                    parse_request(raw, model) if wire == "openai" else _parse_messages(request, raw, model)
+                )
             except RequestError as exc:
                 status = 400
-                return _json(400, error_body(400, exc.message, param=exc.param))
+                if wire == "openai":
+                    return _json(400, error_body(400, exc.message, param=exc.param))
+                return _json(400, messages_error_body(400, exc.message))
             mode, model, text = parsed.mode, parsed.model, parsed.user_text
             out = core.reply(parsed, index, arrived)
             fault, tokens = out.fault, out.tokens
@@ -238,6 +272,13 @@ class Simulator(_Observed):
         return _json(200, b'{"reset":true}')
 
 
+def _parse_messages(request: web.BaseRequest, raw: bytes, model: str) -> SimRequest:
+    # The real API refuses a request that does not say which version of it the client speaks.
+    if "anthropic-version" not in request.headers:
+        raise RequestError("anthropic-version: header is required")
+    return parse_messages(raw, model)
+
+
 def _json(status: int, body: bytes) -> web.Response:
     return web.Response(body=body, status=status, content_type=_JSON)
 
@@ -284,6 +325,7 @@ class SimulatorThread(_Observed):
     ) -> None:
         self._sim = Simulator(config, script=script, host=host, port=port)
         self._core = self._sim._core
+        self._batch_store = self._sim._batch_store
         self.config = self._sim.config
         self.host = host
         self.port = port
