@@ -82,7 +82,15 @@ def test_open_creates_the_database_in_a_directory_and_reopens_it(store_dir: Path
         assert int.from_bytes(header[68:72], "big") == APPLICATION_ID == 0x636F7272
         assert int.from_bytes(header[60:64], "big") == SCHEMA_VERSION
         tables = read_rows(store.path, "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
-        assert tables == [("cache",), ("items",), ("jobs",), ("runs",)]
+        assert tables == [
+            ("batch_requests",),
+            ("batches",),
+            ("cache",),
+            ("items",),
+            ("job_args",),
+            ("jobs",),
+            ("runs",),
+        ]
     finally:
         store.close()
 
@@ -542,6 +550,25 @@ def test_a_store_from_a_newer_corral_is_refused(store_dir: Path) -> None:
         RunStore.open(store_dir)
     assert f"store version {SCHEMA_VERSION + 1}, this one reads {SCHEMA_VERSION}" in str(caught.value)
     assert read_rows(path, "PRAGMA user_version") == [(SCHEMA_VERSION + 1,)]  # not downgraded
+
+
+def test_a_store_from_before_batches_is_upgraded_in_place_keeping_its_results(store_dir: Path) -> None:
+    with RunStore.open(store_dir) as store:
+        job = store.open_job("out.jsonl", SETTINGS)
+        store.add_item(job, item_row("1", "text 1"))
+        store.flush()
+        store.finish_run(job, "completed")
+    path = store_dir / STORE_FILE
+    conn = sqlite3.connect(path)  # what a version-2 store looked like: no batch tables
+    conn.executescript(
+        "DROP TABLE batch_requests; DROP TABLE batches; DROP TABLE job_args; PRAGMA user_version = 2;"
+    )
+    conn.close()
+    with RunStore.open(store_dir) as store:
+        job = store.open_job("out.jsonl", SETTINGS)
+        assert job.finished_before == 1
+        assert store.query("SELECT COUNT(*) FROM batches") == [(0,)]
+    assert read_rows(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
 
 
 def corrupt(store_dir: Path) -> Path:

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from corral import __version__
+from corral.cli_batch import add_batch_commands
 from corral.cli_run import add_run_arguments, cmd_run
 from corral.errors import CorralError, OutputError, ProviderError, UsageError
 from corral.sim import args as sim_args
@@ -29,6 +30,12 @@ RUN_EXAMPLE = """example:
   corral run notes.csv --schema app.models:Patient --base-url http://localhost:8000/v1 --model qwen2.5
   corral run big.jsonl --schema review.json --model openai/gpt-4o-mini --max-cost 5 -o out.parquet
       (kill it at any moment: the same command resumes, and pays for nothing twice)"""
+BATCH_EXAMPLE = """example:
+  corral batch submit reviews.jsonl --schema review.json --model openai/gpt-4o-mini -o out.jsonl
+  corral batch status -o out.jsonl          # how far the provider is
+  corral batch collect -o out.jsonl         # wait, re-ask what failed, write out.jsonl
+  corral run reviews.jsonl --schema review.json --model anthropic/claude-haiku-4-5 --batch -o out.jsonl
+      (submit and collect in one go; Ctrl-C leaves the batches running, collect carries on)"""
 SIM_EXAMPLE = """example:
   corral sim --port 8000 --latency-ms 900 &
   corral run examples/people.txt --schema examples/person.py:Person --base-url http://127.0.0.1:8000/v1"""
@@ -82,21 +89,16 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser(
         "run", help="extract records from a file of texts", epilog=RUN_EXAMPLE, formatter_class=formatter
     )
-    run.add_argument(
-        "input", metavar="INPUT", help="a .jsonl, .csv or .txt file (one item per line), or - for stdin"
-    )
-    run.add_argument(
-        "--schema",
-        required=True,
-        metavar="SPEC",
-        help="response model: path/to/file.py:Class, package.module:Class, or schema.json",
-    )
-    run.add_argument(
-        "--many", action="store_true", help="extract every entity in each text (a list per item)"
-    )
-    _add_target_options(run)
-    add_run_arguments(run)
+    _add_job_arguments(run)
     run.set_defaults(handler=cmd_run)
+
+    batch = commands.add_parser(
+        "batch",
+        help="a job through the providers' batch APIs: submit, status, collect, cancel",
+        epilog=BATCH_EXAMPLE,
+        formatter_class=formatter,
+    )
+    add_batch_commands(batch, _add_job_arguments)
 
     sim = commands.add_parser(
         "sim",
@@ -129,11 +131,29 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_job_arguments(parser: argparse.ArgumentParser) -> None:
+    """What ``corral run`` (and ``corral batch submit``) takes."""
+    parser.add_argument(
+        "input", metavar="INPUT", help="a .jsonl, .csv or .txt file (one item per line), or - for stdin"
+    )
+    parser.add_argument(
+        "--schema",
+        required=True,
+        metavar="SPEC",
+        help="response model: path/to/file.py:Class, package.module:Class, or schema.json",
+    )
+    parser.add_argument(
+        "--many", action="store_true", help="extract every entity in each text (a list per item)"
+    )
+    _add_target_options(parser)
+    add_run_arguments(parser)
+
+
 def _add_target_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         metavar="MODEL",
-        help="local (embedded, default), openai/NAME, ollama/NAME, vllm/NAME, llamacpp/NAME; "
+        help="local (embedded, default), openai/NAME, anthropic/NAME, ollama/NAME, vllm/NAME, llamacpp/NAME; "
         "with --base-url: the model name sent to that server",
     )
     parser.add_argument(

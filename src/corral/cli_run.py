@@ -32,7 +32,15 @@ from corral.progress import RunCounters, choose_display, show_progress, summary_
 from corral.sinks import SINK_FORMATS, check_output, open_sink, sink_format
 from corral.store import DEFAULT_DIR, STORE_FILE, JobInfo, RunStore
 
-__all__ = ["add_run_arguments", "cmd_run"]
+__all__ = [
+    "add_run_arguments",
+    "cmd_run",
+    "job_name",
+    "job_settings",
+    "run_pass",
+    "stop_on_signals",
+    "store_path",
+]
 
 #: names the store file (or directory) for every run, like --store
 STORE_ENV = "CORRAL_STORE"
@@ -134,6 +142,31 @@ def add_run_arguments(run: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help='JSON prices per million tokens: {"MODEL": {"input": 0.15, "output": 0.6}}',
     )
+    batch = run.add_argument_group("provider batch API (half price, answered within 24 h)")
+    batch.add_argument(
+        "--batch",
+        action="store_true",
+        help="send the requests as OpenAI / Anthropic batches and wait for them (see `corral batch`)",
+    )
+    batch.add_argument(
+        "--batch-retries",
+        type=_non_negative_int,
+        default=2,
+        metavar="N",
+        help="resubmit a line that errored or expired in up to N follow-up batches (default 2)",
+    )
+    batch.add_argument(
+        "--reask-online",
+        action="store_true",
+        help="re-ask invalid answers and resubmit failed lines online (full price, no wait)",
+    )
+    batch.add_argument(
+        "--poll-every",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="first wait between batch status checks; it grows to 5 minutes (default 10)",
+    )
     run.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary on stderr")
     run.add_argument(
         "--status-every",
@@ -159,6 +192,10 @@ def _non_negative_int(text: str) -> int:
 
 
 async def cmd_run(args: argparse.Namespace) -> int:
+    if args.batch:
+        from corral.cli_batch import run_batches  # here: cli_batch builds on this module
+
+        return await run_batches(args, wait=True)
     fmt: Format | None = args.format
     items = read_items(args.input, format=fmt, text_field=args.text_field, id_field=args.id_field)
     out_format = sink_format(args.output, args.output_format)
@@ -167,7 +204,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
         raise ConfigError("--fresh and --retry-errors need the run store: drop --no-store")
     prices = load_prices(args.prices) if args.prices else None
     budget = Budget(args.max_cost) if args.max_cost is not None else None
-    store = None if args.no_store else RunStore.open(_store_path(args.output, args.store))
+    store = None if args.no_store else RunStore.open(store_path(args.output, args.store))
     with contextlib.ExitStack() as cleanup:
         if store is not None:
             cleanup.callback(store.close)
@@ -195,10 +232,10 @@ async def cmd_run(args: argparse.Namespace) -> int:
         async with extractor:
             job = None
             if store is not None:
-                name = _job_name(
+                name = job_name(
                     args.output, args.input, explicit_store=bool(args.store or os.environ.get(STORE_ENV))
                 )
-                job = store.open_job(name, _job_settings(extractor), fresh=args.fresh)
+                job = store.open_job(name, job_settings(extractor), fresh=args.fresh)
                 if budget is not None:
                     budget.spent = job.spent_before
             return await _run(
@@ -217,53 +254,24 @@ async def _run(
     out_format: Any,
 ) -> int:
     counters = RunCounters()
-    stats = extractor.scheduler.stats
-    priced = extractor.scheduler.price is not None
-    spent_before = job.spent_before if job is not None else 0.0
-
-    def refresh() -> None:
-        counters.requests, counters.retries = stats.requests, stats.retries
-        counters.rate_limited, counters.in_flight, counters.cached = (
-            stats.rate_limited,
-            stats.in_flight,
-            stats.cached,
-        )
-        counters.cost = stats.cost if priced else None
-        counters.job_cost = spent_before + stats.cost if priced and job is not None else None
-
-    def report(outcome: Outcome[Any]) -> None:
-        if outcome.error is not None and outcome.error.kind == "input" and not outcome.reused:
-            print(f"corral: skipped {outcome.error.message}", file=sys.stderr)
-
-    counting = asyncio.create_task(_count_total(args, counters))
-    display = choose_display(quiet=args.quiet, stream=sys.stderr)
     result = JobResult("failed")
-    with open_sink(args.output, out_format, extractor.spec) as sink, _stop_on_signals() as stopping:
+    with stop_on_signals() as stopping:
         try:
-            async with show_progress(
-                counters, mode=display, stream=sys.stderr, interval=args.status_every, refresh=refresh
-            ):
-                result = await run_job(
-                    extractor,
-                    items,
-                    sink,
-                    counters,
-                    store=store,
-                    job=job,
-                    strategy=args.strategy,
-                    order=args.order,
-                    retry_errors=args.retry_errors,
-                    on_outcome=report,
-                )
+            result = await run_pass(
+                args,
+                extractor=extractor,
+                items=items,
+                job=job,
+                store=store,
+                out_format=out_format,
+                counters=counters,
+            )
         except asyncio.CancelledError:
             if not stopping.is_set():
                 raise
             task = asyncio.current_task()
             if task is not None:
                 task.uncancel()  # our own signal: every request is cancelled and the results kept
-        finally:
-            counting.cancel()
-            refresh()
     if stopping.is_set():
         resume = " — re-run the same command to finish" if job is not None else ""
         print(f"corral: interrupted ({stopping.signal_name}){resume}", file=sys.stderr)
@@ -281,12 +289,66 @@ async def _run(
     return 1 if counters.errors else 0
 
 
+async def run_pass(
+    args: argparse.Namespace,
+    *,
+    extractor: Extractor[Any],
+    items: Iterator[Any],
+    job: JobInfo | None,
+    store: RunStore | None,
+    out_format: Any,
+    counters: RunCounters,
+) -> JobResult:
+    """One pass over the input into a freshly written output, with progress on stderr."""
+    stats = extractor.scheduler.stats
+    priced = extractor.scheduler.price is not None
+    spent_before = job.spent_before if job is not None else 0.0
+
+    def refresh() -> None:
+        counters.requests, counters.retries = stats.requests, stats.retries
+        counters.rate_limited, counters.in_flight, counters.cached = (
+            stats.rate_limited,
+            stats.in_flight,
+            stats.cached,
+        )
+        counters.batched = stats.batched
+        counters.cost = stats.cost if priced else None
+        counters.job_cost = spent_before + stats.cost if priced and job is not None else None
+
+    def report(outcome: Outcome[Any]) -> None:
+        if outcome.error is not None and outcome.error.kind == "input" and not outcome.reused:
+            print(f"corral: skipped {outcome.error.message}", file=sys.stderr)
+
+    counting = asyncio.create_task(_count_total(args, counters))
+    display = choose_display(quiet=args.quiet, stream=sys.stderr)
+    with open_sink(args.output, out_format, extractor.spec) as sink:
+        try:
+            async with show_progress(
+                counters, mode=display, stream=sys.stderr, interval=args.status_every, refresh=refresh
+            ):
+                return await run_job(
+                    extractor,
+                    items,
+                    sink,
+                    counters,
+                    store=store,
+                    job=job,
+                    strategy=args.strategy,
+                    order=args.order,
+                    retry_errors=args.retry_errors,
+                    on_outcome=report,
+                )
+        finally:
+            counting.cancel()
+            refresh()
+
+
 async def _count_total(args: argparse.Namespace, counters: RunCounters) -> None:
     # Counted off the event loop: a million-line file takes a moment, and the run starts meanwhile.
     counters.total = await asyncio.to_thread(count_items, args.input, format=args.format)
 
 
-def _store_path(output: str | None, explicit: str | None) -> Path:
+def store_path(output: str | None, explicit: str | None) -> Path:
     chosen = explicit or os.environ.get(STORE_ENV)
     if chosen:
         return Path(chosen)
@@ -294,7 +356,7 @@ def _store_path(output: str | None, explicit: str | None) -> Path:
     return beside / DEFAULT_DIR / STORE_FILE
 
 
-def _job_name(output: str | None, source: str, *, explicit_store: bool) -> str:
+def job_name(output: str | None, source: str, *, explicit_store: bool) -> str:
     """What identifies a job in its store: its output (stdout: its input)."""
     if output and output != "-":
         path = Path(output)
@@ -303,7 +365,7 @@ def _job_name(output: str | None, source: str, *, explicit_store: bool) -> str:
     return f"<stdout>:{'<stdin>' if source == '-' else Path(source).resolve()}"
 
 
-def _job_settings(extractor: Extractor[Any]) -> dict[str, Any]:
+def job_settings(extractor: Extractor[Any]) -> dict[str, Any]:
     """What must not change between runs of one job: their results would not belong together."""
     spec = extractor.spec
     schema_hash = hashlib.sha256(spec.schema_json.encode()).hexdigest()[:12]
@@ -325,7 +387,7 @@ class _Stopping:
 
 
 @contextlib.contextmanager
-def _stop_on_signals() -> Iterator[_Stopping]:
+def stop_on_signals() -> Iterator[_Stopping]:
     """Ctrl-C or SIGTERM cancels the run (every in-flight request) instead of killing the process,
     so finished records are committed and written and the summary printed. A second signal is not
     special: the first has already started the shutdown, which only waits for cancellations."""

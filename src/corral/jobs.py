@@ -25,6 +25,7 @@ from typing import Any
 
 import orjson
 
+from corral.backends.base import Parked
 from corral.client import Extractor
 from corral.engine import Order, Process, Strategy
 from corral.errors import BudgetReached, OutputInvalid
@@ -39,6 +40,8 @@ __all__ = ["JobResult", "run_job"]
 _COMMIT_INTERVAL_S = 0.1
 #: and as soon as this many rows wait, so memory stays bounded at any rate
 _COMMIT_BATCH = 1024
+#: the marker of an item whose answer is in a provider batch (never written, never stored)
+_PARKED = "parked"
 #: WAL pages are copied into the database off the event loop this often (it may wait on the disk)
 _CHECKPOINT_INTERVAL_S = 1.0
 
@@ -50,6 +53,8 @@ class JobResult:
     #: items pulled from the input that never started because the budget was reached
     not_started: int = 0
     budget_message: str = ""
+    #: items waiting for an answer from a provider batch (not finished, not written)
+    parked: int = 0
 
 
 async def run_job(
@@ -172,6 +177,8 @@ class _DurableRun:
         except BudgetReached as exc:
             self.budget_message = self.budget_message or str(exc)
             return Outcome(id=item.id, input=item.text, error=ErrorInfo(BudgetReached.kind, str(exc)))
+        except Parked:
+            return Outcome(id=item.id, input=item.text, error=ErrorInfo(_PARKED, ""))
         if self.committer is not None and self.job is not None:
             record = outcome.to_record()
             self.tickets[id(outcome)] = self.committer.add(self.job, _row(outcome, text_hash, record)), record
@@ -202,8 +209,12 @@ class _DurableRun:
         )
 
     async def _emit(self, outcome: Outcome[Any], result: JobResult) -> None:
-        if outcome.error is not None and outcome.error.kind == BudgetReached.kind:
-            result.not_started += 1
+        if outcome.error is not None and outcome.error.kind in (BudgetReached.kind, _PARKED):
+            if outcome.error.kind == _PARKED:
+                result.parked += 1
+                self.counters.parked += 1
+            else:
+                result.not_started += 1
             return
         if self.committer is None:
             self.sink.write(outcome.to_record())

@@ -61,6 +61,8 @@ class RunCounters:
     cost: float | None = 0.0  # USD spent by this run; None when the model's price is unknown
     job_cost: float | None = None  # USD spent by the whole job across resumed runs (None: not tracked)
     kinds: dict[str, int] = field(default_factory=dict)  # errors by kind ("invalid_output": 3, ...)
+    parked: int = 0  # items waiting for an answer from a provider batch (not done, not written)
+    batched: int = 0  # answers taken from collected provider batches
     started: float = field(default_factory=time.perf_counter)
 
     def elapsed(self) -> float:
@@ -139,6 +141,20 @@ def status_line(counters: RunCounters) -> str:
     return "corral: " + _SEP.join(parts)
 
 
+def _sources(c: RunCounters) -> list[str]:
+    """Where the answers came from besides requests of this run (and what still waits)."""
+    parts = []
+    if c.parked:
+        parts.append(f"{c.parked:,} waiting in batches")
+    if c.reused:
+        parts.append(f"{c.reused:,} from an earlier run")
+    if c.batched:
+        parts.append(_count(c.batched, "answer") + " from batches")
+    if c.cached:
+        parts.append(f"{c.cached:,} cached")
+    return parts
+
+
 def summary_line(counters: RunCounters) -> str:
     """The end-of-run line: what became of the items, what it took, what it cost.
 
@@ -153,11 +169,7 @@ def summary_line(counters: RunCounters) -> str:
         if c.kinds:
             ranked = sorted(c.kinds.items(), key=lambda kv: (-kv[1], kv[0]))
             outcome += " (" + ", ".join(f"{n:,} {kind}" for kind, n in ranked) + ")"
-    parts = [outcome]
-    if c.reused:
-        parts.append(f"{c.reused:,} from an earlier run")
-    if c.cached:
-        parts.append(f"{c.cached:,} cached")
+    parts = [outcome, *_sources(c)]
     traffic = []
     if c.requests:
         traffic.append(_count(c.requests, "request"))

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from corral.backends.base import Backend, Completion, RateLimitInfo, Request
+from corral.backends.base import Backend, Completion, Parked, RateLimitInfo, Request
 from corral.cache import ResponseCache
 from corral.cost import Budget, Price
 from corral.errors import BudgetReached, ConfigError, ProviderError, RateLimited, ServerError, TransportError
@@ -69,6 +69,8 @@ class RunStats:
     rate_limited: int = 0
     #: requests answered from the response cache (not sent, not paid)
     cached: int = 0
+    #: answers taken from collected provider batches (sent and paid when their batch was)
+    batched: int = 0
     in_flight: int = 0
     #: dollars spent on answers (0 when the price is unknown; see ``Scheduler.price``)
     cost: float = 0.0
@@ -146,6 +148,16 @@ class Scheduler:
                 completion = await self.backend.complete(request)
             except ProviderError as exc:
                 error = exc
+                if exc.batched:  # a failed batch line: sent (and counted) with its batch
+                    self.stats.requests -= 1
+                    self.stats.batched += 1
+            except Parked:
+                # Submitted in a batch, paid when it is answered: not a request of this run, but its
+                # worst case stays held against the budget until the run ends.
+                tally.requests -= 1
+                self.stats.requests -= 1
+                spent = reserved
+                raise
             else:
                 self._settle(completion, units, prompt_estimate)
                 spent = self._charge(completion, tally)
@@ -161,6 +173,11 @@ class Scheduler:
             await asyncio.sleep(delay)
 
     def _charge(self, completion: Completion, tally: Tally) -> float:
+        if completion.paid is not None:  # sent and counted with its batch, not by this run
+            self.stats.requests -= 1
+            self.stats.batched += 1
+            tally.cost += completion.paid
+            return 0.0
         if self.price is None:
             return 0.0
         spent = self.price.of(completion.usage)

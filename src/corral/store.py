@@ -39,9 +39,11 @@ __all__ = ["DEFAULT_DIR", "STORE_FILE", "JobInfo", "RunStore", "StoredItem", "in
 DEFAULT_DIR = ".corral"
 STORE_FILE = "corral.db"
 APPLICATION_ID = 0x636F7272  # "corr": tells our databases from any other SQLite file
-SCHEMA_VERSION = 2  # 1: cache and items keyed by their own primary keys (slow random inserts)
+# 1: cache and items keyed by their own primary keys (slow random inserts); 2: no batch tables
+SCHEMA_VERSION = 3
 
-_SCHEMA = """
+_SCHEMA = (
+    """
 CREATE TABLE jobs (
     id INTEGER PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
@@ -92,6 +94,41 @@ CREATE TABLE cache (
 );
 CREATE UNIQUE INDEX cache_by_hash ON cache (hash);
 """
+    + """
+CREATE TABLE batches (
+    id INTEGER PRIMARY KEY,
+    job INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+    label TEXT NOT NULL UNIQUE,
+    api TEXT NOT NULL,
+    remote_id TEXT,
+    status TEXT NOT NULL,
+    open INTEGER NOT NULL,
+    requests INTEGER NOT NULL,
+    counts TEXT NOT NULL DEFAULT '{}',
+    created REAL NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE INDEX batches_by_job ON batches (job, open);
+CREATE TABLE batch_requests (
+    job INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+    hash INTEGER NOT NULL,
+    key BLOB NOT NULL,
+    batch INTEGER NOT NULL,
+    submissions INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    answer BLOB,
+    cost REAL NOT NULL DEFAULT 0
+);
+CREATE UNIQUE INDEX batch_requests_by_key ON batch_requests (job, hash);
+CREATE INDEX batch_requests_by_batch ON batch_requests (batch, state);
+CREATE TABLE job_args (
+    job INTEGER PRIMARY KEY REFERENCES jobs(id) ON DELETE CASCADE,
+    args TEXT NOT NULL
+);
+"""
+)
+#: what turns a version-2 store into this version (only tables were added)
+_MIGRATE_FROM_2 = _SCHEMA[_SCHEMA.index("CREATE TABLE batches") :]
 
 _ITEM_INSERT = (
     "INSERT OR REPLACE INTO items (job, item_id, input_hash, run, status, error_kind, attempts, "
@@ -286,6 +323,11 @@ class RunStore:
                 "UPDATE runs SET ended = ?, status = ? WHERE id = ?", (time.time(), status, job.run)
             )
 
+    def find_job(self, name: str) -> JobInfo | None:
+        """The job writing ``name``, to look at (no run is started, no lock taken); None: no such job."""
+        rows = self.query("SELECT id FROM jobs WHERE name = ?", (name,))
+        return JobInfo(rows[0][0], name, 0, 0.0, 0, 0) if rows else None
+
     def _lock_job(self, name: str) -> BinaryIO:
         # Two runs writing one output would interleave it: the second is refused. flock is released by
         # the kernel when the process dies, so a killed run never leaves a stale lock behind.
@@ -334,6 +376,19 @@ class RunStore:
             "SELECT item_id, error_kind FROM items WHERE job = ? AND status = 'error'", (job.id,)
         )
         yield from rows
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Rows of a read-only query, on the reader connection (for modules with their own tables)."""
+        try:
+            return self._reader.execute(sql, params).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise _store_error(self.path, exc) from None
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One committed write transaction on the writer (for modules with their own tables)."""
+        with self._guard(), self._write_lock, self._writer:
+            yield self._writer
 
     # --- batched writes ------------------------------------------------------------------------
 
@@ -442,6 +497,9 @@ def _prepare(conn: sqlite3.Connection, path: Path, existed: bool) -> None:
             f"{path} was written by a newer corral (store version {version}, this one reads "
             f"{SCHEMA_VERSION}): upgrade corral, or pass --store with another path"
         )
+    if version == 2:  # the one earlier layout that upgrades in place: tables were only added
+        conn.executescript(f"BEGIN; {_MIGRATE_FROM_2} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+        version = SCHEMA_VERSION
     if version < SCHEMA_VERSION:
         raise StoreError(
             f"{path} was written by an earlier corral (store version {version}, this one reads "

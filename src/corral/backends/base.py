@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from corral.outcome import Usage
 from corral.schema import ResponseSpec
 
-__all__ = ["Backend", "Completion", "Message", "Mode", "Profile", "RateLimitInfo", "Request"]
+__all__ = ["Backend", "Completion", "Message", "Mode", "Parked", "Profile", "RateLimitInfo", "Request"]
 
 #: A chat message in the OpenAI chat shape, the lingua franca between layers:
 #: ``{"role": "system"|"user"|"assistant"|"tool", "content": ..., ["tool_calls"|"tool_call_id"]}``.
@@ -101,6 +101,13 @@ class Completion:
     #: dollars this answer cost when they were already counted where it was obtained (a batch result
     #: is counted when its batch is collected); None: the scheduler prices it from ``usage``
     paid: float | None = None
+
+
+class Parked(Exception):
+    """The request was accepted for answering later (a line of a provider batch).
+
+    Raised by a batching backend instead of waiting hours: the item leaves this run unfinished and
+    unrecorded, and a later run (``corral batch collect``) finds its answer in the run store."""
 
 
 class Backend(Protocol):

@@ -1,0 +1,295 @@
+"""A job through provider batches: submit, wait (polling with backoff), collect, and go round again.
+
+    ┌─► replay the input (answers from the store; new requests and re-asks parked) ─► submit batch
+    │                                                                                     │
+    └──── collect: every line's answer into the store (matched by custom_id) ◄── wait ◄───┘
+
+Each round replays the whole input through the ordinary extraction (see :mod:`corral.batching`):
+items whose answers are all in the store finish and are written; an invalid answer is re-asked in
+the next batch; an errored or expired line is resubmitted (``batch_retries``) or ends as the item's
+error. The job is complete when a replay parks nothing. Nothing of this lives only in memory: batch
+ids and every line's state are in the run store, so ``corral batch collect`` in a new process (after
+a crash, a reboot, or a ``submit`` that did not wait) carries on where the last one stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import orjson
+
+from corral.batchapi.base import LineResult, RemoteBatch
+from corral.batching import BatchBackend, encode_answer, encode_error
+from corral.cost import Budget, Price
+from corral.errors import BadRequest, BatchCanceled, BatchExpired, CorralError, ProviderError, ServerError
+from corral.scheduler import RunStats
+from corral.store import RunStore
+
+__all__ = ["BatchInfo", "BatchJob", "Poll", "batches_of"]
+
+#: rows written per transaction while a batch's results are read
+_CHUNK = 2000
+#: a custom_id is the hex of the request's cache key (blake2b, 20 bytes): 40 characters
+_KEY_BYTES = 20
+_OPENAI_ENDED = {"expired": "expired", "cancelled": "canceled", "failed": "failed"}
+
+
+@dataclass(frozen=True, slots=True)
+class Poll:
+    """How often to ask a provider about its batches: ``first`` seconds, growing to ``most``."""
+
+    first: float = 10.0
+    most: float = 300.0
+    growth: float = 1.5
+
+
+@dataclass(slots=True)
+class BatchInfo:
+    """A batch as the store knows it (for ``corral batch status``)."""
+
+    id: int
+    label: str
+    api: str
+    remote_id: str | None
+    status: str
+    open: bool
+    requests: int
+    counts: dict[str, int]
+    created: float
+
+
+def batches_of(store: RunStore, job_id: int, *, only_open: bool = False) -> list[BatchInfo]:
+    """A job's batches, oldest first."""
+    rows = store.query(
+        "SELECT id, label, api, remote_id, status, open, requests, counts, created FROM batches "
+        "WHERE job = ? " + ("AND open = 1 " if only_open else "") + "ORDER BY id",
+        (job_id,),
+    )
+    return [BatchInfo(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6], orjson.loads(r[7]), r[8]) for r in rows]
+
+
+@dataclass(slots=True)
+class Collected:
+    answered: int = 0
+    failed: int = 0
+    cost: float = 0.0
+    by_kind: dict[str, int] = field(default_factory=dict)
+
+
+class BatchJob:
+    """Drives one job's batches: recovery, polling, collection, and the submit/collect rounds."""
+
+    def __init__(
+        self,
+        backend: BatchBackend,
+        *,
+        price: Price | None,
+        stats: RunStats,
+        budget: Budget | None = None,
+        poll: Poll | None = None,
+        report: Callable[[str], None] | None = None,
+    ) -> None:
+        self.backend = backend
+        self.api = backend.api
+        # Batch answers cost the provider's batch share of the online price.
+        factor = backend.api.limits.price_factor
+        self.price = None if price is None else Price(price.input * factor, price.output * factor)
+        self.stats = stats
+        self.budget = budget
+        self.poll = poll or Poll()
+        self.report = report or (lambda text: None)
+        self.collected = Collected()
+
+    async def run(self, replay: Callable[[], Awaitable[int]], *, wait: bool) -> str:
+        """Rounds until the job is complete ("completed") or, without ``wait``, once its requests are
+        submitted ("submitted"). ``replay`` runs the input once and says how many items it parked."""
+        await self.recover()
+        await self.check()
+        while True:
+            if wait and self.open_batches():
+                await self.wait()
+            parked = await replay()
+            await self.backend.flush()
+            if parked == 0:
+                return "completed"
+            if not wait:
+                return "submitted"
+            if not self.open_batches():
+                raise CorralError(  # a parked item always has a line in an open batch; say so if not
+                    f"{parked} items wait for batch answers but no batch is open: run `corral batch status`"
+                )
+
+    def open_batches(self) -> list[BatchInfo]:
+        store, job = self.backend.attached()
+        return batches_of(store, job.id, only_open=True)
+
+    async def recover(self) -> None:
+        """Batches recorded but never confirmed (the process died while submitting): find them at the
+        provider by their label, or forget them so their requests are submitted again."""
+        for batch in self.open_batches():
+            if batch.remote_id is not None:
+                continue
+            found = await self.api.find(batch.label)
+            if found is not None:
+                self.backend.update_batch(batch.id, found)
+                self.report(f"found batch {found.id} submitted by an interrupted run")
+            else:
+                self._forget(batch.id)
+                self.report(f"batch {batch.label} was never created (the run stopped while submitting)")
+
+    async def refresh(self) -> None:
+        """Ask once about every open batch and record what the provider says (``batch status``)."""
+        for batch in self.open_batches():
+            if batch.remote_id is not None:
+                self.backend.update_batch(batch.id, await self.api.status(batch.remote_id))
+
+    async def check(self) -> None:
+        """Ask once about every open batch; collect those that have ended."""
+        for batch in self.open_batches():
+            assert batch.remote_id is not None
+            remote = await self.api.status(batch.remote_id)
+            self.backend.update_batch(batch.id, remote)
+            if remote.done:
+                await self.collect(batch, remote)
+
+    async def wait(self) -> None:
+        """Poll every open batch, backing off, until none is open; collect each as it ends."""
+        delay = self.poll.first
+        seen: dict[int, str] = {}
+        while True:
+            open_batches = self.open_batches()
+            if not open_batches:
+                return
+            for batch in open_batches:
+                assert batch.remote_id is not None
+                remote = await self.api.status(batch.remote_id)
+                self.backend.update_batch(batch.id, remote)
+                described = _describe(remote)
+                if seen.get(batch.id) != described:
+                    seen[batch.id] = described
+                    self.report(f"batch {remote.id}: {described}")
+                if remote.done:
+                    await self.collect(batch, remote)
+                    delay = self.poll.first  # others may be close behind
+            if self.open_batches():
+                await asyncio.sleep(delay)
+                delay = min(self.poll.most, delay * self.poll.growth)
+
+    async def cancel(self) -> list[RemoteBatch]:
+        """Ask the provider to cancel every open batch; their unanswered lines end as ``canceled``."""
+        cancelled = []
+        for batch in self.open_batches():
+            if batch.remote_id is None:
+                continue
+            remote = await self.api.cancel(batch.remote_id)
+            self.backend.update_batch(batch.id, remote)
+            cancelled.append(remote)
+        return cancelled
+
+    # --- collection ---------------------------------------------------------------------------------
+
+    async def collect(self, batch: BatchInfo, remote: RemoteBatch) -> Collected:
+        """Every answer of an ended batch into the store; lines it never answered get its ending."""
+        store, job = self.backend.attached()
+        done = Collected()
+        chunk: list[tuple[str, bytes, float, int, bytes]] = []
+        async for line in self.api.results(remote):
+            entry = self._entry(line, done)
+            if entry is not None:
+                chunk.append((*entry, job.id, _key(line.custom_id)))
+            if len(chunk) >= _CHUNK:
+                self._write(batch.id, chunk)
+                chunk = []
+        self._write(batch.id, chunk)
+        missing = _missing_error(remote)
+        with store.transaction() as db:
+            cursor = db.execute(
+                "UPDATE batch_requests SET state = 'failed', answer = ? "
+                "WHERE batch = ? AND state = 'pending'",
+                (encode_error(missing), batch.id),
+            )
+            if cursor.rowcount:
+                done.failed += cursor.rowcount
+                done.by_kind[missing.kind] = done.by_kind.get(missing.kind, 0) + cursor.rowcount
+            db.execute("UPDATE batches SET open = 0, updated = ? WHERE id = ?", (time.time(), batch.id))
+        self.stats.cost += done.cost
+        if self.budget is not None:
+            self.budget.spent += done.cost
+        total = self.collected
+        total.answered, total.failed, total.cost = (
+            total.answered + done.answered,
+            total.failed + done.failed,
+            total.cost + done.cost,
+        )
+        for kind, count in done.by_kind.items():
+            total.by_kind[kind] = total.by_kind.get(kind, 0) + count
+        self.report(f"collected batch {remote.id}: {done.answered:,} answered, {done.failed:,} failed")
+        return done
+
+    def _entry(self, line: LineResult, done: Collected) -> tuple[str, bytes, float] | None:
+        if not _valid_id(line.custom_id):
+            return None  # not a line of ours
+        if line.completion is not None:
+            cost = self.price.of(line.completion.usage) if self.price is not None else 0.0
+            done.answered += 1
+            done.cost += cost
+            return "done", encode_answer(line.completion), cost
+        error = line.error or ServerError("the batch returned neither an answer nor an error for this line")
+        done.failed += 1
+        done.by_kind[error.kind] = done.by_kind.get(error.kind, 0) + 1
+        return "failed", encode_error(error), 0.0
+
+    def _write(self, batch_id: int, chunk: list[tuple[str, bytes, float, int, bytes]]) -> None:
+        if not chunk:
+            return
+        store, _ = self.backend.attached()
+        with store.transaction() as db:
+            # Only the row still waiting on this batch: a line answered twice (or a stale batch) never
+            # overwrites a later submission's state.
+            db.executemany(
+                "UPDATE batch_requests SET state = ?, answer = ?, cost = ? "
+                f"WHERE job = ? AND hash = ? AND key = ? AND batch = {int(batch_id)} AND state = 'pending'",
+                [(state, answer, cost, job, _hash(key), key) for state, answer, cost, job, key in chunk],
+            )
+
+    def _forget(self, batch_id: int) -> None:
+        store, _ = self.backend.attached()
+        with store.transaction() as db:
+            db.execute("DELETE FROM batch_requests WHERE batch = ? AND state = 'pending'", (batch_id,))
+            db.execute("DELETE FROM batches WHERE id = ?", (batch_id,))
+
+
+def _key(custom_id: str) -> bytes:
+    return bytes.fromhex(custom_id)
+
+
+def _hash(key: bytes) -> int:
+    return int.from_bytes(key[:8], "big", signed=True)
+
+
+def _valid_id(custom_id: str) -> bool:
+    try:
+        return len(bytes.fromhex(custom_id)) == _KEY_BYTES
+    except ValueError:
+        return False
+
+
+def _missing_error(remote: RemoteBatch) -> ProviderError:
+    """What happened to the lines an ended batch did not answer, by how it ended."""
+    ending = _OPENAI_ENDED.get(remote.status, remote.status)
+    if ending == "expired":
+        return BatchExpired(f"batch {remote.id} expired before answering this request")
+    if ending == "canceled":
+        return BatchCanceled(f"batch {remote.id} was cancelled before answering this request")
+    if ending == "failed":
+        reasons = "; ".join(remote.errors[:3]) or "no reason given"
+        return BadRequest(f"batch {remote.id} was refused by the provider: {reasons}")
+    return ServerError(f"batch {remote.id} ended ({remote.status}) without answering this request")
+
+
+def _describe(remote: RemoteBatch) -> str:
+    counts = ", ".join(f"{name} {value:,}" for name, value in remote.counts.items() if value)
+    return f"{remote.status}" + (f" ({counts})" if counts else "")
