@@ -288,3 +288,27 @@ async def test_a_job_is_split_by_the_providers_limits_and_finishes_through_the_l
     assert all(size <= 120 for size in sizes)
     rows = check_every_item_once(out)
     assert sum(row["error"] is None for row in rows) >= N - 3
+
+
+def test_ctrl_c_while_waiting_leaves_the_batches_running_and_says_how_to_go_on(
+    source: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out.jsonl"
+    with SimulatorThread(SimConfig(seed=6, batch_seconds=3.0)) as sim:
+        argv = [sys.executable, "-m", "corral.cli", "run", str(source), "--schema", PERSON,
+                *target(sim, "openai"), "-o", str(out), "--batch", "--poll-every", "0.05"]  # fmt: skip
+        process = subprocess.Popen(
+            argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
+        deadline = time.monotonic() + 60  # a guard against a hang, not a measurement
+        while time.monotonic() < deadline and not store_rows_safe(tmp_path, "SELECT remote_id FROM batches"):
+            time.sleep(0.02)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+        assert process.returncode == 130, stderr
+        assert "corral batch collect -o" in stderr
+        assert [status for (status,) in store_rows(tmp_path, "SELECT status FROM runs")] == ["interrupted"]
+        assert [phase for (phase,) in store_rows(tmp_path, "SELECT open FROM batches")] == [1]
+        collected = corral("batch", "collect", "-o", str(out), "--poll-every", "0.05")
+    assert collected.returncode == 0, collected.stderr
+    assert [row["output"] for row in records(out)] == [expected(n) for n in range(1, N + 1)]

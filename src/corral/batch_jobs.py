@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 import orjson
 
 from corral.batchapi.base import LineResult, RemoteBatch
-from corral.batching import BatchBackend, encode_answer, encode_error
+from corral.batching import BatchBackend, encode_error
+from corral.cache import encode_completion
 from corral.cost import Budget, Price
 from corral.errors import BadRequest, BatchCanceled, BatchExpired, CorralError, ProviderError, ServerError
 from corral.scheduler import RunStats
@@ -236,7 +237,7 @@ class BatchJob:
             cost = self.price.of(line.completion.usage) if self.price is not None else 0.0
             done.answered += 1
             done.cost += cost
-            return "done", encode_answer(line.completion), cost
+            return "done", encode_completion(line.completion), cost
         error = line.error or ServerError("the batch returned neither an answer nor an error for this line")
         done.failed += 1
         done.by_kind[error.kind] = done.by_kind.get(error.kind, 0) + 1

@@ -28,7 +28,7 @@ import orjson
 
 from corral.backends.base import Backend, Completion, Parked, Profile, Request
 from corral.batchapi.base import BatchAPI, RemoteBatch
-from corral.cache import ResponseCache
+from corral.cache import ResponseCache, decode_completion
 from corral.errors import (
     AuthError,
     BadRequest,
@@ -41,10 +41,9 @@ from corral.errors import (
     ServerError,
     TransportError,
 )
-from corral.outcome import Usage
 from corral.store import JobInfo, RunStore
 
-__all__ = ["BatchBackend", "BatchRow", "batch_api_for", "decode_error", "encode_answer", "encode_error"]
+__all__ = ["BatchBackend", "BatchRow", "batch_api_for", "decode_error", "encode_error"]
 
 #: tries of one submission (upload + create) when the provider answers with a retryable error
 _SUBMIT_TRIES = 4
@@ -161,7 +160,7 @@ class BatchBackend:
             raise Parked
         if row.state == "done":
             assert row.answer is not None
-            completion = decode_answer(row.answer)
+            completion = decode_completion(row.answer)
             completion.paid = row.cost
             return completion
         error = decode_error(row.answer or b"{}")
@@ -302,30 +301,6 @@ def _body(backend: Backend, request: Request) -> dict[str, Any]:
 def _is_followup(request: Request) -> bool:
     """A re-ask: the conversation already holds an answer of the model's."""
     return any(message.get("role") == "assistant" for message in request.messages)
-
-
-def encode_answer(completion: Completion) -> bytes:
-    usage = completion.usage
-    return orjson.dumps(
-        {
-            "text": completion.text,
-            "finish_reason": completion.finish_reason,
-            "usage": [usage.prompt_tokens, usage.completion_tokens],
-            "reply": completion.reply,
-            "tool_call_id": completion.tool_call_id,
-        }
-    )
-
-
-def decode_answer(raw: bytes) -> Completion:
-    entry = orjson.loads(raw)
-    return Completion(
-        text=entry["text"],
-        finish_reason=entry["finish_reason"],
-        usage=Usage(*entry["usage"]),
-        reply=entry["reply"],
-        tool_call_id=entry["tool_call_id"],
-    )
 
 
 def encode_error(error: ProviderError) -> bytes:

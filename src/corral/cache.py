@@ -19,7 +19,7 @@ from corral.backends.base import Backend, Completion, Mode, Request
 from corral.outcome import Usage
 from corral.store import RunStore
 
-__all__ = ["ResponseCache"]
+__all__ = ["ResponseCache", "decode_completion", "encode_completion"]
 
 _VERSION = 2  # bump when the key's recipe or the entry's shape changes: old entries then just miss
 
@@ -59,22 +59,31 @@ class ResponseCache:
         raw = self.store.cached(key)
         if raw is None:
             return None
-        entry = orjson.loads(raw)
-        return Completion(
-            text=entry["text"],
-            finish_reason=entry["finish_reason"],
-            usage=Usage(*entry["usage"]),
-            reply=entry["reply"],
-            tool_call_id=entry["tool_call_id"],
-        )
+        return decode_completion(raw)
 
     def put(self, key: bytes, model: str, completion: Completion) -> None:
-        usage = completion.usage
-        entry = {
-            "text": completion.text,
-            "finish_reason": completion.finish_reason,
-            "usage": [usage.prompt_tokens, usage.completion_tokens],
-            "reply": completion.reply,
-            "tool_call_id": completion.tool_call_id,
-        }
-        self.store.add_cache(key, model, orjson.dumps(entry))
+        self.store.add_cache(key, model, encode_completion(completion))
+
+
+def encode_completion(completion: Completion) -> bytes:
+    """An answer as stored (in the cache, and as a collected batch line's answer)."""
+    usage = completion.usage
+    entry = {
+        "text": completion.text,
+        "finish_reason": completion.finish_reason,
+        "usage": [usage.prompt_tokens, usage.completion_tokens],
+        "reply": completion.reply,
+        "tool_call_id": completion.tool_call_id,
+    }
+    return orjson.dumps(entry)
+
+
+def decode_completion(raw: bytes) -> Completion:
+    entry = orjson.loads(raw)
+    return Completion(
+        text=entry["text"],
+        finish_reason=entry["finish_reason"],
+        usage=Usage(*entry["usage"]),
+        reply=entry["reply"],
+        tool_call_id=entry["tool_call_id"],
+    )

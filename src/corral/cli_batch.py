@@ -11,7 +11,6 @@ a crash or a reboot, with nothing but the output's name.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import os
 import sys
@@ -198,12 +197,6 @@ async def _drive(
     with stop_on_signals() as stopping:
         try:
             status = await driver.run(replay, wait=wait)
-        except asyncio.CancelledError:
-            if not stopping.is_set():
-                raise
-            task = asyncio.current_task()
-            if task is not None:
-                task.uncancel()
         finally:
             store.finish_run(job, "interrupted" if stopping.is_set() else status)
     where = _where(args)

@@ -256,22 +256,15 @@ async def _run(
     counters = RunCounters()
     result = JobResult("failed")
     with stop_on_signals() as stopping:
-        try:
-            result = await run_pass(
-                args,
-                extractor=extractor,
-                items=items,
-                job=job,
-                store=store,
-                out_format=out_format,
-                counters=counters,
-            )
-        except asyncio.CancelledError:
-            if not stopping.is_set():
-                raise
-            task = asyncio.current_task()
-            if task is not None:
-                task.uncancel()  # our own signal: every request is cancelled and the results kept
+        result = await run_pass(
+            args,
+            extractor=extractor,
+            items=items,
+            job=job,
+            store=store,
+            out_format=out_format,
+            counters=counters,
+        )
     if stopping.is_set():
         resume = " — re-run the same command to finish" if job is not None else ""
         print(f"corral: interrupted ({stopping.signal_name}){resume}", file=sys.stderr)
@@ -390,7 +383,10 @@ class _Stopping:
 def stop_on_signals() -> Iterator[_Stopping]:
     """Ctrl-C or SIGTERM cancels the run (every in-flight request) instead of killing the process,
     so finished records are committed and written and the summary printed. A second signal is not
-    special: the first has already started the shutdown, which only waits for cancellations."""
+    special: the first has already started the shutdown, which only waits for cancellations.
+
+    The cancellation our own signal caused ends at this block (``stopping.is_set()`` says it came);
+    any other cancellation goes on up."""
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     stopping = _Stopping()
@@ -409,6 +405,10 @@ def stop_on_signals() -> Iterator[_Stopping]:
             continue
     try:
         yield stopping
+    except asyncio.CancelledError:
+        if not stopping.is_set() or task is None:
+            raise
+        task.uncancel()  # ours: every request is cancelled and the results kept
     finally:
         for sig in installed:
             loop.remove_signal_handler(sig)
