@@ -42,6 +42,7 @@ __all__ = ["Simulator", "SimulatorThread", "run", "serve"]
 
 _JSON = "application/json"
 _SHUTDOWN_GRACE = 1.0  # seconds closing waits for requests still being answered (slow latencies)
+_MAX_BODY = 300 * 1024 * 1024  # above both providers' batch limits, so the limits are the sim's to check
 _BACKLOG = 4096  # a thousand clients connecting at once must not overflow the accept queue
 _TRICKLE_PIECES = 10
 _Route = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
@@ -144,7 +145,18 @@ class Simulator(_Observed):
         # access_log=None: no per-request logging at all, the ring buffer is the log.
         # handler_cancellation: a client that leaves (a timeout) ends its request here too, so
         # in_flight is true and hung requests do not pile up; it costs nothing per request.
-        server = web.Server(self._handle, access_log=None, handler_cancellation=True)
+        loop = asyncio.get_running_loop()
+
+        def request_factory(
+            message: Any, payload: Any, protocol: Any, writer: Any, task: asyncio.Task[None]
+        ) -> web.BaseRequest:
+            # aiohttp refuses bodies over 1 MB by default; a batch file may hold 200 MB (OpenAI) or a
+            # Message Batches request 256 MB (Anthropic), as the real APIs accept.
+            return web.BaseRequest(message, payload, protocol, writer, task, loop, client_max_size=_MAX_BODY)
+
+        server = web.Server(
+            self._handle, request_factory=request_factory, access_log=None, handler_cancellation=True
+        )
         runner = web.ServerRunner(server, shutdown_timeout=_SHUTDOWN_GRACE)
         await runner.setup()
         try:
