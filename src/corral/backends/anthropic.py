@@ -1,4 +1,5 @@
-"""The Anthropic Messages API, spoken directly over aiohttp (not the SDK: see :mod:`.openai` for why).
+"""The Anthropic Messages API, spoken directly over aiohttp through :mod:`.http` (not the SDK: see
+:mod:`.openai` for why).
 
 corral's conversations are OpenAI-shaped (:data:`~corral.backends.base.Message`); this module
 translates them at the boundary, both ways:
@@ -15,27 +16,14 @@ the schema in the system prompt (json_object): the API has no JSON response form
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
-import aiohttp
 import orjson
 
 from corral.backends.base import Completion, Message, Mode, Profile, Request
-from corral.backends.headers import rate_limits
-from corral.backends.openai import _SPARE_FILES, _retry_after, _unfence, raise_open_file_limit
-from corral.errors import (
-    AuthError,
-    BadRequest,
-    ConfigError,
-    ModelNotFound,
-    ProviderError,
-    RateLimited,
-    ServerError,
-    TransportError,
-)
+from corral.backends.http import HttpBackend, HttpClient, class_for_status, retry_after, unfence
+from corral.errors import AuthError, BadRequest, ConfigError, ModelNotFound, ProviderError, TransportError
 from corral.outcome import Usage
 from corral.schema import ResponseSpec
 
@@ -54,22 +42,22 @@ API_VERSION = "2023-06-01"
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 KEY_ENV = "ANTHROPIC_API_KEY"
 
-#: error type → (class, the status the API sends it with)
-_ERRORS: dict[str, tuple[type[ProviderError], int]] = {
-    "invalid_request_error": (BadRequest, 400),
-    "authentication_error": (AuthError, 401),
-    "permission_error": (AuthError, 403),
-    "not_found_error": (ModelNotFound, 404),
-    "request_too_large": (BadRequest, 413),
-    "rate_limit_error": (RateLimited, 429),
-    "api_error": (ServerError, 500),
+#: error type → the status the API sends it with, whose class (:func:`.http.class_for_status`) it takes
+_STATUS: dict[str, int] = {
+    "invalid_request_error": 400,  # BadRequest
+    "authentication_error": 401,  # AuthError
+    "permission_error": 403,  # AuthError
+    "not_found_error": 404,  # ModelNotFound
+    "request_too_large": 413,  # BadRequest
+    "rate_limit_error": 429,  # RateLimited
+    "api_error": 500,  # ServerError
     # 529: ServerError.overloaded, so the scheduler cools the whole run down as for a 429
-    "overloaded_error": (ServerError, 529),
+    "overloaded_error": 529,
 }
 _FINISH = {"max_tokens": "length", "tool_use": "tool_calls", "end_turn": "stop", "stop_sequence": "stop"}
 
 
-class AnthropicBackend:
+class AnthropicBackend(HttpBackend):
     """A pool of connections to the Anthropic Messages API (or a server that speaks it)."""
 
     def __init__(
@@ -83,68 +71,22 @@ class AnthropicBackend:
         concurrency: int = 16,
         timeout: float = 120.0,
     ) -> None:
-        # The SDK's base URL is the API root; a URL ending in /v1 (an OpenAI habit) means the same.
-        self._base_url = base_url.rstrip("/").removesuffix("/v1")
-        self._url = f"{self._base_url}/v1/messages"
-        parts = urlsplit(self._base_url)
-        port = f":{parts.port}" if parts.port else ""
-        self._host = f"{parts.hostname}{port}" if parts.hostname else self._base_url
-        # Without credentials a URL may carry (user:pass@host, ?key=...): this names the cache entries.
-        self._endpoint = f"{parts.scheme}://{parts.hostname or ''}{port}{parts.path}"
-        self._model = model
-        self._profile = profile
-        self._key_env = key_env
-        self._concurrency = max(1, concurrency)
-        self._timeout = timeout
-        # The key lives only in this header mapping: never in messages, reprs or logs.
-        self._headers = {
+        # The key goes only into the client's header mapping: never into messages, reprs or logs.
+        headers = {
             "content-type": "application/json",
             "accept": "application/json",
             "anthropic-version": API_VERSION,
         }
         if api_key:
-            self._headers["x-api-key"] = api_key
-        self._session: aiohttp.ClientSession | None = None
+            headers["x-api-key"] = api_key
+        # The SDK's base URL is the API root; a URL ending in /v1 (an OpenAI habit) means the same.
+        # base_url is the root without /v1, as the SDK takes it.
+        root = base_url.rstrip("/").removesuffix("/v1")
+        http = HttpClient(root, headers, concurrency=concurrency, timeout=timeout)
+        super().__init__(http, f"{root}/v1/messages", model=model, profile=profile, key_env=key_env)
         # The tool payload of each spec is built once, not per request (the spec is kept to check
         # that an id was not reused by a new object).
         self._tools: dict[int, tuple[ResponseSpec[Any], dict[str, Any]]] = {}
-
-    @property
-    def profile(self) -> Profile:
-        return self._profile
-
-    @property
-    def model(self) -> str:
-        return self._model
-
-    @property
-    def endpoint(self) -> str:
-        return self._endpoint
-
-    @property
-    def base_url(self) -> str:
-        """The API root, without ``/v1`` (as the SDK takes it)."""
-        return self._base_url
-
-    def __repr__(self) -> str:
-        return f"AnthropicBackend(base_url={self._base_url!r}, model={self._model!r})"
-
-    def _open_session(self) -> aiohttp.ClientSession:
-        raise_open_file_limit(self._concurrency + _SPARE_FILES)
-        connector = aiohttp.TCPConnector(limit=self._concurrency, limit_per_host=self._concurrency)
-        timeout = aiohttp.ClientTimeout(total=self._timeout, sock_connect=min(self._timeout, 15.0))
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            timeout=timeout,
-            headers=self._headers,
-            cookie_jar=aiohttp.DummyCookieJar(),  # the API sets no cookies we need
-        )
-        return self._session
-
-    async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
 
     # --- requests and replies --------------------------------------------------------------------
 
@@ -172,16 +114,6 @@ class AnthropicBackend:
         payload = {"tools": [tool], "tool_choice": {"type": "tool", "name": spec.name}}
         self._tools[id(spec)] = (spec, payload)
         return payload
-
-    async def complete(self, request: Request) -> Completion:
-        status, raw, headers = await self.send("POST", self._url, orjson.dumps(self.body(request)))
-        if status >= 400:
-            error = self.error_for(status, raw, headers)
-            error.rate_limits = rate_limits(headers)
-            raise error
-        completion = self.parse(self.decode(raw))
-        completion.rate_limits = rate_limits(headers)
-        return completion
 
     @staticmethod
     def parse(data: dict[str, Any]) -> Completion:
@@ -211,7 +143,7 @@ class AnthropicBackend:
         text = "".join(
             str(b.get("text", "")) for b in content if isinstance(b, dict) and b.get("type") == "text"
         )
-        return Completion(_unfence(text), finish, tokens, {"role": "assistant", "content": text})
+        return Completion(unfence(text), finish, tokens, {"role": "assistant", "content": text})
 
     def error_for(self, status: int, raw: bytes, headers: Mapping[str, str]) -> ProviderError:
         """The :mod:`corral.errors` class for an HTTP error answer."""
@@ -224,71 +156,8 @@ class AnthropicBackend:
             body=raw[:2000].decode("utf-8", "replace"),
             key_env=self._key_env,
             model=self._model,
-            source=self._host,
+            source=self._http.host,
         )
-
-    # --- transport -------------------------------------------------------------------------------
-
-    async def send(
-        self,
-        method: str,
-        url: str,
-        data: Any = None,
-        *,
-        headers: Mapping[str, str] | None = None,
-    ) -> tuple[int, bytes, Mapping[str, str]]:
-        """One HTTP exchange on the pooled session, with transport failures as :class:`TransportError`."""
-        session = self._session or self._open_session()
-        with self._transport_errors():
-            async with session.request(method, url, data=data, headers=headers) as response:
-                return response.status, await response.read(), response.headers
-
-    async def lines(self, url: str) -> AsyncIterator[bytes]:
-        """The non-empty lines of a GET response body, as they arrive (batch results can be large)."""
-        session = self._session or self._open_session()
-        # A long download may outlast the session's total timeout; only a stalled read is a failure.
-        timeout = aiohttp.ClientTimeout(total=None, sock_read=self._timeout)
-        with self._transport_errors():
-            async with session.get(url, timeout=timeout) as response:
-                if response.status >= 400:
-                    raise self.error_for(response.status, await response.read(), response.headers)
-                pending = bytearray()
-                async for chunk in response.content.iter_any():
-                    start = 0
-                    while (end := chunk.find(b"\n", start)) >= 0:
-                        pending += chunk[start:end]
-                        if line := bytes(pending).strip():
-                            yield line
-                        pending.clear()
-                        start = end + 1
-                    pending += chunk[start:]
-                if line := bytes(pending).strip():
-                    yield line
-
-    @contextlib.contextmanager
-    def _transport_errors(self) -> Iterator[None]:
-        """aiohttp's failures as :class:`TransportError`, naming the host (never the key)."""
-        try:
-            yield
-        except TimeoutError:
-            raise TransportError(
-                f"no answer from {self._host} within {self._timeout:g} s (timeout)"
-            ) from None
-        except aiohttp.ClientConnectorError as exc:
-            reason = exc.os_error.strerror or exc
-            raise TransportError(f"cannot connect to {self._host}: {reason}", connect=True) from None
-        except aiohttp.ClientError as exc:
-            raise TransportError(f"connection to {self._host} failed: {type(exc).__name__}: {exc}") from None
-
-    def decode(self, raw: bytes) -> dict[str, Any]:
-        """A JSON object body, or :class:`TransportError` naming what came instead."""
-        try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise TransportError(f"{self._host} sent a body that is not JSON: {raw[:120]!r}") from None
-        if not isinstance(data, dict):
-            raise TransportError(f"{self._host} sent JSON that is not an object: {raw[:120]!r}")
-        return data
 
 
 # --- translation ---------------------------------------------------------------------------------
@@ -379,12 +248,10 @@ def error_from_type(
 
     An unknown type falls back on the status; without either, on :class:`ServerError` (retryable).
     """
-    known = _ERRORS.get(error_type)
-    if known is not None:
-        cls, usual = known
-        status = usual if status is None else status
-    else:
-        cls = _class_for_status(status)
+    usual = _STATUS.get(error_type)
+    cls = class_for_status(status if usual is None else usual)
+    if status is None:
+        status = usual
     label = f" ({error_type})" if error_type else ""
     where = f"{source} answered HTTP {status}{label}" if status is not None else f"{source}: error{label}"
     fix = _hint(cls, error_type, message, status=status, key_env=key_env, model=model)
@@ -394,20 +261,8 @@ def error_from_type(
         status=status,
         body=body,
         headers=dict(headers or {}),
-        retry_after=_retry_after(headers) if headers else None,
+        retry_after=retry_after(headers) if headers else None,
     )
-
-
-def _class_for_status(status: int | None) -> type[ProviderError]:
-    if status is None or status in (408, 409) or status >= 500:
-        return ServerError
-    if status == 429:
-        return RateLimited
-    if status in (401, 403):
-        return AuthError
-    if status == 404:
-        return ModelNotFound
-    return BadRequest
 
 
 def _hint(
