@@ -25,7 +25,15 @@ from corral.backends import open_backend, resolve_model
 from corral.batch_jobs import BatchInfo, BatchJob, Poll, batches_of
 from corral.batching import BatchBackend, batch_api_for
 from corral.cache import ResponseCache
-from corral.cli_run import STORE_ENV, job_name, job_settings, run_pass, stop_on_signals, store_path
+from corral.cli_run import (
+    STORE_ENV,
+    build_extractor,
+    job_name,
+    job_settings,
+    run_pass,
+    stop_on_signals,
+    store_path,
+)
 from corral.client import Extractor
 from corral.cost import Budget, load_prices
 from corral.errors import ConfigError, ProviderError, StoreError
@@ -118,23 +126,7 @@ async def run_batches(args: argparse.Namespace, *, wait: bool) -> int:
             online, batch_api_for(online), batch_retries=args.batch_retries, reask_online=args.reask_online
         )
         cache = None if args.no_cache else ResponseCache(store, read=not args.retry_errors)
-        extractor: Extractor[Any] = Extractor(
-            args.schema,
-            backend=backend,
-            mode=args.mode,
-            prompt=args.prompt,
-            max_retries=args.max_retries,
-            max_tokens=args.max_tokens,
-            concurrency=args.concurrency,
-            many=args.many,
-            rpm=args.rpm,
-            tpm=args.tpm,
-            adaptive=not args.no_adaptive,
-            retries=args.retries,
-            cache=cache,
-            prices=prices,
-            budget=budget,
-        )
+        extractor = build_extractor(args, backend=backend, cache=cache, prices=prices, budget=budget)
         async with extractor:
             name = job_name(args.output, args.input, explicit_store=_explicit_store(args))
             job = store.open_job(name, job_settings(extractor), fresh=args.fresh)

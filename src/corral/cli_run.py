@@ -15,14 +15,14 @@ import hashlib
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from corral.backends import Mode
+from corral.backends import Backend, Mode
 from corral.cache import ResponseCache
 from corral.client import Extractor
-from corral.cost import Budget, load_prices
+from corral.cost import Budget, Price, load_prices
 from corral.engine import ORDERS, STRATEGIES
 from corral.errors import ConfigError
 from corral.items import FORMATS, Format, count_items, read_items
@@ -34,6 +34,7 @@ from corral.store import DEFAULT_DIR, STORE_FILE, JobInfo, RunStore
 
 __all__ = [
     "add_run_arguments",
+    "build_extractor",
     "cmd_run",
     "job_name",
     "job_settings",
@@ -209,26 +210,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
         if store is not None:
             cleanup.callback(store.close)
         cache = ResponseCache(store, read=not args.retry_errors) if store and not args.no_cache else None
-        extractor: Extractor[Any] = Extractor(
-            args.schema,
-            model=args.model,
-            base_url=args.base_url,
-            api_key_env=args.api_key_env,
-            mode=args.mode,
-            prompt=args.prompt,
-            max_retries=args.max_retries,
-            max_tokens=args.max_tokens,
-            concurrency=args.concurrency,
-            timeout=args.timeout,
-            many=args.many,
-            rpm=args.rpm,
-            tpm=args.tpm,
-            adaptive=not args.no_adaptive,
-            retries=args.retries,
-            cache=cache,
-            prices=prices,
-            budget=budget,
-        )
+        extractor = build_extractor(args, cache=cache, prices=prices, budget=budget)
         async with extractor:
             job = None
             if store is not None:
@@ -242,6 +224,38 @@ async def cmd_run(args: argparse.Namespace) -> int:
                 args, extractor=extractor, items=items, job=job, store=store, out_format=out_format
             )
     raise AssertionError("unreachable")  # pragma: no cover -- the with block returns
+
+
+def build_extractor(
+    args: argparse.Namespace,
+    *,
+    backend: Backend | None = None,
+    cache: ResponseCache | None,
+    prices: Mapping[str, Price] | None,
+    budget: Budget | None,
+) -> Extractor[Any]:
+    """The extractor ``corral run``'s options describe (``backend``: one already opened)."""
+    return Extractor(
+        args.schema,
+        model=args.model,
+        base_url=args.base_url,
+        api_key_env=args.api_key_env,
+        backend=backend,
+        mode=args.mode,
+        prompt=args.prompt,
+        max_retries=args.max_retries,
+        max_tokens=args.max_tokens,
+        concurrency=args.concurrency,
+        timeout=args.timeout,
+        many=args.many,
+        rpm=args.rpm,
+        tpm=args.tpm,
+        adaptive=not args.no_adaptive,
+        retries=args.retries,
+        cache=cache,
+        prices=prices,
+        budget=budget,
+    )
 
 
 async def _run(
