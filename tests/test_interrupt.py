@@ -61,6 +61,10 @@ async def test_cancelling_a_run_leaves_no_task_behind() -> None:
 
             run = asyncio.create_task(consume())
             await eight_done.wait()
+            for _ in range(100):  # until the next wave is on the wire (a guard, not a measurement)
+                if sim.stats.in_flight > 0:
+                    break
+                await asyncio.sleep(0.01)
             run.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await run
