@@ -27,7 +27,7 @@ from corral.cache import encode_completion
 from corral.cost import Budget, Price
 from corral.errors import BadRequest, BatchCanceled, BatchExpired, CorralError, ProviderError, ServerError
 from corral.scheduler import RunStats
-from corral.store import RunStore
+from corral.store import RunStore, key_hash
 
 __all__ = ["BatchInfo", "BatchJob", "Poll", "batches_of"]
 
@@ -196,11 +196,12 @@ class BatchJob:
         """Every answer of an ended batch into the store; lines it never answered get its ending."""
         store, job = self.backend.attached()
         done = Collected()
-        chunk: list[tuple[str, bytes, float, int, bytes]] = []
+        chunk: list[tuple[str, bytes, float, int, int, bytes]] = []
         async for line in self.api.results(remote):
             entry = self._entry(line, done)
             if entry is not None:
-                chunk.append((*entry, job.id, _key(line.custom_id)))
+                key = _key(line.custom_id)
+                chunk.append((*entry, job.id, key_hash(key), key))
             if len(chunk) >= _CHUNK:
                 self._write(batch.id, chunk)
                 chunk = []
@@ -243,7 +244,7 @@ class BatchJob:
         done.by_kind[error.kind] = done.by_kind.get(error.kind, 0) + 1
         return "failed", encode_error(error), 0.0
 
-    def _write(self, batch_id: int, chunk: list[tuple[str, bytes, float, int, bytes]]) -> None:
+    def _write(self, batch_id: int, chunk: list[tuple[str, bytes, float, int, int, bytes]]) -> None:
         if not chunk:
             return
         store, _ = self.backend.attached()
@@ -253,7 +254,7 @@ class BatchJob:
             db.executemany(
                 "UPDATE batch_requests SET state = ?, answer = ?, cost = ? "
                 f"WHERE job = ? AND hash = ? AND key = ? AND batch = {int(batch_id)} AND state = 'pending'",
-                [(state, answer, cost, job, _hash(key), key) for state, answer, cost, job, key in chunk],
+                chunk,
             )
 
     def _forget(self, batch_id: int) -> None:
@@ -265,10 +266,6 @@ class BatchJob:
 
 def _key(custom_id: str) -> bytes:
     return bytes.fromhex(custom_id)
-
-
-def _hash(key: bytes) -> int:
-    return int.from_bytes(key[:8], "big", signed=True)
 
 
 def _valid_id(custom_id: str) -> bool:

@@ -41,7 +41,7 @@ from corral.errors import (
     ServerError,
     TransportError,
 )
-from corral.store import JobInfo, RunStore
+from corral.store import JobInfo, RunStore, key_hash
 
 __all__ = ["BatchBackend", "BatchRow", "batch_api_for", "decode_error", "encode_error"]
 
@@ -240,7 +240,7 @@ class BatchBackend:
                 "INSERT INTO batch_requests (job, hash, key, batch, submissions, state) "
                 "VALUES (?, ?, ?, ?, 1, 'pending') ON CONFLICT (job, hash) DO UPDATE SET "
                 "batch = excluded.batch, submissions = submissions + 1, state = 'pending', answer = NULL",
-                [(job.id, _hash(key), key, batch_id) for key in lines],
+                [(job.id, key_hash(key), key, batch_id) for key in lines],
             )
         return batch_id
 
@@ -266,7 +266,7 @@ class BatchBackend:
         rows = store.query(
             "SELECT key, batch, submissions, state, answer, cost FROM batch_requests "
             "WHERE job = ? AND hash = ?",
-            (job.id, _hash(key)),
+            (job.id, key_hash(key)),
         )
         if not rows or rows[0][0] != key:
             return None
@@ -284,10 +284,6 @@ class BatchBackend:
     def filling(self) -> int:
         """Lines waiting in the batch being filled."""
         return len(self._lines)
-
-
-def _hash(key: bytes) -> int:
-    return int.from_bytes(key[:8], "big", signed=True)
 
 
 def _body(backend: Backend, request: Request) -> dict[str, Any]:

@@ -34,7 +34,7 @@ import orjson
 
 from corral.errors import StoreError
 
-__all__ = ["DEFAULT_DIR", "STORE_FILE", "JobInfo", "RunStore", "StoredItem", "input_hash"]
+__all__ = ["DEFAULT_DIR", "STORE_FILE", "JobInfo", "RunStore", "StoredItem", "input_hash", "key_hash"]
 
 DEFAULT_DIR = ".corral"
 STORE_FILE = "corral.db"
@@ -154,7 +154,8 @@ _RUN_COUNTERS = (
 )
 
 
-def _key_hash(key: bytes) -> int:
+def key_hash(key: bytes) -> int:
+    """The indexed integer under which a request key (cache, batch lines) is stored."""
     # Rows are appended and found through a small integer index: random 20-byte keys as the table's
     # own key made every batch rewrite a page per row (measured: 25 µs a row against 6).
     return int.from_bytes(key[:8], "big", signed=True)
@@ -363,7 +364,7 @@ class RunStore:
             return pending[3]
         try:
             row = self._reader.execute(
-                "SELECT key, completion FROM cache WHERE hash = ?", (_key_hash(key),)
+                "SELECT key, completion FROM cache WHERE hash = ?", (key_hash(key),)
             ).fetchone()
         except sqlite3.DatabaseError as exc:
             raise _store_error(self.path, exc) from None
@@ -398,7 +399,7 @@ class RunStore:
         self._items.append((job.id, row[0], row[1], job.run, *row[2:9], time.time(), row[9]))
 
     def add_cache(self, key: bytes, model: str, completion: bytes) -> None:
-        self._cache[key] = (_key_hash(key), key, model, completion, time.time())
+        self._cache[key] = (key_hash(key), key, model, completion, time.time())
 
     @property
     def pending(self) -> int:
