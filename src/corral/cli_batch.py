@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -128,7 +127,7 @@ async def run_batches(args: argparse.Namespace, *, wait: bool) -> int:
         cache = None if args.no_cache else ResponseCache(store, read=not args.retry_errors)
         extractor = build_extractor(args, backend=backend, cache=cache, prices=prices, budget=budget)
         async with extractor:
-            name = job_name(args.output, args.input, explicit_store=_explicit_store(args))
+            name = job_name(args.output, args.input, store=args.store)
             job = store.open_job(name, job_settings(extractor), fresh=args.fresh)
             if budget is not None:
                 budget.spent = job.spent_before
@@ -256,7 +255,7 @@ async def _cmd_cancel(args: argparse.Namespace) -> int:
 async def _looking_at(saved: argparse.Namespace) -> AsyncIterator[tuple[RunStore, BatchBackend]]:
     """The job's store and batch backend, without starting a run (status, cancel)."""
     with RunStore.open(store_path(saved.output, saved.store)) as store:
-        name = job_name(saved.output, saved.input, explicit_store=_explicit_store(saved))
+        name = job_name(saved.output, saved.input, store=saved.store)
         job = store.find_job(name)
         if job is None:
             raise StoreError(f"no job writes {saved.output} in {store.path}")
@@ -271,10 +270,6 @@ async def _looking_at(saved: argparse.Namespace) -> AsyncIterator[tuple[RunStore
 
 
 # --- helpers -------------------------------------------------------------------------------------
-
-
-def _explicit_store(args: argparse.Namespace) -> bool:
-    return bool(getattr(args, "store", None) or os.environ.get(STORE_ENV))
 
 
 def _where(args: argparse.Namespace) -> str:

@@ -214,9 +214,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
         async with extractor:
             job = None
             if store is not None:
-                name = job_name(
-                    args.output, args.input, explicit_store=bool(args.store or os.environ.get(STORE_ENV))
-                )
+                name = job_name(args.output, args.input, store=args.store)
                 job = store.open_job(name, job_settings(extractor), fresh=args.fresh)
                 if budget is not None:
                     budget.spent = job.spent_before
@@ -363,8 +361,9 @@ def store_path(output: str | None, explicit: str | None) -> Path:
     return beside / DEFAULT_DIR / STORE_FILE
 
 
-def job_name(output: str | None, source: str, *, explicit_store: bool) -> str:
-    """What identifies a job in its store: its output (stdout: its input)."""
+def job_name(output: str | None, source: str, *, store: str | None) -> str:
+    """What identifies a job in its store: its output (stdout: its input). ``store``: ``--store``."""
+    explicit_store = bool(store or os.environ.get(STORE_ENV))
     if output and output != "-":
         path = Path(output)
         # Beside the output, the file name is enough, and survives moving the directory.
