@@ -537,10 +537,10 @@ async def test_the_scheduler_learns_the_limit_from_anthropic_headers() -> None:
     async with Simulator(SimConfig(rpm=600, tpm=500_000)) as sim, extractor(sim) as ex:
         outcome = await ex.extract(JOHN)
         # Learned from anthropic-ratelimit-* alone: no limit was given to the extractor.
-        learned = (ex.scheduler._requests, ex.scheduler._tokens)
+        learned = (ex.scheduler.limits.rpm, ex.scheduler.limits.tpm)
     assert outcome.ok
-    assert learned[0] is not None and learned[0].per_minute == pytest.approx(600)
-    assert learned[1] is not None and learned[1].per_minute == pytest.approx(500_000)
+    assert learned[0] == pytest.approx(600)
+    assert learned[1] == pytest.approx(500_000)
 
 
 # --- streaming lines (batch results) ----------------------------------------------------------------

@@ -10,6 +10,7 @@ follow-up batches (or online); a process stopped between submit and collect is f
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import os
 import signal
@@ -269,21 +270,24 @@ async def test_a_job_is_split_by_the_providers_limits_and_finishes_through_the_l
     async with Simulator(SimConfig(seed=3, invalid_rate=0.05, batch_seconds=0.1)) as sim:
         online = OpenAIBackend(base_url=sim.url, model="sim-1", profile=COMPATIBLE_PROFILE)
         backend = BatchBackend(online, SmallBatches(online))
-        with RunStore.open(tmp_path / "store") as store:
-            async with Extractor[Any](PERSON, backend=backend, cache=ResponseCache(store)) as extractor:
-                job = store.open_job("out", {"model": "sim-1"})
-                backend.attach(store, job)
-                out = tmp_path / "out.jsonl"
+        async with contextlib.aclosing(backend):
+            with RunStore.open(tmp_path / "store") as store:
+                async with Extractor[Any](PERSON, backend=backend, cache=ResponseCache(store)) as extractor:
+                    job = store.open_job("out", {"model": "sim-1"})
+                    backend.attach(store, job)
+                    out = tmp_path / "out.jsonl"
 
-                async def replay() -> int:
-                    items = (Item(str(n + 1), text) for n, text in enumerate(TEXTS))
-                    with open_sink(str(out), "jsonl", extractor.spec) as sink:
-                        result = await run_job(extractor, items, sink, RunCounters(), store=store, job=job)
-                    return result.parked
+                    async def replay() -> int:
+                        items = (Item(str(n + 1), text) for n, text in enumerate(TEXTS))
+                        with open_sink(str(out), "jsonl", extractor.spec) as sink:
+                            result = await run_job(
+                                extractor, items, sink, RunCounters(), store=store, job=job
+                            )
+                        return result.parked
 
-                driver = BatchJob(backend, price=None, stats=extractor.scheduler.stats, poll=Poll(0.02))
-                assert await driver.run(replay, wait=True) == "completed"
-            sizes = [row[0] for row in store.query("SELECT requests FROM batches ORDER BY id")]
+                    driver = BatchJob(backend, price=None, stats=extractor.scheduler.stats, poll=Poll(0.02))
+                    assert await driver.run(replay, wait=True) == "completed"
+                sizes = [row[0] for row in store.query("SELECT requests FROM batches ORDER BY id")]
     assert sizes[:5] == [120, 120, 120, 120, 20], "500 first requests in batches of at most 120"
     assert all(size <= 120 for size in sizes)
     rows = check_every_item_once(out)

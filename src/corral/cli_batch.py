@@ -110,7 +110,7 @@ async def run_batches(args: argparse.Namespace, *, wait: bool) -> int:
     check_output(args.output, out_format)
     prices = load_prices(args.prices) if args.prices else None
     budget = Budget(args.max_cost) if args.max_cost is not None else None
-    with contextlib.ExitStack() as cleanup:
+    async with contextlib.AsyncExitStack() as cleanup:
         store = RunStore.open(store_path(args.output, args.store))
         cleanup.callback(store.close)
         online = open_backend(
@@ -120,6 +120,7 @@ async def run_batches(args: argparse.Namespace, *, wait: bool) -> int:
             concurrency=args.concurrency,
             timeout=args.timeout,
         )
+        cleanup.push_async_callback(online.aclose)
         await resolve_model(online)
         backend = BatchBackend(
             online, batch_api_for(online), batch_retries=args.batch_retries, reask_online=args.reask_online

@@ -24,7 +24,7 @@ from corral.engine import Order, Process, Strategy, run_strategy
 from corral.errors import ConfigError
 from corral.extract import DEFAULT_INSTRUCTION, ExtractSettings, extract_item
 from corral.items import as_items
-from corral.limits import Slots
+from corral.limits import EndpointLimits, Slots
 from corral.outcome import Item, Outcome
 from corral.scheduler import RetryPolicy, Scheduler
 from corral.schema import ResponseSpec, load_spec
@@ -53,6 +53,9 @@ class Extractor(Generic[T]):
     ``rpm`` / ``tpm``: the provider's requests / tokens per minute; left out, they are learned from
     its rate-limit headers, or (``adaptive``) found from its 429s. ``retries``: per item, for 429s,
     5xx, timeouts and dropped connections (re-asks for invalid output are ``max_retries``).
+    ``limits``: an :class:`~corral.limits.EndpointLimits` shared with other extractors sending to the
+    same endpoint (then ``rpm``, ``tpm`` and ``adaptive`` are its, not given here); ``backend``: one
+    already open, which the extractor uses but does not close.
     """
 
     def __init__(
@@ -78,6 +81,7 @@ class Extractor(Generic[T]):
         cache: ResponseCache | None = None,
         prices: Mapping[str, Price] | None = None,
         budget: Budget | None = None,
+        limits: EndpointLimits | None = None,
     ) -> None:
         if max_retries < 0:
             raise ConfigError(f"max_retries must be 0 or more, got {max_retries}")
@@ -96,9 +100,13 @@ class Extractor(Generic[T]):
             policy=RetryPolicy(max_retries=retries),
             cache=cache,
             budget=budget,
+            limits=limits,
         )
         self._prices = prices
-        self._slots = Slots(self._bound(concurrency))
+        # Shared limits with a bound on requests in flight hold it for every extractor using them.
+        self._shared_slots = limits.slots if limits is not None else None
+        self._slots = self._shared_slots or Slots(self._bound(concurrency))
+        self._owns_backend = backend is None
         self.settings = ExtractSettings(
             spec=self.spec,
             mode=self._pick_mode(mode),
@@ -143,7 +151,8 @@ class Extractor(Generic[T]):
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self.backend.aclose()
+        if self._owns_backend:  # a backend passed in is the caller's to close (others may share it)
+            await self.backend.aclose()
 
     async def extract(self, text: str | Item) -> Outcome[T]:
         """Extract from one text. The outcome holds the value or the error; it never raises for it."""
@@ -168,7 +177,7 @@ class Extractor(Generic[T]):
         """
         items = texts if isinstance(texts, AsyncIterable) else as_items(texts)
         limit = self._bound(self.concurrency if isinstance(concurrency, _Default) else concurrency)
-        slots = Slots(limit)  # requests in flight; this run's own bound
+        slots = self._shared_slots or Slots(limit)  # requests in flight; this run's own bound
 
         # Plain functions returning the coroutine: a wrapping coroutine frame per item is measurable.
         def extract(item: Item) -> Awaitable[Outcome[Any]]:

@@ -14,10 +14,14 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from corral.errors import ConfigError
 
-__all__ = ["AdaptiveRate", "Pace", "Slots"]
+if TYPE_CHECKING:
+    from corral.backends.base import RateLimitInfo
+
+__all__ = ["AdaptiveRate", "EndpointLimits", "Pace", "Slots"]
 
 #: accepted requests in the window before a 429 can seed an adaptive rate
 _MIN_EVIDENCE = 5
@@ -200,3 +204,92 @@ class AdaptiveRate:
             self.pace.set_per_minute(self.pace.per_minute * (1 + growth) ** elapsed)
         self._start = now
         self._accepted = self._limited = 0
+
+
+class EndpointLimits:
+    """What one endpoint allows, shared by every run that sends to it.
+
+    Requests and tokens per minute (given, learned from the provider's headers, or found from its
+    429s when it says nothing), the run-wide cool-down after a 429, and optionally a bound on requests
+    in flight. A scheduler makes its own; give one instance to several extractors (``corral serve``
+    runs one job per client) and they keep the provider's limits *together*, not each in full.
+    """
+
+    def __init__(
+        self,
+        *,
+        rpm: float | None = None,
+        tpm: float | None = None,
+        adaptive: bool = True,
+        concurrency: int | None = None,
+    ) -> None:
+        self._requests = Pace(rpm) if rpm else None
+        self._tokens = Pace(tpm) if tpm else None
+        self._fixed_requests = rpm is not None
+        self._fixed_tokens = tpm is not None
+        # Learning from headers replaces blind adaptation as soon as the provider says its limits.
+        self._adaptive = AdaptiveRate() if adaptive and rpm is None and tpm is None else None
+        self._resume_at = 0.0
+        #: requests in flight across every run sharing these limits (None: each run's own bound only)
+        self.slots = Slots(concurrency) if concurrency is not None else None
+
+    @property
+    def rpm(self) -> float | None:
+        """The requests-per-minute pace in effect now (None: not paced)."""
+        if self._requests is not None:
+            return self._requests.per_minute
+        pace = self._adaptive.pace if self._adaptive is not None else None
+        return pace.per_minute if pace is not None else None
+
+    @property
+    def tpm(self) -> float | None:
+        """The tokens-per-minute pace in effect now (None: not paced)."""
+        return self._tokens.per_minute if self._tokens is not None else None
+
+    async def admit(self, tokens: float) -> None:
+        """Wait out a cool-down, then for the request's share of each per-minute budget."""
+        wait = self._resume_at - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        if self._requests is not None:
+            await self._requests.acquire(1)
+        if self._tokens is not None:
+            await self._tokens.acquire(tokens)
+        if self._adaptive is not None and self._adaptive.pace is not None:
+            await self._adaptive.pace.acquire(1)
+
+    def answered(self, prompt_tokens_error: float) -> None:
+        """A request succeeded; ``prompt_tokens_error`` is the real prompt minus our estimate."""
+        if self._tokens is not None and prompt_tokens_error:
+            # The provider charged the real prompt plus max_tokens; correct our guess of the prompt.
+            self._tokens.adjust(prompt_tokens_error)
+        if self._adaptive is not None:
+            self._adaptive.on_success()
+
+    def rate_limited(self, sent_at: float, retry_after: float | None) -> None:
+        """A 429 or an overload answer to a request sent at ``sent_at`` (``time.monotonic``)."""
+        if self._adaptive is not None:
+            self._adaptive.on_rate_limited(sent_at)
+        # Everyone waits: the provider is saying the whole run is too fast, not this item.
+        self._resume_at = max(self._resume_at, time.monotonic() + (retry_after or 0.0))
+
+    def learn(self, info: RateLimitInfo) -> None:
+        """What the provider's rate-limit headers say."""
+        self._adaptive = None  # the provider says its limits: no more guessing
+        self._requests = _learned(self._requests, self._fixed_requests, info.limit_requests)
+        self._tokens = _learned(self._tokens, self._fixed_tokens, info.limit_tokens)
+        if self._requests is not None and info.remaining_requests is not None and info.remaining_requests < 1:
+            self._requests.hold(60.0 / max(self._requests.per_minute, 1e-9))
+        if self._tokens is not None and info.remaining_tokens is not None and info.remaining_tokens < 1:
+            self._tokens.hold(info.reset_tokens_s or 1.0)
+
+
+def _learned(pace: Pace | None, fixed: bool, limit: int | None) -> Pace | None:
+    if limit is None or limit <= 0:
+        return pace
+    if pace is None:
+        return Pace(limit)
+    # A given limit is a ceiling the provider may lower, never raise.
+    if (limit < pace.per_minute or not fixed) and abs(limit - pace.per_minute) > 1e-6:
+        pace.set_per_minute(limit)
+    return pace

@@ -26,7 +26,7 @@ from corral.backends.base import Backend, Completion, Parked, RateLimitInfo, Req
 from corral.cache import ResponseCache
 from corral.cost import Budget, Price
 from corral.errors import BudgetReached, ConfigError, ProviderError, RateLimited, ServerError, TransportError
-from corral.limits import AdaptiveRate, Pace, Slots
+from corral.limits import EndpointLimits, Slots
 from corral.tokens import TokenEstimator
 
 __all__ = ["RetryPolicy", "RunStats", "Scheduler", "Tally"]
@@ -92,6 +92,7 @@ class Scheduler:
         cache: ResponseCache | None = None,
         price: Price | None = None,
         budget: Budget | None = None,
+        limits: EndpointLimits | None = None,
     ) -> None:
         self.backend = backend
         self.policy = policy or RetryPolicy()
@@ -100,14 +101,9 @@ class Scheduler:
         self.price = price
         self.budget = budget
         self.stats = RunStats()
-        self._requests = Pace(rpm) if rpm else None
-        self._tokens = Pace(tpm) if tpm else None
-        self._fixed_requests = rpm is not None
-        self._fixed_tokens = tpm is not None
-        # Learning from headers replaces blind adaptation as soon as the provider says its limits.
-        self._adaptive = AdaptiveRate() if adaptive and rpm is None and tpm is None else None
+        #: the endpoint's pace; shared when given, so that several runs keep one provider's limits
+        self.limits = limits or EndpointLimits(rpm=rpm, tpm=tpm, adaptive=adaptive)
         self._estimate = TokenEstimator(backend.profile.tokenizer, backend.model)
-        self._resume_at = 0.0
         self._rng = random.Random(seed)
         self._answered = False  # has the endpoint ever answered? (then a refused connection is transient)
         self._stopped: ProviderError | None = None  # a fatal answer: nothing more is sent
@@ -131,9 +127,8 @@ class Scheduler:
         retry = 0
         units = self._estimate.units(request)
         while True:
-            await self._cool_down()
             prompt_estimate = self._estimate.prompt_tokens(units)
-            await self._pace(prompt_estimate + request.max_tokens)
+            await self.limits.admit(prompt_estimate + request.max_tokens)
             await slots.acquire()
             if self._stopped is not None:
                 slots.release()
@@ -201,10 +196,7 @@ class Scheduler:
         delay = self.policy.delay(retry, retry_after, self._rng)
         if isinstance(error, RateLimited) or (isinstance(error, ServerError) and error.overloaded):
             self.stats.rate_limited += 1
-            if self._adaptive is not None:
-                self._adaptive.on_rate_limited(sent_at)
-            # Everyone waits: the provider is saying the whole run is too fast, not this item.
-            self._resume_at = max(self._resume_at, time.monotonic() + (retry_after or 0.0))
+            self.limits.rate_limited(sent_at, retry_after)
         return delay
 
     def _reserve(self, prompt_estimate: float, max_tokens: int, slots: Slots) -> float:
@@ -219,48 +211,13 @@ class Scheduler:
             raise
         return amount
 
-    async def _cool_down(self) -> None:
-        wait = self._resume_at - time.monotonic()
-        if wait > 0:
-            await asyncio.sleep(wait)
-
-    async def _pace(self, cost: float) -> None:
-        if self._requests is not None:
-            await self._requests.acquire(1)
-        if self._tokens is not None:
-            await self._tokens.acquire(cost)
-        if self._adaptive is not None and self._adaptive.pace is not None:
-            await self._adaptive.pace.acquire(1)
-
     def _settle(self, completion: Completion, units: int, prompt_estimate: float) -> None:
         self._answered = True
         prompt_tokens = completion.usage.prompt_tokens
-        if self._tokens is not None and prompt_tokens:
-            # The provider charged the real prompt plus max_tokens; correct our guess of the prompt.
-            self._tokens.adjust(prompt_tokens - prompt_estimate)
+        self.limits.answered(prompt_tokens - prompt_estimate if prompt_tokens else 0.0)
         self._estimate.observe(units, prompt_tokens)
         self._learn(completion.rate_limits)
-        if self._adaptive is not None:
-            self._adaptive.on_success()
 
     def _learn(self, info: Any) -> None:
-        if not isinstance(info, RateLimitInfo):
-            return
-        self._adaptive = None  # the provider says its limits: no more guessing
-        self._requests = self._learned(self._requests, self._fixed_requests, info.limit_requests)
-        self._tokens = self._learned(self._tokens, self._fixed_tokens, info.limit_tokens)
-        if self._requests is not None and info.remaining_requests is not None and info.remaining_requests < 1:
-            self._requests.hold(60.0 / max(self._requests.per_minute, 1e-9))
-        if self._tokens is not None and info.remaining_tokens is not None and info.remaining_tokens < 1:
-            self._tokens.hold(info.reset_tokens_s or 1.0)
-
-    @staticmethod
-    def _learned(pace: Pace | None, fixed: bool, limit: int | None) -> Pace | None:
-        if limit is None or limit <= 0:
-            return pace
-        if pace is None:
-            return Pace(limit)
-        # A given limit is a ceiling the provider may lower, never raise.
-        if (limit < pace.per_minute or not fixed) and abs(limit - pace.per_minute) > 1e-6:
-            pace.set_per_minute(limit)
-        return pace
+        if isinstance(info, RateLimitInfo):
+            self.limits.learn(info)
