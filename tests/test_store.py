@@ -90,6 +90,7 @@ def test_open_creates_the_database_in_a_directory_and_reopens_it(store_dir: Path
             ("job_args",),
             ("jobs",),
             ("runs",),
+            ("samples",),
         ]
     finally:
         store.close()
@@ -552,23 +553,34 @@ def test_a_store_from_a_newer_corral_is_refused(store_dir: Path) -> None:
     assert read_rows(path, "PRAGMA user_version") == [(SCHEMA_VERSION + 1,)]  # not downgraded
 
 
-def test_a_store_from_before_batches_is_upgraded_in_place_keeping_its_results(store_dir: Path) -> None:
+#: what the earlier layouts that upgrade in place lacked
+_BEFORE = {
+    3: "DROP TABLE samples; ALTER TABLE runs DROP COLUMN faults;",
+    2: "DROP TABLE samples; ALTER TABLE runs DROP COLUMN faults; "
+    "DROP TABLE batch_requests; DROP TABLE batches; DROP TABLE job_args;",
+}
+
+
+@pytest.mark.parametrize("version", sorted(_BEFORE))
+def test_an_earlier_store_is_upgraded_in_place_keeping_its_results(store_dir: Path, version: int) -> None:
     with RunStore.open(store_dir) as store:
         job = store.open_job("out.jsonl", SETTINGS)
         store.add_item(job, item_row("1", "text 1"))
         store.flush()
         store.finish_run(job, "completed")
     path = store_dir / STORE_FILE
-    conn = sqlite3.connect(path)  # what a version-2 store looked like: no batch tables
-    conn.executescript(
-        "DROP TABLE batch_requests; DROP TABLE batches; DROP TABLE job_args; PRAGMA user_version = 2;"
-    )
+    conn = sqlite3.connect(path)  # what that version's store looked like
+    conn.executescript(f"{_BEFORE[version]} PRAGMA user_version = {version};")
     conn.close()
     with RunStore.open(store_dir) as store:
         job = store.open_job("out.jsonl", SETTINGS)
         assert job.finished_before == 1
         assert store.query("SELECT COUNT(*) FROM batches") == [(0,)]
+        assert store.query("SELECT COUNT(*) FROM samples") == [(0,)]
+        job.faults["rate_limited"] = 2
+        store.finish_run(job, "completed")
     assert read_rows(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+    assert read_rows(path, "SELECT faults FROM runs ORDER BY id") == [("{}",), ('{"rate_limited":2}',)]
 
 
 def corrupt(store_dir: Path) -> Path:

@@ -116,6 +116,11 @@ class Extractor(Generic[T]):
             temperature=temperature,
         )
 
+    @property
+    def in_flight_limit(self) -> int | None:
+        """Requests in flight at most (the extractor's, or the shared limits' bound); None: no bound."""
+        return self._slots.limit
+
     def _pick_mode(self, mode: Mode | str | None) -> Mode:
         profile = self.backend.profile
         if mode is None:

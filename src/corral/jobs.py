@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +45,10 @@ _COMMIT_BATCH = 1024
 _PARKED = "parked"
 #: WAL pages are copied into the database off the event loop this often (it may wait on the disk)
 _CHECKPOINT_INTERVAL_S = 1.0
+#: the timeline (plots of the report) is sampled every tenth of a second at first, then at a
+#: six-hundredth of the time run so far: a minute gives 600 points, a day about 5,000
+_SAMPLE_EVERY_S = 0.1
+_SAMPLES_PER_SPAN = 600
 
 
 @dataclass(slots=True)
@@ -138,7 +143,9 @@ class _DurableRun:
                 self.committer.commit()
             self.sink.flush()
             if self.store is not None and self.job is not None:
+                self._sample()
                 self._snapshot()
+                self.store.flush()
                 self.store.finish_run(self.job, status)
             result.status = status
             result.budget_message = self.budget_message
@@ -148,8 +155,14 @@ class _DurableRun:
         # Results reach the disk and the output within a fraction of a second, however they trickle.
         checkpoint_at = 0.0
         loop = asyncio.get_running_loop()
+        started = sample_at = loop.time()
+        self._sample()
         while True:
             await asyncio.sleep(_COMMIT_INTERVAL_S)
+            now = loop.time()
+            if now >= sample_at:
+                sample_at = now + max(_SAMPLE_EVERY_S, (now - started) / _SAMPLES_PER_SPAN)
+                self._sample()
             if self.committer is not None:
                 self.committer.commit()
             self.sink.flush()
@@ -241,6 +254,32 @@ class _DurableRun:
             self.prompt_tokens += outcome.usage.prompt_tokens
             self.completion_tokens += outcome.usage.completion_tokens
 
+    def _sample(self) -> None:
+        """A point of the run's timeline, written with the next batch (the report plots them)."""
+        if self.store is None or self.job is None:
+            return
+        stats = self.extractor.scheduler.stats
+        limits = self.extractor.scheduler.limits
+        counters = self.counters
+        self.store.add_sample(
+            self.job,
+            (
+                time.time(),
+                counters.done,
+                counters.ok,
+                counters.errors,
+                stats.requests,
+                stats.retries,
+                stats.rate_limited,
+                stats.in_flight,
+                counters.tokens,
+                stats.cost,
+                limits.rpm,
+                limits.tpm,
+                self.extractor.in_flight_limit,
+            ),
+        )
+
     def _snapshot(self) -> None:
         """Copy this run's counters into the job row written with the next batch."""
         if self.job is None:
@@ -251,6 +290,7 @@ class _DurableRun:
         c["reused"], c["requests"], c["cached"] = self.counters.reused, stats.requests, stats.cached
         c["retries"], c["cost"] = stats.retries, stats.cost
         c["prompt_tokens"], c["completion_tokens"] = self.prompt_tokens, self.completion_tokens
+        self.job.faults = dict(stats.by_kind)
 
 
 def _row(outcome: Outcome[Any], text_hash: int, record: dict[str, Any]) -> tuple[Any, ...]:

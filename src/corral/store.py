@@ -4,6 +4,8 @@
     runs    one row per invocation: when, how it ended, requests, tokens and dollars spent
     items   one row per finished item: its output record, status, attempts, tokens, cost
     cache   one row per answered request, keyed by a hash of the whole request (never the API key)
+    samples the run's counters over time (requests, in flight, retries, 429s, limits), for reports
+    batches, batch_requests, job_args   provider batches of a job (see corral.batching)
 
 Writes are batched: results and cache entries wait in memory and go to disk in one transaction per
 batch (:meth:`RunStore.write`), so the store costs microseconds per item; WAL checkpoints, which
@@ -39,8 +41,32 @@ __all__ = ["DEFAULT_DIR", "STORE_FILE", "JobInfo", "RunStore", "StoredItem", "in
 DEFAULT_DIR = ".corral"
 STORE_FILE = "corral.db"
 APPLICATION_ID = 0x636F7272  # "corr": tells our databases from any other SQLite file
-# 1: cache and items keyed by their own primary keys (slow random inserts); 2: no batch tables
-SCHEMA_VERSION = 3
+# 1: cache and items keyed by their own primary keys (slow random inserts); 2: no batch tables;
+# 3: no timeline (samples) and no retried faults per run
+SCHEMA_VERSION = 4
+
+#: the run's counters over time, for plots: one row every tenth of a second at first, then sparser
+#: (see corral.jobs), so a day-long run keeps a few thousand rows
+_SAMPLES = """
+CREATE TABLE samples (
+    run INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    time REAL NOT NULL,
+    done INTEGER NOT NULL,
+    ok INTEGER NOT NULL,
+    errors INTEGER NOT NULL,
+    requests INTEGER NOT NULL,
+    retries INTEGER NOT NULL,
+    rate_limited INTEGER NOT NULL,
+    in_flight INTEGER NOT NULL,
+    tokens INTEGER NOT NULL,
+    cost REAL NOT NULL,
+    rpm REAL,
+    tpm REAL,
+    concurrency INTEGER
+);
+CREATE INDEX samples_by_run ON samples (run, time);
+"""
+_TO_4 = "ALTER TABLE runs ADD COLUMN faults TEXT NOT NULL DEFAULT '{}';" + _SAMPLES
 
 _SCHEMA = (
     """
@@ -67,7 +93,8 @@ CREATE TABLE runs (
     retries INTEGER NOT NULL DEFAULT 0,
     prompt_tokens INTEGER NOT NULL DEFAULT 0,
     completion_tokens INTEGER NOT NULL DEFAULT 0,
-    cost REAL NOT NULL DEFAULT 0
+    cost REAL NOT NULL DEFAULT 0,
+    faults TEXT NOT NULL DEFAULT '{}'
 );
 CREATE TABLE items (
     job INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
@@ -126,9 +153,13 @@ CREATE TABLE job_args (
     args TEXT NOT NULL
 );
 """
+    + _SAMPLES
 )
-#: what turns a version-2 store into this version (only tables were added)
-_MIGRATE_FROM_2 = _SCHEMA[_SCHEMA.index("CREATE TABLE batches") :]
+#: what turns a version-2 or -3 store into this version (tables and a defaulted column were added)
+_MIGRATIONS = {
+    2: _SCHEMA[_SCHEMA.index("CREATE TABLE batches") :].replace(_SAMPLES, "") + _TO_4,
+    3: _TO_4,
+}
 
 _ITEM_INSERT = (
     "INSERT OR REPLACE INTO items (job, item_id, input_hash, run, status, error_kind, attempts, "
@@ -138,8 +169,9 @@ _ITEM_INSERT = (
 _CACHE_INSERT = "INSERT OR IGNORE INTO cache (hash, key, model, completion, created) VALUES (?, ?, ?, ?, ?)"
 _RUN_UPDATE = (
     "UPDATE runs SET items = ?, ok = ?, errors = ?, reused = ?, requests = ?, cached = ?, retries = ?, "
-    "prompt_tokens = ?, completion_tokens = ?, cost = ? WHERE id = ?"
+    "prompt_tokens = ?, completion_tokens = ?, cost = ?, faults = ? WHERE id = ?"
 )
+_SAMPLE_INSERT = "INSERT INTO samples VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _RUN_COUNTERS = (
     "items",
     "ok",
@@ -187,6 +219,8 @@ class JobInfo:
     errors_before: int
     #: counters of this run, written with every batch
     counters: dict[str, float] = field(default_factory=lambda: dict.fromkeys(_RUN_COUNTERS, 0))
+    #: failed requests this run retried, by error kind (rate_limited: 3, server_error: 1, ...)
+    faults: dict[str, int] = field(default_factory=dict)
 
 
 class RunStore:
@@ -198,6 +232,7 @@ class RunStore:
         self._writer = writer
         self._write_lock = threading.Lock()  # a cancelled flush may still be running in its thread
         self._items: list[tuple[Any, ...]] = []
+        self._samples: list[tuple[Any, ...]] = []
         self._cache: dict[bytes, tuple[int, bytes, str, bytes, float]] = {}
         self._runs: dict[int, JobInfo] = {}
         self._locks: list[BinaryIO] = []
@@ -398,6 +433,11 @@ class RunStore:
         prompt_tokens, completion_tokens, cost, latency, record)``."""
         self._items.append((job.id, row[0], row[1], job.run, *row[2:9], time.time(), row[9]))
 
+    def add_sample(self, job: JobInfo, row: tuple[Any, ...]) -> None:
+        """Queue a point of the run's timeline: ``(time, done, ok, errors, requests, retries,
+        rate_limited, in_flight, tokens, cost, rpm, tpm, concurrency)``."""
+        self._samples.append((job.run, *row))
+
     def add_cache(self, key: bytes, model: str, completion: bytes) -> None:
         self._cache[key] = (key_hash(key), key, model, completion, time.time())
 
@@ -412,12 +452,16 @@ class RunStore:
         return items, cache
 
     def write(self, items: list[tuple[Any, ...]], cache: list[tuple[int, bytes, str, bytes, float]]) -> None:
-        """Commit a batch in one transaction (call from a worker thread)."""
+        """Commit a batch, with the queued timeline samples, in one transaction (on the thread that
+        queues rows: the samples are taken here)."""
         with self._guard(), self._write_lock, self._writer:
             if items:
                 self._writer.executemany(_ITEM_INSERT, items)
             if cache:
                 self._writer.executemany(_CACHE_INSERT, cache)
+            if self._samples:
+                samples, self._samples = self._samples, []
+                self._writer.executemany(_SAMPLE_INSERT, samples)
             for job in self._runs.values():
                 self._write_counters(job)
 
@@ -434,7 +478,7 @@ class RunStore:
 
     def _write_counters(self, job: JobInfo) -> None:
         values = [job.counters[name] for name in _RUN_COUNTERS]
-        self._writer.execute(_RUN_UPDATE, (*values, job.run))
+        self._writer.execute(_RUN_UPDATE, (*values, _dumps(job.faults), job.run))
 
     @contextlib.contextmanager
     def _guard(self) -> Iterator[None]:
@@ -498,8 +542,8 @@ def _prepare(conn: sqlite3.Connection, path: Path, existed: bool) -> None:
             f"{path} was written by a newer corral (store version {version}, this one reads "
             f"{SCHEMA_VERSION}): upgrade corral, or pass --store with another path"
         )
-    if version == 2:  # the one earlier layout that upgrades in place: tables were only added
-        conn.executescript(f"BEGIN; {_MIGRATE_FROM_2} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+    if version in _MIGRATIONS:  # earlier layouts that upgrade in place: tables and a column were added
+        conn.executescript(f"BEGIN; {_MIGRATIONS[version]} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
         version = SCHEMA_VERSION
     if version < SCHEMA_VERSION:
         raise StoreError(
