@@ -7,6 +7,7 @@ changed job is refused; errors can be retried alone; a cost cap stops new reques
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import json
 import signal
@@ -14,10 +15,11 @@ import sqlite3
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from conftest import ROOT, run_command
+from conftest import PERSON, ROOT, run_command
 from corral.sim import SimConfig, SimulatorThread
 
 N = 400
@@ -305,3 +307,33 @@ def test_a_reader_that_closes_the_pipe_ends_the_run_quietly(source: Path) -> Non
     assert json.loads(first)["id"] == "1"
     assert process.returncode == 128 + signal.SIGPIPE
     assert "Traceback" not in stderr and "error" not in stderr
+
+
+async def test_two_runs_sharing_a_store_each_write_every_record(tmp_path: Path) -> None:
+    """One run's commit takes the other's rows too (a server runs many jobs on one store): each run
+    must still hand every record it committed to its own output."""
+    from corral.client import Extractor
+    from corral.jobs import run_job
+    from corral.outcome import Item
+    from corral.progress import RunCounters
+    from corral.sim import Simulator
+    from corral.sinks import open_sink
+    from corral.store import RunStore
+
+    async with Simulator(SimConfig(latency_ms=2, seed=1)) as sim:
+        with RunStore.open(tmp_path / "store") as store:
+
+            async def job(name: str, count: int) -> list[dict[str, object]]:
+                out = tmp_path / f"{name}.jsonl"
+                async with Extractor[Any](PERSON, base_url=sim.url, model="sim-1", concurrency=8) as ex:
+                    info = store.open_job(name, {"model": "sim-1"})
+                    items = [
+                        Item(str(n), f"My name is {name}{n} and I am 30 years old") for n in range(count)
+                    ]
+                    with open_sink(str(out), "jsonl", ex.spec) as sink:
+                        await run_job(ex, items, sink, RunCounters(), store=store, job=info)
+                return rows(out)
+
+            outputs = await asyncio.gather(*(job(f"job{k}", 40 + k) for k in range(6)))
+    for k, records in enumerate(outputs):
+        assert [r["id"] for r in records] == [str(n) for n in range(40 + k)], f"job{k} wrote every record"

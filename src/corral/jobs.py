@@ -341,8 +341,9 @@ class _Committer:
         """Commit what is queued (a batch costs milliseconds: done in place, between tasks)."""
         if self.store.pending:
             self.snapshot()
-            upto = self.added
             self.store.flush()
-            self.durable = upto
+        # Everything added is on disk now, by this flush or by another run's on a shared store (a
+        # server runs many jobs on one): flushes happen on this thread, and each takes every row.
+        self.durable = self.added
         while self._waiting and self._waiting[0][0] <= self.durable:
             self.sink.write(self._waiting.popleft()[1])

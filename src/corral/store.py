@@ -236,6 +236,8 @@ class RunStore:
         self._cache: dict[bytes, tuple[int, bytes, str, bytes, float]] = {}
         self._runs: dict[int, JobInfo] = {}
         self._locks: list[BinaryIO] = []
+        #: run id -> the lock of the job it runs (released with the run, or with the store)
+        self._run_locks: dict[int, BinaryIO] = {}
         self._checkpointer: sqlite3.Connection | None = None
         self._checkpoint_lock = threading.Lock()
 
@@ -290,6 +292,7 @@ class RunStore:
         for handle in self._locks:
             handle.close()  # releases the job's lock
         self._locks.clear()
+        self._run_locks.clear()
 
     def __enter__(self) -> RunStore:
         return self
@@ -313,7 +316,18 @@ class RunStore:
             lock.close()  # refused: another attempt (say with fresh=True) may take the job
             raise
         self._runs[info.run] = info
+        self._run_locks[info.run] = lock
         return info
+
+    def release_job(self, job: JobInfo) -> None:
+        """The job's run is over (after :meth:`finish_run`): drop its lock and stop writing its
+        counters, so that the job may run again in this process. ``corral run`` never needs this (the
+        store closes with the run); a server runs many jobs, and the same one again, on one store."""
+        self._runs.pop(job.run, None)
+        handle = self._run_locks.pop(job.run, None)
+        if handle is not None:
+            self._locks.remove(handle)
+            handle.close()
 
     def _start_run(self, name: str, settings: Mapping[str, Any], *, fresh: bool) -> JobInfo:
         fingerprint = _fingerprint(settings)
