@@ -155,3 +155,15 @@ def test_field_descriptions_reach_the_schema() -> None:
         label: str = Field(description="the main label")
 
     assert load_spec(Tagged).schema["properties"]["label"]["description"] == "the main label"
+
+
+def test_a_json_schema_error_names_its_place_and_remote_references_are_refused() -> None:
+    bad = {"type": "object", "properties": {"age": {"type": "integr"}}}
+    with pytest.raises(SchemaError, match=r"at properties\.age\.type: 'integr' is not"):
+        load_spec(bad)
+    remote = {"type": "object", "properties": {"a": {"$ref": "https://example.com/a.json"}}}
+    with pytest.raises(SchemaError, match=r"reference at properties\.a\.\$ref .* points outside"):
+        load_spec(remote)
+    dangling = {"type": "object", "properties": {"a": {"$ref": "#/$defs/Missing"}}}
+    with pytest.raises(SchemaError, match="points to nothing"):
+        load_spec(dangling)

@@ -18,6 +18,7 @@ import re
 import sys
 import types
 import typing
+import urllib.parse
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -240,14 +241,71 @@ def _jsonschema_file_spec(path_text: str, many: bool) -> ResponseSpec[Any]:
     return _jsonschema_spec(schema, str(schema.get("title") or path.stem), many, origin=path_text)
 
 
+#: keywords whose values are data, not schemas: a "$ref" inside them is not a reference
+_DATA_KEYWORDS = frozenset({"enum", "const", "default", "examples", "example"})
+
+
+def check_json_schema(schema: JSON, origin: str = "JSON Schema") -> None:
+    """Refuse a schema that is not valid JSON Schema, naming where it is wrong; and one that refers
+    outside itself (nothing is ever fetched) or to a place in itself that does not exist."""
+    import jsonschema
+    from jsonschema.exceptions import best_match
+
+    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    error = best_match(cls(cls.META_SCHEMA).iter_errors(schema))
+    if error is not None:
+        # "not valid under any of the given schemas" says little: the closest alternative says why.
+        detail = best_match(error.context) if error.context else None
+        raise SchemaError(
+            f"{origin}: not a valid JSON Schema at {_where(error.absolute_path)}: {(detail or error).message}"
+        )
+    for where, ref in _refs(schema, ()):
+        if not ref.startswith("#"):
+            raise SchemaError(
+                f"{origin}: the reference at {where} ({ref!r}) points outside the schema; only references "
+                "within it (like '#/$defs/Name') are allowed: corral fetches nothing"
+            )
+        if (ref == "#" or ref.startswith("#/")) and not _resolves(schema, ref):
+            raise SchemaError(f"{origin}: the reference at {where} ({ref!r}) points to nothing in the schema")
+
+
+def _where(path: Any) -> str:
+    return ".".join(str(part) for part in path) or "(root)"
+
+
+def _refs(node: Any, path: tuple[Any, ...]) -> list[tuple[str, str]]:
+    found: list[tuple[str, str]] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("$ref", "$dynamicRef") and isinstance(value, str):
+                found.append((_where((*path, key)), value))
+            elif key not in _DATA_KEYWORDS:
+                found.extend(_refs(value, (*path, key)))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            found.extend(_refs(value, (*path, index)))
+    return found
+
+
+def _resolves(schema: JSON, ref: str) -> bool:
+    node: Any = schema
+    for raw in urllib.parse.unquote(ref[1:]).split("/")[1:]:
+        part = raw.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return False
+    return True
+
+
 def _jsonschema_spec(schema: JSON, name: str, many: bool, origin: str = "JSON Schema") -> ResponseSpec[Any]:
+
     import jsonschema  # deferred: only JSON Schema users pay for importing it
 
-    cls = jsonschema.validators.validator_for(schema)
-    try:
-        cls.check_schema(schema)
-    except jsonschema.SchemaError as exc:
-        raise SchemaError(f"{origin}: not a valid JSON Schema: {exc.message}") from None
+    check_json_schema(schema, origin)
+    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
     root_type = schema.get("type")
     if root_type == "array":
         many = True
