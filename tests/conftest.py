@@ -44,3 +44,7 @@ def _own_store(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 @pytest.fixture
 def examples() -> Path:
     return EXAMPLES
+
+
+# Headless Chromium (tests of the HTML report and of the page `corral serve` shows).
+from browser import browser_page, chromium  # noqa: E402, F401
