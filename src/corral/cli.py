@@ -39,6 +39,13 @@ BATCH_EXAMPLE = """example:
 SIM_EXAMPLE = """example:
   corral sim --port 8000 --latency-ms 900 &
   corral run examples/people.txt --schema examples/person.py:Person --base-url http://127.0.0.1:8000/v1"""
+REPORT_EXAMPLE = """example:
+  corral report                              # the latest run in the store -> corral-report.html
+  corral report out.jsonl -o run.html        # the latest run of the job writing out.jsonl
+  corral report 12 --png plots/              # run 12, and its plots as PNG images"""
+SERVE_EXAMPLE = """example:
+  corral serve --base-url http://127.0.0.1:8000/v1 --model sim-1      # then open http://127.0.0.1:8080/
+  CORRAL_SERVE_TOKEN=secret corral serve --host 0.0.0.0 --model openai/gpt-4o-mini --rpm 500"""
 BENCH_EXAMPLE = """example:
   corral bench                               # the built-in simulator, ~0.9 s per request like the article
   corral bench --plot article.png
@@ -99,6 +106,25 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=formatter,
     )
     add_batch_commands(batch, _add_job_arguments)
+
+    report = commands.add_parser(
+        "report",
+        help="write a run's report: one HTML page with plots, errors and every item",
+        epilog=REPORT_EXAMPLE,
+        formatter_class=formatter,
+    )
+    _add_report_arguments(report)
+    report.set_defaults(handler=_cmd_report)
+
+    serve = commands.add_parser(
+        "serve",
+        help="extraction as an HTTP service that streams results (and a web page to try it)",
+        epilog=SERVE_EXAMPLE,
+        formatter_class=formatter,
+    )
+    _add_target_options(serve)
+    _add_serve_arguments(serve)
+    serve.set_defaults(handler=_cmd_serve)
 
     sim = commands.add_parser(
         "sim",
@@ -164,7 +190,31 @@ def _add_target_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-# --- corral sim / bench ----------------------------------------------------------------------
+# --- corral report / serve / sim / bench -----------------------------------------------------
+
+
+def _add_report_arguments(parser: argparse.ArgumentParser) -> None:
+    from corral.cli_report import add_report_arguments
+
+    add_report_arguments(parser)
+
+
+async def _cmd_report(args: argparse.Namespace) -> int:
+    from corral.cli_report import cmd_report
+
+    return await cmd_report(args)
+
+
+def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    from corral.cli_serve import add_serve_arguments
+
+    add_serve_arguments(parser)
+
+
+async def _cmd_serve(args: argparse.Namespace) -> int:
+    from corral.cli_serve import cmd_serve
+
+    return await cmd_serve(args)
 
 
 async def _cmd_sim(args: argparse.Namespace) -> int:

@@ -24,7 +24,7 @@ from corral.cache import ResponseCache
 from corral.client import Extractor
 from corral.cost import Budget, Price, load_prices
 from corral.engine import ORDERS, STRATEGIES
-from corral.errors import ConfigError
+from corral.errors import ConfigError, CorralError
 from corral.items import FORMATS, Format, count_items, read_items
 from corral.jobs import JobResult, run_job
 from corral.outcome import Outcome
@@ -139,6 +139,11 @@ def add_run_arguments(run: argparse.ArgumentParser) -> None:
         help="stop starting requests before the job (all its runs) would spend more than this",
     )
     durable.add_argument(
+        "--report",
+        metavar="FILE.html",
+        help="when the run ends, write its report there (as `corral report` does)",
+    )
+    durable.add_argument(
         "--prices",
         metavar="FILE",
         help='JSON prices per million tokens: {"MODEL": {"input": 0.15, "output": 0.6}}',
@@ -196,13 +201,16 @@ async def cmd_run(args: argparse.Namespace) -> int:
     if args.batch:
         from corral.cli_batch import run_batches  # here: cli_batch builds on this module
 
-        return await run_batches(args, wait=True)
+        code = await run_batches(args, wait=True)
+        if args.report:
+            _report_latest(args)
+        return code
     fmt: Format | None = args.format
     items = read_items(args.input, format=fmt, text_field=args.text_field, id_field=args.id_field)
     out_format = sink_format(args.output, args.output_format)
     check_output(args.output, out_format)
-    if args.no_store and (args.fresh or args.retry_errors):
-        raise ConfigError("--fresh and --retry-errors need the run store: drop --no-store")
+    if args.no_store and (args.fresh or args.retry_errors or args.report):
+        raise ConfigError("--fresh, --retry-errors and --report need the run store: drop --no-store")
     prices = load_prices(args.prices) if args.prices else None
     budget = Budget(args.max_cost) if args.max_cost is not None else None
     store = None if args.no_store else RunStore.open(store_path(args.output, args.store))
@@ -218,9 +226,13 @@ async def cmd_run(args: argparse.Namespace) -> int:
                 job = store.open_job(name, job_settings(extractor), fresh=args.fresh)
                 if budget is not None:
                     budget.spent = job.spent_before
-            return await _run(
-                args, extractor=extractor, items=items, job=job, store=store, out_format=out_format
-            )
+            try:
+                return await _run(
+                    args, extractor=extractor, items=items, job=job, store=store, out_format=out_format
+                )
+            finally:
+                if args.report and store is not None and job is not None:
+                    _report(store, job.run, args.report)
     raise AssertionError("unreachable")  # pragma: no cover -- the with block returns
 
 
@@ -382,6 +394,24 @@ def job_settings(extractor: Extractor[Any]) -> dict[str, Any]:
         "mode": extractor.settings.mode.value,
         "many": spec.many,
     }
+
+
+def _report_latest(args: argparse.Namespace) -> None:
+    """The report of the job's latest run (a batch job's runs are several, one per round)."""
+    with RunStore.open(store_path(args.output, args.store)) as store:
+        job = store.find_job(job_name(args.output, args.input, store=args.store))
+        runs = store.query("SELECT MAX(id) FROM runs WHERE job = ?", (job.id,)) if job else []
+        if runs and runs[0][0] is not None:
+            _report(store, int(runs[0][0]), args.report)
+
+
+def _report(store: RunStore, run: int, target: str) -> None:
+    from corral.cli_report import write_report  # the report is only built when asked for
+
+    try:
+        write_report(store, run, Path(target))
+    except CorralError as exc:  # the run's own outcome (and exit code) matters more than its report
+        print(f"corral: no report: {exc}", file=sys.stderr)
 
 
 class _Stopping:

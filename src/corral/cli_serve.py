@@ -1,0 +1,135 @@
+"""``corral serve``: extraction as an HTTP service (see :mod:`corral.serve`).
+
+Only argument parsing lives at module level: FastAPI and uvicorn (the ``serve`` extra) are imported
+when the command runs, so ``corral --help`` works without them.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["SERVE_TOKEN_ENV", "add_serve_arguments", "cmd_serve"]
+
+#: the bearer token clients must send (required when bound beyond loopback)
+SERVE_TOKEN_ENV = "CORRAL_SERVE_TOKEN"
+#: the modes of corral.backends.Mode, listed here so that building the parser imports no backend
+_MODES = ("tools", "json_schema", "json_object", "grammar")
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    """Every ``corral serve`` option except the model target (--model, --base-url, --api-key-env)."""
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=_port, default=8080, help="port (default 8080; 0 picks a free one)")
+    parser.add_argument(
+        "--token-env",
+        default=SERVE_TOKEN_ENV,
+        metavar="NAME",
+        help=f"environment variable holding the bearer token clients must send (default {SERVE_TOKEN_ENV}); "
+        "required when --host is not a loopback address",
+    )
+    parser.add_argument(
+        "--store", metavar="PATH", help="run store (default .corral/corral.db, or $CORRAL_STORE)"
+    )
+
+    limits = parser.add_argument_group("the provider's limits (kept by all jobs together)")
+    limits.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=16,
+        metavar="N",
+        help="requests in flight, all jobs together (default 16)",
+    )
+    limits.add_argument("--rpm", type=float, metavar="N", help="the provider's requests-per-minute limit")
+    limits.add_argument("--tpm", type=float, metavar="N", help="the provider's tokens-per-minute limit")
+    limits.add_argument(
+        "--no-adaptive",
+        action="store_true",
+        help="without --rpm/--tpm or rate-limit headers, do not slow down on 429s (only back off)",
+    )
+
+    jobs = parser.add_argument_group("every job")
+    jobs.add_argument("--prompt", metavar="TEXT", help="the instruction for jobs that send none")
+    jobs.add_argument(
+        "--mode",
+        choices=_MODES,
+        help="how the schema goes on the wire (default: the backend's preferred mode)",
+    )
+    jobs.add_argument(
+        "--max-retries",
+        type=_non_negative_int,
+        default=2,
+        metavar="N",
+        help="re-ask up to N times when a reply does not validate (default 2)",
+    )
+    jobs.add_argument(
+        "--max-tokens", type=_positive_int, default=1024, metavar="N", help="reply token limit (default 1024)"
+    )
+    jobs.add_argument(
+        "--timeout", type=float, default=120.0, metavar="SECONDS", help="per request (default 120)"
+    )
+    jobs.add_argument(
+        "--retries",
+        type=_non_negative_int,
+        default=6,
+        metavar="N",
+        help="per item: retry 429s, 5xx, timeouts and dropped connections up to N times (default 6)",
+    )
+
+    service = parser.add_argument_group("what one client may ask")
+    service.add_argument(
+        "--max-body-mb",
+        type=float,
+        default=10.0,
+        metavar="MB",
+        help="largest request body, JSON or uploaded file (default 10)",
+    )
+    service.add_argument(
+        "--max-items",
+        type=_positive_int,
+        default=100_000,
+        metavar="N",
+        help="items per job (default 100,000)",
+    )
+    service.add_argument(
+        "--max-jobs",
+        type=_positive_int,
+        default=16,
+        metavar="N",
+        help="jobs running at once; more are refused with 429 (default 16)",
+    )
+    service.add_argument("--access-log", action="store_true", help="log every request on stderr")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 65535, got {value}")
+    return value
+
+
+async def cmd_serve(args: argparse.Namespace) -> int:
+    from corral.errors import ConfigError
+
+    try:
+        from corral.serve.main import serve
+    except ImportError as exc:  # the serve extra is not installed
+        if exc.name not in {"fastapi", "uvicorn", "starlette", "multipart", "python_multipart"}:
+            raise
+        raise ConfigError(
+            f"corral serve needs FastAPI and uvicorn ({exc.name} is missing): pip install 'corral[serve]'"
+        ) from None
+    return await serve(args)
