@@ -7,7 +7,8 @@ import os
 import sys
 from pathlib import Path
 
-from corral.errors import ConfigError, OutputError, StoreError
+from corral.cli_run import positive_int
+from corral.errors import OutputError, StoreError
 from corral.store import DEFAULT_DIR, STORE_FILE, RunStore
 
 __all__ = ["add_report_arguments", "cmd_report", "write_report"]
@@ -35,7 +36,7 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--max-items",
-        type=_positive,
+        type=positive_int,
         default=20_000,
         metavar="N",
         help="items in the page's table at most (errors first; default 20000)",
@@ -87,13 +88,3 @@ def _store_for(selector: str | None, explicit: str | None) -> Path:
     else:
         path = Path(DEFAULT_DIR)
     return path / STORE_FILE if path.is_dir() or (path.suffix != ".db" and not path.exists()) else path
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
-    if value < 1:
-        raise ConfigError(f"--max-items must be at least 1, not {value}")
-    return value

@@ -38,6 +38,8 @@ __all__ = [
     "cmd_run",
     "job_name",
     "job_settings",
+    "non_negative_int",
+    "positive_int",
     "run_pass",
     "stop_on_signals",
     "store_path",
@@ -63,7 +65,7 @@ def add_run_arguments(run: argparse.ArgumentParser) -> None:
     )
     run.add_argument(
         "--concurrency",
-        type=_positive_int,
+        type=positive_int,
         default=16,
         metavar="N",
         help="at most N requests at once (default 16)",
@@ -76,14 +78,14 @@ def add_run_arguments(run: argparse.ArgumentParser) -> None:
     )
     run.add_argument(
         "--max-retries",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=2,
         metavar="N",
         help="re-ask up to N times when a reply does not validate (default 2)",
     )
     run.add_argument(
         "--max-tokens",
-        type=_positive_int,
+        type=positive_int,
         default=1024,
         metavar="N",
         help="reply token limit per request (default 1024)",
@@ -95,7 +97,7 @@ def add_run_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("--tpm", type=float, metavar="N", help="the provider's tokens-per-minute limit")
     run.add_argument(
         "--retries",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=6,
         metavar="N",
         help="per item: retry 429s, 5xx, timeouts and dropped connections up to N times (default 6)",
@@ -156,7 +158,7 @@ def add_run_arguments(run: argparse.ArgumentParser) -> None:
     )
     batch.add_argument(
         "--batch-retries",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=2,
         metavar="N",
         help="resubmit a line that errored or expired in up to N follow-up batches (default 2)",
@@ -183,14 +185,16 @@ def add_run_arguments(run: argparse.ArgumentParser) -> None:
     )
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
 
 
-def _non_negative_int(text: str) -> int:
+def non_negative_int(text: str) -> int:
+    """An argparse type: a whole number of 0 or more."""
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")

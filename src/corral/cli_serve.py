@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from corral.cli_run import non_negative_int, positive_int
+
 __all__ = ["SERVE_TOKEN_ENV", "add_serve_arguments", "cmd_serve"]
 
 #: the bearer token clients must send (required when bound beyond loopback)
@@ -34,7 +36,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     limits = parser.add_argument_group("the provider's limits (kept by all jobs together)")
     limits.add_argument(
         "--concurrency",
-        type=_positive_int,
+        type=positive_int,
         default=16,
         metavar="N",
         help="requests in flight, all jobs together (default 16)",
@@ -56,20 +58,20 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     )
     jobs.add_argument(
         "--max-retries",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=2,
         metavar="N",
         help="re-ask up to N times when a reply does not validate (default 2)",
     )
     jobs.add_argument(
-        "--max-tokens", type=_positive_int, default=1024, metavar="N", help="reply token limit (default 1024)"
+        "--max-tokens", type=positive_int, default=1024, metavar="N", help="reply token limit (default 1024)"
     )
     jobs.add_argument(
         "--timeout", type=float, default=120.0, metavar="SECONDS", help="per request (default 120)"
     )
     jobs.add_argument(
         "--retries",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=6,
         metavar="N",
         help="per item: retry 429s, 5xx, timeouts and dropped connections up to N times (default 6)",
@@ -85,33 +87,19 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     )
     service.add_argument(
         "--max-items",
-        type=_positive_int,
+        type=positive_int,
         default=100_000,
         metavar="N",
         help="items per job (default 100,000)",
     )
     service.add_argument(
         "--max-jobs",
-        type=_positive_int,
+        type=positive_int,
         default=16,
         metavar="N",
         help="jobs running at once; more are refused with 429 (default 16)",
     )
     service.add_argument("--access-log", action="store_true", help="log every request on stderr")
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
 
 
 def _port(text: str) -> int:
