@@ -169,7 +169,7 @@ def _facts(
     facts = [
         Fact(
             "Items",
-            f"{total:,}",
+            _big(total),
             f"{ok:,} ok · {errors:,} errors" + (f" · {run.reused:,} from earlier runs" if run.reused else ""),
             "good" if total and not errors else "bad" if share > 0.05 else "warn" if errors else "plain",
         ),
@@ -216,8 +216,8 @@ def _rate_fact(label: str, count: int, wall: float, limit: float | None, unit: s
     if limit:
         share = per_minute / limit
         detail = f"{per_minute:,.0f} {unit}/min = {share:.0%} of the {limit:,.0f}/min limit"
-        return Fact(label, f"{count:,}", detail, "good" if share >= 0.8 else "plain")
-    return Fact(label, f"{count:,}", f"{per_minute:,.0f} {unit}/min · no limit set or learned")
+        return Fact(label, _big(count), detail, "good" if share >= 0.8 else "plain")
+    return Fact(label, _big(count), f"{per_minute:,.0f} {unit}/min · no limit set or learned")
 
 
 def _settings(name: str, settings: dict[str, Any], store: RunStore) -> tuple[tuple[str, str], ...]:
@@ -466,6 +466,11 @@ def _last(values: Any) -> Any:
         if value is not None:
             last = value
     return last
+
+
+def _big(count: int) -> str:
+    """A count for a summary card: exact up to a million, then in millions (it must fit the card)."""
+    return f"{count:,}" if count < 1_000_000 else f"{count / 1e6:,.2f} M"
 
 
 def _dollars(amount: float) -> str:
