@@ -203,3 +203,32 @@ def test_stdin_many_and_prompt(tmp_path: Path) -> None:
     (row,) = records(result.stdout)
     assert row["output"] == [{"name": "John", "age": 20}, {"name": "Mary", "age": 31}]
     assert seen == ["List everyone mentioned."]
+
+
+def test_ray_without_the_extra_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from corral.errors import ConfigError
+    from corral.ray_job import import_ray
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed
+    with pytest.raises(ConfigError, match=r"pip install 'corral\[ray\]'"):
+        import_ray()
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        (["-", "-o", "out.jsonl"], "pass a file"),
+        (["examples/people.txt"], "pass -o FILE"),
+        (
+            ["examples/people.txt", "-o", "out.jsonl", "--max-cost", "1"],
+            "--max-cost does not work with --ray",
+        ),
+    ],
+)
+def test_ray_refuses_what_it_cannot_do_before_starting(
+    options: list[str], words: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from corral.cli import main
+
+    assert main(["run", *options, "--schema", "examples/person.py:Person", "--ray"]) == 2
+    assert words in capsys.readouterr().err

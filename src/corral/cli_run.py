@@ -40,6 +40,7 @@ __all__ = [
     "job_settings",
     "non_negative_int",
     "positive_int",
+    "report_run",
     "run_pass",
     "stop_on_signals",
     "store_path",
@@ -175,6 +176,22 @@ def add_run_arguments(run: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="first wait between batch status checks; it grows to 5 minutes (default 10)",
     )
+    scale = run.add_argument_group("scale out on a Ray cluster (the ray extra)")
+    scale.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="run on Ray: the cluster at ADDRESS (e.g. ray://head:10001 or auto), or without one a Ray of "
+        "this machine's own; the --rpm/--tpm limits are kept by all workers together",
+    )
+    scale.add_argument(
+        "--ray-workers",
+        type=positive_int,
+        default=2,
+        metavar="N",
+        help="Ray workers, each with --concurrency requests in flight (default 2)",
+    )
     run.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary on stderr")
     run.add_argument(
         "--status-every",
@@ -202,6 +219,10 @@ def non_negative_int(text: str) -> int:
 
 
 async def cmd_run(args: argparse.Namespace) -> int:
+    if args.ray is not None:
+        from corral.cli_ray import run_with_ray  # here: cli_ray builds on this module
+
+        return await run_with_ray(args)
     if args.batch:
         from corral.cli_batch import run_batches  # here: cli_batch builds on this module
 
@@ -236,7 +257,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
                 )
             finally:
                 if args.report and store is not None and job is not None:
-                    _report(store, job.run, args.report)
+                    report_run(store, job.run, args.report)
     raise AssertionError("unreachable")  # pragma: no cover -- the with block returns
 
 
@@ -406,10 +427,10 @@ def _report_latest(args: argparse.Namespace) -> None:
         job = store.find_job(job_name(args.output, args.input, store=args.store))
         runs = store.query("SELECT MAX(id) FROM runs WHERE job = ?", (job.id,)) if job else []
         if runs and runs[0][0] is not None:
-            _report(store, int(runs[0][0]), args.report)
+            report_run(store, int(runs[0][0]), args.report)
 
 
-def _report(store: RunStore, run: int, target: str) -> None:
+def report_run(store: RunStore, run: int, target: str) -> None:
     from corral.cli_report import write_report  # the report is only built when asked for
 
     try:

@@ -246,6 +246,23 @@ class EndpointLimits:
         """The tokens-per-minute pace in effect now (None: not paced)."""
         return self._tokens.per_minute if self._tokens is not None else None
 
+    def reserve(self, tokens: float) -> float:
+        """Take a request's share of every budget now; returns the seconds it must wait before it
+        goes (the cool-down included). The form a remote keeper of the limits answers in."""
+        now = time.monotonic()
+        wait = self._resume_at - now
+        for pace, cost in ((self._requests, 1.0), (self._tokens, tokens), (self._adaptive_pace, 1.0)):
+            if pace is not None:
+                wait = max(wait, pace.reserve(cost))
+        return max(0.0, wait)
+
+    @property
+    def _adaptive_pace(self) -> Pace | None:
+        return self._adaptive.pace if self._adaptive is not None else None
+
+    def released(self) -> None:
+        """A request admitted by :meth:`admit` has ended, whichever way (kept limits count in flight)."""
+
     async def admit(self, tokens: float) -> None:
         """Wait out a cool-down, then for the request's share of each per-minute budget."""
         wait = self._resume_at - time.monotonic()

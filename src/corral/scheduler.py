@@ -159,6 +159,7 @@ class Scheduler:
                 return completion
             finally:
                 self.stats.in_flight -= 1
+                self.limits.released()
                 slots.release()
                 if self.budget is not None:
                     self.budget.settle(reserved, spent)

@@ -29,7 +29,7 @@ from pydantic import BaseModel, TypeAdapter
 
 from corral.errors import OutputInvalid, SchemaError
 
-__all__ = ["ResponseSpec", "load_spec"]
+__all__ = ["ResponseSpec", "check_json_schema", "load_model", "load_spec"]
 
 T = TypeVar("T")
 JSON = dict[str, Any]
@@ -105,6 +105,11 @@ def load_spec(spec: object, *, many: bool = False) -> ResponseSpec[Any]:
 def _spec_from_string(text: str, many: bool) -> ResponseSpec[Any]:
     if text.endswith(".json"):
         return _jsonschema_file_spec(text, many)
+    return _pydantic_spec(load_model(text), many)
+
+
+def load_model(text: str) -> type[BaseModel]:
+    """The pydantic class ``path/to/file.py:Class`` or ``package.module:Class`` names."""
     target, sep, attr = text.rpartition(":")
     if not sep or not target or not attr:
         raise SchemaError(
@@ -124,7 +129,7 @@ def _spec_from_string(text: str, many: bool) -> ResponseSpec[Any]:
             f"schema {text!r} is {what}, not a pydantic model: "
             f"declare it as 'class {attr}(pydantic.BaseModel)' or pass a JSON Schema file"
         )
-    return _pydantic_spec(obj, many)
+    return obj
 
 
 def _is_model(obj: object) -> typing.TypeGuard[type[BaseModel]]:

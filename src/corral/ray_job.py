@@ -1,0 +1,403 @@
+"""A job on a Ray cluster: many workers, one provider budget, the driver's store.
+
+    driver: input ─► skip ids finished before (store) ─► Ray Data: map_batches(ExtractBatches) ─►
+            each result batch committed to the store ─► at the end, the output in input order
+    worker: corral's own engine (Extractor.map: re-asks, retries, backoff) over its batch, pacing
+            every request through one LimitsKeeper actor shared by all workers
+
+The provider's requests- and tokens-per-minute limits are one global budget kept by the
+:class:`LimitsKeeper` actor: a worker asks it for each request's place (one small call) and sleeps
+until then, so two workers or twenty together send what one would, never limit ÷ workers guessed up
+front. What the provider's headers say, and its 429s, reach the keeper and pace everyone.
+
+The driver is the only writer: results come back to it, go into its run store (committed per batch)
+and only then count as done; the output is written from the store, in input order, when the
+pipeline ends. So each item is written exactly once, and a killed job re-run skips the ids already
+in the store. A worker that dies has its batch retried by Ray; an answer that arrives twice is stored
+once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from corral.backends.base import RateLimitInfo
+from corral.client import Extractor
+from corral.errors import ConfigError, CorralError
+from corral.items import Format
+from corral.limits import EndpointLimits
+from corral.outcome import Item, Outcome
+from corral.progress import RunCounters
+from corral.sinks import Sink, SinkFormat
+from corral.store import JobInfo, RunStore, input_hash
+
+__all__ = [
+    "ExtractBatches",
+    "GlobalLimits",
+    "LimitsKeeper",
+    "RayRun",
+    "import_ray",
+    "portable_schema",
+    "run_job_on_ray",
+    "run_on_ray",
+    "write_output",
+]
+
+#: items per batch a worker takes, per request it may have in flight. A batch comes back whole, so
+#: small batches bring results into the store (done, kept across a kill) sooner; two per slot keep
+#: the worker busy while a batch's last requests finish
+BATCH_PER_SLOT = 2
+#: the driver samples the run's timeline this often (the report plots it)
+_SAMPLE_EVERY_S = 0.5
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+        import ray.data
+    except ImportError:
+        raise ConfigError("--ray needs Ray: pip install 'corral[ray]'") from None
+    return ray
+
+
+class LimitsKeeper:
+    """The one keeper of the provider's limits for a whole cluster (a Ray actor, made by
+    :func:`run_on_ray`). It also counts what every worker sends, for progress and the report."""
+
+    def __init__(self, rpm: float | None, tpm: float | None, adaptive: bool) -> None:
+        self.limits = EndpointLimits(rpm=rpm, tpm=tpm, adaptive=adaptive)
+        self.requests = 0
+        self.in_flight = 0
+        self.rate_limited = 0
+
+    def reserve(self, tokens: float) -> float:
+        self.requests += 1
+        self.in_flight += 1
+        return self.limits.reserve(tokens)
+
+    def done(self, prompt_tokens_error: float | None) -> None:
+        self.in_flight -= 1
+        if prompt_tokens_error is not None:
+            self.limits.answered(prompt_tokens_error)
+
+    def limited(self, seconds_ago: float, retry_after: float | None) -> None:
+        self.rate_limited += 1
+        self.limits.rate_limited(time.monotonic() - seconds_ago, retry_after)
+
+    def learn(self, info: RateLimitInfo) -> None:
+        self.limits.learn(info)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "in_flight": self.in_flight,
+            "rate_limited": self.rate_limited,
+            "rpm": self.limits.rpm,
+            "tpm": self.limits.tpm,
+        }
+
+
+class GlobalLimits(EndpointLimits):
+    """A worker's view of the cluster's limits: every decision is the keeper's.
+
+    Only :meth:`admit` waits for an answer (the place of the request); what the worker learns is
+    sent without waiting. The clocks of worker and keeper never meet: the keeper answers in seconds
+    to wait, and is told how long ago a 429's request was sent."""
+
+    def __init__(self, keeper: Any) -> None:
+        super().__init__(adaptive=False)
+        self._keeper = keeper
+        self._answered: float | None = None
+
+    async def admit(self, tokens: float) -> None:
+        wait = await self._keeper.reserve.remote(tokens)
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+    def answered(self, prompt_tokens_error: float) -> None:
+        # The scheduler calls released() right after, in the same step: sent together, in one call.
+        self._answered = prompt_tokens_error
+
+    def released(self) -> None:
+        self._keeper.done.remote(self._answered)
+        self._answered = None
+
+    def rate_limited(self, sent_at: float, retry_after: float | None) -> None:
+        self._keeper.limited.remote(time.monotonic() - sent_at, retry_after)
+
+    def learn(self, info: RateLimitInfo) -> None:
+        self._keeper.learn.remote(info)
+
+
+class ExtractBatches:
+    """A Ray Data worker: corral's engine over each batch, with the cluster's limits."""
+
+    def __init__(self, schema: Any, options: Mapping[str, Any], keeper: Any) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._extractor: Extractor[Any] = Extractor(schema, limits=GlobalLimits(keeper), **options)
+        self._loop.run_until_complete(self._extractor.__aenter__())
+
+    def __call__(self, batch: Mapping[str, Any]) -> dict[str, list[Any]]:
+        items = [
+            Item(str(item_id), str(text), problem=str(problem) or None)
+            for item_id, text, problem in zip(batch["id"], batch["text"], batch["problem"], strict=True)
+        ]
+        outcomes = self._loop.run_until_complete(self._extract(items))
+        rows: dict[str, list[Any]] = {"id": [], "record": [], "cost": []}
+        for outcome in outcomes:
+            rows["id"].append(outcome.id)
+            rows["record"].append(orjson.dumps(outcome.to_record()))
+            rows["cost"].append(outcome.cost)
+        return rows
+
+    async def _extract(self, items: list[Item]) -> list[Outcome[Any]]:
+        return [outcome async for outcome in self._extractor.map(items)]
+
+
+def portable_schema(schema: Any) -> Any:
+    """``schema`` in a form a worker can load: a class from a ``file.py`` is sent by value (workers
+    cannot import the file), a ``.json`` path as its absolute path, anything else as it is."""
+    ray = import_ray()
+    if isinstance(schema, str | Path) and str(schema).endswith(".json"):
+        return str(Path(schema).resolve())
+    if isinstance(schema, str | Path) and ":" in str(schema):
+        from corral.schema import load_model
+
+        schema = load_model(str(schema))
+    module = sys.modules.get(getattr(schema, "__module__", ""))
+    if module is not None and module.__name__.startswith("corral_user_"):
+        ray.cloudpickle.register_pickle_by_value(module)
+    return schema
+
+
+@dataclass(slots=True)
+class RayRun:
+    """How a pipeline went: items it finished, and what the cluster sent."""
+
+    finished: int = 0
+    #: answers the items got (re-asks included): the requests that brought none were retried
+    answers: int = 0
+    requests: int = 0
+    rate_limited: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+
+
+def run_on_ray(
+    items: Iterable[Item],
+    schema: Any,
+    options: Mapping[str, Any],
+    *,
+    store: RunStore,
+    job: JobInfo,
+    workers: int,
+    limits: Mapping[str, Any],
+    counters: RunCounters | None = None,
+    on_batch: Callable[[RayRun], None] | None = None,
+) -> RayRun:
+    """Extract the items the store does not hold yet on the connected Ray cluster (blocking; call
+    ``ray.init`` first). ``options``: the :class:`~corral.client.Extractor` options of each worker;
+    ``limits``: ``rpm``, ``tpm``, ``adaptive`` for the cluster's one keeper."""
+    ray = import_ray()
+    collect = _Collector(store, job, counters or RunCounters())
+    todo = []
+    for item in items:
+        stored = store.lookup(job, item.id, input_hash(item.text)) if job.finished_before else None
+        if stored is None:
+            todo.append({"id": item.id, "text": item.text, "problem": item.problem or ""})
+        else:
+            collect.reused(stored.status)
+    if not todo:
+        return collect.run
+    keeper = ray.remote(num_cpus=0)(LimitsKeeper).remote(
+        limits.get("rpm"), limits.get("tpm"), limits.get("adaptive", True)
+    )
+    dataset = ray.data.from_items(todo).map_batches(
+        ExtractBatches,
+        fn_constructor_kwargs={"schema": schema, "options": dict(options), "keeper": keeper},
+        batch_size=max(1, int(options.get("concurrency", 16)) * BATCH_PER_SLOT),
+        compute=ray.data.ActorPoolStrategy(size=workers),
+        num_cpus=1,
+    )
+    hashes = {row["id"]: input_hash(row["text"]) for row in todo}
+    sampled = 0.0
+    for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+        for item_id, raw, cost in zip(batch["id"], batch["record"], batch["cost"], strict=True):
+            collect.add(str(item_id), hashes[str(item_id)], orjson.loads(raw), float(cost))
+        store.flush()  # committed: these items are done, and a re-run skips them
+        collect.observe(ray.get(keeper.stats.remote()))
+        if time.monotonic() - sampled >= _SAMPLE_EVERY_S:
+            sampled = time.monotonic()
+            collect.sample()
+        if on_batch is not None:
+            on_batch(collect.run)
+    collect.observe(ray.get(keeper.stats.remote()))
+    collect.sample()
+    store.flush()
+    return collect.run
+
+
+class _Collector:
+    """The driver's side: results into the store, counters, the job's run row and its timeline."""
+
+    def __init__(self, store: RunStore, job: JobInfo, counters: RunCounters) -> None:
+        self.store = store
+        self.job = job
+        self.counters = counters
+        self.run = RayRun()
+        self.stats: Mapping[str, Any] = {"in_flight": 0, "rpm": None, "tpm": None}
+
+    def reused(self, status: str) -> None:
+        c = self.counters
+        c.reused += 1
+        c.done += 1
+        c.ok += status == "ok"
+        c.errors += status != "ok"
+
+    def add(self, item_id: str, text_hash: int, record: dict[str, Any], cost: float) -> None:
+        error, usage = record["error"], record["usage"]
+        kind = None if error is None else error["kind"]
+        prompt, completion = usage["prompt_tokens"], usage["completion_tokens"]
+        row = (item_id, text_hash, "ok" if error is None else "error", kind, record["attempts"], prompt,
+               completion, cost, record["latency"], orjson.dumps(record))  # fmt: skip
+        self.store.add_item(self.job, row)
+        run, c = self.run, self.counters
+        run.finished += 1
+        run.answers += record["attempts"]
+        run.prompt_tokens += prompt
+        run.completion_tokens += completion
+        run.cost += cost
+        c.done += 1
+        c.ok += error is None
+        c.errors += error is not None
+        if kind is not None:
+            c.kinds[kind] = c.kinds.get(kind, 0) + 1
+        c.tokens += prompt + completion
+        c.cost = (c.cost or 0.0) + cost
+
+    def observe(self, stats: Mapping[str, Any]) -> None:
+        """The keeper's counts of what every worker sent; copied into the job's run row."""
+        run, c = self.run, self.counters
+        self.stats = stats
+        run.requests, run.rate_limited = stats["requests"], stats["rate_limited"]
+        c.requests, c.rate_limited, c.in_flight = run.requests, run.rate_limited, stats["in_flight"]
+        # Requests that brought no answer were retried (or were the last try of an item that failed).
+        c.retries = max(0, run.requests - run.answers - stats["in_flight"])
+        counters = self.job.counters
+        counters.update(items=c.done, ok=c.ok, errors=c.errors, reused=c.reused, requests=run.requests)
+        counters.update(retries=c.retries, cost=run.cost, prompt_tokens=run.prompt_tokens)
+        counters["completion_tokens"] = run.completion_tokens
+        self.job.faults = {"rate_limited": run.rate_limited} if run.rate_limited else {}
+
+    def sample(self) -> None:
+        c, run = self.counters, self.run
+        self.store.add_sample(self.job, (time.time(), c.done, c.ok, c.errors, run.requests, c.retries,
+                                         run.rate_limited, self.stats["in_flight"], c.tokens, run.cost,
+                                         self.stats["rpm"], self.stats["tpm"], None))  # fmt: skip
+
+
+def run_job_on_ray(
+    source: str | Path,
+    schema: Any,
+    *,
+    output: str | Path,
+    workers: int = 2,
+    address: str | None = None,
+    store: str | Path | None = None,
+    fresh: bool = False,
+    rpm: float | None = None,
+    tpm: float | None = None,
+    adaptive: bool = True,
+    input_format: Format | None = None,
+    output_format: SinkFormat | None = None,
+    text_field: str = "text",
+    id_field: str = "id",
+    counters: RunCounters | None = None,
+    **options: Any,
+) -> RunCounters:
+    """``corral run SOURCE --schema SCHEMA -o OUTPUT --ray``, from Python (blocking).
+
+    Connects to Ray at ``address`` (or an initialised one, or starts a local Ray with ``workers``
+    CPUs); ``options`` are each worker's :class:`~corral.client.Extractor` options (``model``,
+    ``base_url``, ``concurrency``, ...). The job is the same job an online run of ``output`` is: a
+    re-run, with or without Ray, skips what either finished."""
+    from corral.cli_run import job_name, store_path
+    from corral.items import read_items
+    from corral.sinks import open_sink, sink_format
+
+    ray = import_ray()
+    if not ray.is_initialized():
+        quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
+        ray.init(address=address, **({"num_cpus": workers} if address is None else {}), **quiet)
+    _quiet_progress(ray)
+    counters = counters or RunCounters()
+    settings, worker_options, spec = asyncio.run(_prepare(schema, dict(options)))
+    fmt = sink_format(str(output), output_format)
+
+    def items() -> Iterable[Item]:
+        return read_items(source, format=input_format, text_field=text_field, id_field=id_field)
+
+    with RunStore.open(store_path(str(output), None if store is None else str(store))) as run_store:
+        name = job_name(str(output), str(source), store=None if store is None else str(store))
+        job = run_store.open_job(name, settings, fresh=fresh)
+        status = "failed"
+        try:
+            run_on_ray(items(), portable_schema(schema), worker_options, store=run_store, job=job,
+                       workers=workers, limits={"rpm": rpm, "tpm": tpm, "adaptive": adaptive},
+                       counters=counters)  # fmt: skip
+            with open_sink(str(output), fmt, spec) as sink:
+                missing = write_output(run_store, job, items(), sink)
+            if missing:
+                raise CorralError(
+                    f"{missing} items came back from no worker: run the job again to finish them"
+                )
+            status = "completed"
+        finally:
+            run_store.finish_run(job, status)
+    return counters
+
+
+async def _prepare(schema: Any, options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], Any]:
+    """The job's settings, the workers' options and the spec, from one extractor on the driver: it
+    checks the schema and the model once and names the job (it sends no extraction)."""
+    from corral.cli_run import job_settings
+
+    async with Extractor[Any](schema, **options) as extractor:
+        if options.get("base_url"):
+            options["model"] = extractor.backend.model  # the name the server gave, if it was asked
+        options["mode"] = extractor.settings.mode.value
+        return job_settings(extractor), options, extractor.spec
+
+
+def _quiet_progress(ray: Any) -> None:
+    """Ray Data reports every operator's progress on stderr; corral shows its own."""
+    for name in ("ray", "ray.data"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    with contextlib.suppress(AttributeError):  # not in every Ray version
+        context.enable_operator_progress_bars = False
+
+
+def write_output(store: RunStore, job: JobInfo, items: Iterable[Item], sink: Sink) -> int:
+    """Every item's stored record into ``sink``, in input order; returns how many had none yet."""
+    missing = 0
+    for item in items:
+        stored = store.lookup(job, item.id, input_hash(item.text))
+        if stored is None:
+            missing += 1
+        else:
+            sink.write(orjson.loads(stored.record))
+    sink.flush()
+    return missing
