@@ -178,8 +178,12 @@ class BatchBackend:
         if key in self._lines:
             raise Parked
         line = self.api.line(key.hex(), _body(self.online, request))
-        if self._would_overflow(len(line)):
+        # A loop, not an if: while one item submits the full batch, others fill the next one, and
+        # that one may be full again by the time the submitting item comes back to add its line.
+        while self._would_overflow(len(line)):
             await self.flush(only_if_full=len(line))
+            if key in self._lines:  # an item asking the very same request added it meanwhile
+                raise Parked
         self._lines[key] = line  # no await since the check: the line fits
         self._bytes += len(line)
         raise Parked
