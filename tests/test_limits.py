@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
 from corral.errors import ConfigError
-from corral.limits import AdaptiveRate, Pace, Slots
+from corral.limits import AdaptiveRate, EndpointLimits, Pace, Slots
 
 
 class Clock:
@@ -125,3 +126,22 @@ def test_adaptive_rate_reacts_to_a_share_of_429s_not_to_strays() -> None:
     assert grown > first
     answers(accepted=0, limited=5, seconds=0.05)  # a new overshoot, an interval later: cut again
     assert adaptive.pace.per_minute == pytest.approx(grown * 0.5)
+
+
+def test_a_429_pauses_every_request_for_its_retry_after() -> None:
+    limits = EndpointLimits(adaptive=False)
+    for _ in range(100):
+        limits.answered(0.0)
+    limits.rate_limited(time.monotonic(), 2.0)
+    assert limits.reserve(0) == pytest.approx(2.0, abs=0.05)
+
+
+def test_a_stray_overload_delays_only_its_own_request_and_a_burst_pauses_all() -> None:
+    limits = EndpointLimits(adaptive=False)
+    for _ in range(99):
+        limits.answered(0.0)
+    limits.rate_limited(time.monotonic(), 1.0, overload=True)  # 1% of recent answers: noise
+    assert limits.reserve(0) == 0.0
+    for _ in range(10):  # now over 5% of recent answers: the provider is overloaded, everyone waits
+        limits.rate_limited(time.monotonic(), 1.0, overload=True)
+    assert limits.reserve(0) == pytest.approx(1.0, abs=0.05)

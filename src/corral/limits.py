@@ -230,6 +230,7 @@ class EndpointLimits:
         # Learning from headers replaces blind adaptation as soon as the provider says its limits.
         self._adaptive = AdaptiveRate() if adaptive and rpm is None and tpm is None else None
         self._resume_at = 0.0
+        self._recent = _RecentShare()
         #: requests in flight across every run sharing these limits (None: each run's own bound only)
         self.slots = Slots(concurrency) if concurrency is not None else None
 
@@ -282,12 +283,18 @@ class EndpointLimits:
             self._tokens.adjust(prompt_tokens_error)
         if self._adaptive is not None:
             self._adaptive.on_success()
+        self._recent.answered()
 
-    def rate_limited(self, sent_at: float, retry_after: float | None) -> None:
-        """A 429 or an overload answer to a request sent at ``sent_at`` (``time.monotonic``)."""
+    def rate_limited(self, sent_at: float, retry_after: float | None, *, overload: bool = False) -> None:
+        """A 429 (or with ``overload``, a 503/529 overload answer) to a request sent at ``sent_at``
+        (``time.monotonic``)."""
         if self._adaptive is not None:
             self._adaptive.on_rate_limited(sent_at)
-        # Everyone waits: the provider is saying the whole run is too fast, not this item.
+        # A 429 is about this client's own pace: everyone waits. An overload is about the provider;
+        # a stray one (measured: 1% of answers, each with retry-after: 1, paused a 1,000/s run most
+        # of the time) only delays its own request, a burst of them pauses everyone.
+        if overload and self._recent.overloaded() <= _STRAY_OVERLOADS:
+            return
         self._resume_at = max(self._resume_at, time.monotonic() + (retry_after or 0.0))
 
     def learn(self, info: RateLimitInfo) -> None:
@@ -299,6 +306,37 @@ class EndpointLimits:
             self._requests.hold(60.0 / max(self._requests.per_minute, 1e-9))
         if self._tokens is not None and info.remaining_tokens is not None and info.remaining_tokens < 1:
             self._tokens.hold(info.reset_tokens_s or 1.0)
+
+
+#: overloads up to this share of the last seconds' answers are a provider's noise, not a wall
+_STRAY_OVERLOADS = 0.05
+
+
+class _RecentShare:
+    """The share of overload answers among the answers of the last one to two seconds (two
+    one-second buckets: two counters per answer, no timestamps kept)."""
+
+    def __init__(self) -> None:
+        self._start = time.monotonic()
+        self._now = [0, 0]  # answers, overloads in the current second
+        self._before = [0, 0]  # in the one before
+
+    def answered(self) -> None:
+        self._roll()[0] += 1
+
+    def overloaded(self) -> float:
+        """Count an overload; its share among the recent answers (itself included)."""
+        self._roll()[1] += 1
+        answers = self._now[0] + self._before[0] + self._now[1] + self._before[1]
+        return (self._now[1] + self._before[1]) / answers
+
+    def _roll(self) -> list[int]:
+        now = time.monotonic()
+        if now - self._start >= 1.0:
+            self._before = self._now if now - self._start < 2.0 else [0, 0]
+            self._now = [0, 0]
+            self._start = now
+        return self._now
 
 
 def _learned(pace: Pace | None, fixed: bool, limit: int | None) -> Pace | None:

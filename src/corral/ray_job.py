@@ -90,9 +90,9 @@ class LimitsKeeper:
         if prompt_tokens_error is not None:
             self.limits.answered(prompt_tokens_error)
 
-    def limited(self, seconds_ago: float, retry_after: float | None) -> None:
+    def limited(self, seconds_ago: float, retry_after: float | None, overload: bool) -> None:
         self.rate_limited += 1
-        self.limits.rate_limited(time.monotonic() - seconds_ago, retry_after)
+        self.limits.rate_limited(time.monotonic() - seconds_ago, retry_after, overload=overload)
 
     def learn(self, info: RateLimitInfo) -> None:
         self.limits.learn(info)
@@ -132,8 +132,8 @@ class GlobalLimits(EndpointLimits):
         self._keeper.done.remote(self._answered)
         self._answered = None
 
-    def rate_limited(self, sent_at: float, retry_after: float | None) -> None:
-        self._keeper.limited.remote(time.monotonic() - sent_at, retry_after)
+    def rate_limited(self, sent_at: float, retry_after: float | None, *, overload: bool = False) -> None:
+        self._keeper.limited.remote(time.monotonic() - sent_at, retry_after, overload)
 
     def learn(self, info: RateLimitInfo) -> None:
         self._keeper.learn.remote(info)

@@ -195,9 +195,10 @@ class Scheduler:
             raise error
         retry_after = error.retry_after
         delay = self.policy.delay(retry, retry_after, self._rng)
-        if isinstance(error, RateLimited) or (isinstance(error, ServerError) and error.overloaded):
+        overload = isinstance(error, ServerError) and error.overloaded
+        if isinstance(error, RateLimited) or overload:
             self.stats.rate_limited += 1
-            self.limits.rate_limited(sent_at, retry_after)
+            self.limits.rate_limited(sent_at, retry_after, overload=overload)
         return delay
 
     def _reserve(self, prompt_estimate: float, max_tokens: int, slots: Slots) -> float:
