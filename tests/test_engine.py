@@ -231,7 +231,7 @@ async def test_memory_window_stays_bounded_while_streaming() -> None:
             pulled = yielded = outstanding_peak = 0
             async for _ in ex.map(source(), order=order):
                 yielded += 1
-            window = (8 + 4) * (4 if order == "input" else 2)  # k + max(4, k/8) workers for concurrency k
+            window = (8 + 4) * (16 if order == "input" else 2)  # k + max(4, k/8) workers for concurrency k
             assert yielded == 3000
             assert outstanding_peak <= window + 1
 
