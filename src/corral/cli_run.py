@@ -33,6 +33,8 @@ from corral.sinks import SINK_FORMATS, check_output, open_sink, sink_format
 from corral.store import DEFAULT_DIR, STORE_FILE, JobInfo, RunStore
 
 __all__ = [
+    "add_limit_arguments",
+    "add_request_arguments",
     "add_run_arguments",
     "build_extractor",
     "cmd_run",
@@ -77,37 +79,8 @@ def add_run_arguments(run: argparse.ArgumentParser) -> None:
         default="input",
         help="write results in input order (default) or as they complete",
     )
-    run.add_argument(
-        "--max-retries",
-        type=non_negative_int,
-        default=2,
-        metavar="N",
-        help="re-ask up to N times when a reply does not validate (default 2)",
-    )
-    run.add_argument(
-        "--max-tokens",
-        type=positive_int,
-        default=1024,
-        metavar="N",
-        help="reply token limit per request (default 1024)",
-    )
-    run.add_argument(
-        "--timeout", type=float, default=120.0, metavar="SECONDS", help="per request (default 120)"
-    )
-    run.add_argument("--rpm", type=float, metavar="N", help="the provider's requests-per-minute limit")
-    run.add_argument("--tpm", type=float, metavar="N", help="the provider's tokens-per-minute limit")
-    run.add_argument(
-        "--retries",
-        type=non_negative_int,
-        default=6,
-        metavar="N",
-        help="per item: retry 429s, 5xx, timeouts and dropped connections up to N times (default 6)",
-    )
-    run.add_argument(
-        "--no-adaptive",
-        action="store_true",
-        help="without --rpm/--tpm or rate-limit headers, do not slow down on 429s (only back off)",
-    )
+    add_request_arguments(run)
+    add_limit_arguments(run)
     run.add_argument("--text-field", default="text", metavar="NAME", help="JSONL/CSV field with the text")
     run.add_argument("--id-field", default="id", metavar="NAME", help="JSONL/CSV field with the item id")
     run.add_argument(
@@ -199,6 +172,45 @@ def add_run_arguments(run: argparse.ArgumentParser) -> None:
         default=10.0,
         metavar="SECONDS",
         help="when stderr is not a terminal: a status line this often (default 10)",
+    )
+
+
+def add_request_arguments(group: argparse._ActionsContainer) -> None:
+    """How each request is made and retried (``corral run`` and ``corral serve``)."""
+    group.add_argument(
+        "--max-retries",
+        type=non_negative_int,
+        default=2,
+        metavar="N",
+        help="re-ask up to N times when a reply does not validate (default 2)",
+    )
+    group.add_argument(
+        "--max-tokens",
+        type=positive_int,
+        default=1024,
+        metavar="N",
+        help="reply token limit per request (default 1024)",
+    )
+    group.add_argument(
+        "--timeout", type=float, default=120.0, metavar="SECONDS", help="per request (default 120)"
+    )
+    group.add_argument(
+        "--retries",
+        type=non_negative_int,
+        default=6,
+        metavar="N",
+        help="per item: retry 429s, 5xx, timeouts and dropped connections up to N times (default 6)",
+    )
+
+
+def add_limit_arguments(group: argparse._ActionsContainer) -> None:
+    """The provider's limits (``corral run`` and ``corral serve``)."""
+    group.add_argument("--rpm", type=float, metavar="N", help="the provider's requests-per-minute limit")
+    group.add_argument("--tpm", type=float, metavar="N", help="the provider's tokens-per-minute limit")
+    group.add_argument(
+        "--no-adaptive",
+        action="store_true",
+        help="without --rpm/--tpm or rate-limit headers, do not slow down on 429s (only back off)",
     )
 
 

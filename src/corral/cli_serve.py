@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from corral.cli_run import non_negative_int, positive_int
+from corral.cli_run import add_limit_arguments, add_request_arguments, positive_int
 
 __all__ = ["SERVE_TOKEN_ENV", "add_serve_arguments", "cmd_serve"]
 
@@ -41,13 +41,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="requests in flight, all jobs together (default 16)",
     )
-    limits.add_argument("--rpm", type=float, metavar="N", help="the provider's requests-per-minute limit")
-    limits.add_argument("--tpm", type=float, metavar="N", help="the provider's tokens-per-minute limit")
-    limits.add_argument(
-        "--no-adaptive",
-        action="store_true",
-        help="without --rpm/--tpm or rate-limit headers, do not slow down on 429s (only back off)",
-    )
+    add_limit_arguments(limits)
 
     jobs = parser.add_argument_group("every job")
     jobs.add_argument("--prompt", metavar="TEXT", help="the instruction for jobs that send none")
@@ -56,26 +50,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         choices=_MODES,
         help="how the schema goes on the wire (default: the backend's preferred mode)",
     )
-    jobs.add_argument(
-        "--max-retries",
-        type=non_negative_int,
-        default=2,
-        metavar="N",
-        help="re-ask up to N times when a reply does not validate (default 2)",
-    )
-    jobs.add_argument(
-        "--max-tokens", type=positive_int, default=1024, metavar="N", help="reply token limit (default 1024)"
-    )
-    jobs.add_argument(
-        "--timeout", type=float, default=120.0, metavar="SECONDS", help="per request (default 120)"
-    )
-    jobs.add_argument(
-        "--retries",
-        type=non_negative_int,
-        default=6,
-        metavar="N",
-        help="per item: retry 429s, 5xx, timeouts and dropped connections up to N times (default 6)",
-    )
+    add_request_arguments(jobs)
 
     service = parser.add_argument_group("what one client may ask")
     service.add_argument(
