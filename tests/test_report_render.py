@@ -19,7 +19,7 @@ from typing import Literal
 import pytest
 
 from browser import BrowserPage
-from corral.errors import ConfigError
+from corral.errors import ConfigError, OutputError
 from corral.report.html import render_html
 from corral.report.model import ErrorGroup, Fact, ItemRow, Plot, RunLine, RunReport, Series
 from corral.report.png import write_pngs
@@ -446,6 +446,13 @@ def test_write_pngs_without_matplotlib_names_the_extra(
     with pytest.raises(ConfigError, match=re.escape("pip install 'corral[plot]'")):
         write_pngs(report, tmp_path / "plots")
     assert not (tmp_path / "plots").exists()
+
+
+def test_write_pngs_into_a_file_names_it(report: RunReport, tmp_path: Path) -> None:
+    taken = tmp_path / "plots"
+    taken.write_text("not a directory")
+    with pytest.raises(OutputError, match=f"cannot write the plots into {re.escape(str(taken))}"):
+        write_pngs(report, taken)
 
 
 def test_a_report_without_items_or_plots_still_works(browser_page: BrowserPage, tmp_path: Path) -> None:

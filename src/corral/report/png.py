@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from corral.errors import ConfigError
+from corral.errors import ConfigError, OutputError
 from corral.report.model import Plot, RunReport
 from corral.report.svg import bars_of, clean_points, limit_points, series_colours, x_axis, y_axis
 
@@ -97,7 +97,10 @@ def write_pngs(report: RunReport, directory: Path) -> list[Path]:
     except ImportError as exc:
         raise ConfigError("--png needs matplotlib: pip install 'corral[plot]'") from exc
 
-    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot write the plots into {directory}: {exc.strerror}") from None
     written: list[Path] = []
     for plot in report.plots:
         if plot.empty:
@@ -116,6 +119,9 @@ def write_pngs(report: RunReport, directory: Path) -> list[Path]:
         with warnings.catch_warnings():
             # A label in a script the default font lacks draws as boxes: not worth a warning per glyph.
             warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from")
-            figure.savefig(path, dpi=_DPI, facecolor="white")
+            try:
+                figure.savefig(path, dpi=_DPI, facecolor="white")
+            except OSError as exc:
+                raise OutputError(f"cannot write the plot {path}: {exc.strerror}") from None
         written.append(path)
     return written
