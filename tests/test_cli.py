@@ -232,3 +232,17 @@ def test_ray_refuses_what_it_cannot_do_before_starting(
 
     assert main(["run", *options, "--schema", "examples/person.py:Person", "--ray"]) == 2
     assert words in capsys.readouterr().err
+
+
+def test_ray_at_an_address_nobody_answers_is_named_at_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("ray", reason="the ray extra is not installed")
+    from corral.cli import main
+
+    out = str(tmp_path / "out.jsonl")
+    argv = ["run", "examples/people.txt", "--schema", "examples/person.py:Person", "--model", "sim-1",
+            "--base-url", "http://127.0.0.1:9/v1", "-o", out, "--ray", "127.0.0.1:1"]  # fmt: skip
+    assert main(argv) == 2
+    assert "no Ray cluster answers at 127.0.0.1:1" in capsys.readouterr().err
+    assert not (tmp_path / "out.jsonl").exists()

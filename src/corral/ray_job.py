@@ -22,9 +22,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -204,7 +205,6 @@ def run_on_ray(
     workers: int,
     limits: Mapping[str, Any],
     counters: RunCounters | None = None,
-    on_batch: Callable[[RayRun], None] | None = None,
 ) -> RayRun:
     """Extract the items the store does not hold yet on the connected Ray cluster (blocking; call
     ``ray.init`` first). ``options``: the :class:`~corral.client.Extractor` options of each worker;
@@ -240,8 +240,6 @@ def run_on_ray(
         if time.monotonic() - sampled >= _SAMPLE_EVERY_S:
             sampled = time.monotonic()
             collect.sample()
-        if on_batch is not None:
-            on_batch(collect.run)
     collect.observe(ray.get(keeper.stats.remote()))
     collect.sample()
     store.flush()
@@ -337,12 +335,12 @@ def run_job_on_ray(
     from corral.sinks import open_sink, sink_format
 
     ray = import_ray()
+    # The schema and the model are checked before Ray starts: a mistake there costs no cluster.
+    settings, worker_options, spec = asyncio.run(_prepare(schema, dict(options)))
     if not ray.is_initialized():
-        quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
-        ray.init(address=address, **({"num_cpus": workers} if address is None else {}), **quiet)
+        _connect(ray, address, workers)
     _quiet_progress(ray)
     counters = counters or RunCounters()
-    settings, worker_options, spec = asyncio.run(_prepare(schema, dict(options)))
     fmt = sink_format(str(output), output_format)
 
     def items() -> Iterable[Item]:
@@ -378,6 +376,28 @@ async def _prepare(schema: Any, options: dict[str, Any]) -> tuple[dict[str, Any]
             options["model"] = extractor.backend.model  # the name the server gave, if it was asked
         options["mode"] = extractor.settings.mode.value
         return job_settings(extractor), options, extractor.spec
+
+
+def _connect(ray: Any, address: str | None, workers: int) -> None:
+    """Start a local Ray with ``workers`` CPUs, or join the cluster at ``address``."""
+    quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
+    if address is None:
+        ray.init(num_cpus=workers, **quiet)
+        return
+    # Ray waits a long time for a head that is not there; a closed port is known at once.
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if host and port.isdigit():
+        try:
+            socket.create_connection((host, int(port)), timeout=5).close()
+        except OSError as exc:
+            raise ConfigError(
+                f"no Ray cluster answers at {address} ({exc.strerror or exc}): start one with "
+                "`ray start --head`, or check the address (ray://HEAD:10001, HEAD:6379, or auto)"
+            ) from None
+    try:
+        ray.init(address=address, **quiet)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise ConfigError(f"cannot join the Ray cluster at {address}: {exc}") from None
 
 
 def _quiet_progress(ray: Any) -> None:
