@@ -27,6 +27,7 @@ from corral.cache import ResponseCache
 from corral.cli_run import (
     STORE_ENV,
     build_extractor,
+    items_of,
     job_name,
     job_settings,
     run_pass,
@@ -36,7 +37,6 @@ from corral.cli_run import (
 from corral.client import Extractor
 from corral.cost import Budget, load_prices
 from corral.errors import ConfigError, ProviderError, StoreError
-from corral.items import read_items
 from corral.progress import RunCounters, format_duration, summary_line
 from corral.scheduler import RunStats
 from corral.sinks import check_output, sink_format
@@ -169,7 +169,7 @@ async def _drive(
         nonlocal counters, first_cached
         # One clock for the whole job; cache hits counted once (later passes replay answers we hold).
         counters = RunCounters(started=counters.started)
-        items = read_items(args.input, format=args.format, text_field=args.text_field, id_field=args.id_field)
+        items = items_of(args)
         result = await run_pass(
             args,
             extractor=extractor,

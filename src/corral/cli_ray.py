@@ -8,14 +8,13 @@ import sys
 import threading
 from typing import Any
 
-from corral.cli_run import report_run, stop_on_signals, store_path
+from corral.cli_run import report_latest, stop_on_signals
 from corral.cost import load_prices
 from corral.errors import ConfigError
 from corral.items import count_items
 from corral.progress import RunCounters, choose_display, show_progress, summary_line
 from corral.ray_job import import_ray, run_job_on_ray
 from corral.sinks import check_output, sink_format
-from corral.store import RunStore
 
 __all__ = ["LOCAL", "run_with_ray"]
 
@@ -40,9 +39,7 @@ async def run_with_ray(args: argparse.Namespace) -> int:
     if failure is not None:
         raise failure
     if args.report:
-        with RunStore.open(store_path(args.output, args.store)) as store:
-            run = store.query("SELECT MAX(id) FROM runs")[0][0]
-            report_run(store, int(run), args.report)
+        report_latest(args)
     if not args.quiet:
         print(summary_line(counters), file=sys.stderr)
     return 1 if counters.errors else 0

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-from corral.cli_run import positive_int
+from corral.cli_run import positive_int, store_path
 from corral.errors import OutputError, StoreError
-from corral.store import DEFAULT_DIR, STORE_FILE, RunStore
+from corral.store import STORE_FILE, RunStore
 
 __all__ = ["add_report_arguments", "cmd_report", "write_report"]
 
@@ -80,11 +79,6 @@ def write_report(
 
 def _store_for(selector: str | None, explicit: str | None) -> Path:
     """The store: --store, $CORRAL_STORE, beside the output RUN names, or in the working directory."""
-    chosen = explicit or os.environ.get("CORRAL_STORE")
-    if chosen:
-        path = Path(chosen)
-    elif selector is not None and not selector.isdigit() and Path(selector).exists():
-        path = Path(selector).parent / DEFAULT_DIR
-    else:
-        path = Path(DEFAULT_DIR)
-    return path / STORE_FILE if path.is_dir() or (path.suffix != ".db" and not path.exists()) else path
+    output = selector if selector is not None and not selector.isdigit() and Path(selector).exists() else None
+    path = store_path(output, explicit)
+    return path / STORE_FILE if path.is_dir() else path

@@ -25,9 +25,9 @@ from corral.client import Extractor
 from corral.cost import Budget, Price, load_prices
 from corral.engine import ORDERS, STRATEGIES
 from corral.errors import ConfigError, CorralError
-from corral.items import FORMATS, Format, count_items, read_items
+from corral.items import FORMATS, count_items, read_items
 from corral.jobs import JobResult, run_job
-from corral.outcome import Outcome
+from corral.outcome import Item, Outcome
 from corral.progress import RunCounters, choose_display, show_progress, summary_line
 from corral.sinks import SINK_FORMATS, check_output, open_sink, sink_format
 from corral.store import DEFAULT_DIR, STORE_FILE, JobInfo, RunStore
@@ -38,10 +38,12 @@ __all__ = [
     "add_run_arguments",
     "build_extractor",
     "cmd_run",
+    "items_of",
     "job_name",
     "job_settings",
     "non_negative_int",
     "positive_int",
+    "report_latest",
     "report_run",
     "run_pass",
     "stop_on_signals",
@@ -240,10 +242,9 @@ async def cmd_run(args: argparse.Namespace) -> int:
 
         code = await run_batches(args, wait=True)
         if args.report:
-            _report_latest(args)
+            report_latest(args)
         return code
-    fmt: Format | None = args.format
-    items = read_items(args.input, format=fmt, text_field=args.text_field, id_field=args.id_field)
+    items = items_of(args)
     out_format = sink_format(args.output, args.output_format)
     check_output(args.output, out_format)
     if args.no_store and (args.fresh or args.retry_errors or args.report):
@@ -433,7 +434,12 @@ def job_settings(extractor: Extractor[Any]) -> dict[str, Any]:
     }
 
 
-def _report_latest(args: argparse.Namespace) -> None:
+def items_of(args: argparse.Namespace) -> Iterator[Item]:
+    """The input the command line names, as items (read lazily, from the start)."""
+    return read_items(args.input, format=args.format, text_field=args.text_field, id_field=args.id_field)
+
+
+def report_latest(args: argparse.Namespace) -> None:
     """The report of the job's latest run (a batch job's runs are several, one per round)."""
     with RunStore.open(store_path(args.output, args.store)) as store:
         job = store.find_job(job_name(args.output, args.input, store=args.store))
