@@ -20,12 +20,13 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
         "run",
         nargs="?",
         metavar="RUN",
-        help="a run number, or the output file of a job (its latest run); default: the store's latest run",
+        help="a run number, the output file of a job (its latest run), or serve/ID for a job of "
+        "`corral serve`; default: the store's latest run",
     )
     parser.add_argument(
         "--store",
         metavar="PATH",
-        help="run store (default: beside RUN's output, else .corral/, or $CORRAL_STORE)",
+        help="run store (default: $CORRAL_STORE, else .corral/ beside RUN's output, else .corral/ here)",
     )
     parser.add_argument(
         "-o", "--output", metavar="FILE.html", help=f"where to write the page (default {DEFAULT_OUTPUT})"
