@@ -491,6 +491,8 @@ def test_config_is_checked() -> None:
     SimConfig(reset_rate=0.7, hang_rate=0.2, trickle_rate=0.1)  # exactly 1, give or take float
     with pytest.raises(ConfigError, match="rpm must be a positive"):
         SimConfig(rpm=0)
+    with pytest.raises(ConfigError, match="rate_limit_bucket must be 'second' or 'minute'"):
+        SimConfig(rate_limit_bucket="hour")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="hang_s"):
         SimConfig(hang_s=-1)
     with pytest.raises(ConfigError, match="latency_dist"):
@@ -621,8 +623,9 @@ def test_durations_are_written_like_openai(value: float, text: str) -> None:
     assert seconds(text) == pytest.approx(value, abs=0.001)
 
 
-def test_buckets_start_full_refill_continuously_and_refuse_without_charging() -> None:
-    limits = RateLimits(rpm=3, tpm=100, headers=True, now=0.0)  # 1 request per 20 s, 100/60 tokens/s
+def test_minute_buckets_start_full_refill_continuously_and_refuse_without_charging() -> None:
+    # 1 request per 20 s, 100/60 tokens/s, in buckets of a whole minute's worth
+    limits = RateLimits(rpm=3, tpm=100, headers=True, now=0.0, bucket="minute")
     for _ in range(3):
         assert limits.charge(10, 0.0, "m") is None
     assert limits.headers() == {
@@ -643,7 +646,7 @@ def test_buckets_start_full_refill_continuously_and_refuse_without_charging() ->
     assert refused.headers["x-ratelimit-remaining-tokens"] == "78"  # 70 + 5 s of refill; nothing charged
     assert limits.charge(10, 20.0, "m") is None  # one request's worth has come back
     # Tokens alone: the type says which limit was hit.
-    tokens_only = RateLimits(rpm=None, tpm=100, headers=True, now=0.0)
+    tokens_only = RateLimits(rpm=None, tpm=100, headers=True, now=0.0, bucket="minute")
     assert tokens_only.charge(90, 0.0, "m") is None
     refused = tokens_only.charge(13, 0.0, "m")
     assert refused is not None and refused.headers is not None
@@ -657,10 +660,11 @@ def test_buckets_start_full_refill_continuously_and_refuse_without_charging() ->
     assert "Request too large" in orjson.loads(too_large.body)["error"]["message"]
 
 
-async def test_rpm_burst_gets_429_with_retry_after_and_passes_after_waiting(
+async def test_minute_bucket_rpm_burst_gets_429_with_retry_after_and_passes_after_waiting(
     http: aiohttp.ClientSession,
 ) -> None:
-    async with Simulator(SimConfig(rpm=120)) as sim:  # a burst of 120, then one every 0.5 s
+    # A burst of 120 (the whole minute's bucket), then one every 0.5 s.
+    async with Simulator(SimConfig(rpm=120, rate_limit_bucket="minute")) as sim:
         body = chat_body("tools", Person.model_json_schema(), TEXTS[0])
         passed = 0
         for _ in range(200):
@@ -692,7 +696,9 @@ async def test_rpm_burst_gets_429_with_retry_after_and_passes_after_waiting(
 
 
 async def test_tpm_charges_prompt_plus_max_tokens(http: aiohttp.ClientSession) -> None:
-    async with Simulator(SimConfig(tpm=60_000)) as sim:  # 1,000 tokens a second
+    # 1,000 tokens a second, in a bucket of the whole minute's worth (the one-second bucket is
+    # tests/test_sim_quantized.py's)
+    async with Simulator(SimConfig(tpm=60_000, rate_limit_bucket="minute")) as sim:
         body = chat_body("json_schema", Person.model_json_schema(), TEXTS[0])
         prompt = parse_request(orjson.dumps(body), "sim-1").prompt_tokens
         body["max_tokens"] = 60_000 - prompt  # the whole bucket
@@ -752,15 +758,16 @@ def test_503_carries_retry_after_only_with_headers_on() -> None:
             assert retry_after == ("1" if headers_on and reply.status == 503 else None)
 
 
-def test_overdraft_replays_the_log_through_full_buckets() -> None:
+def test_overdraft_replays_the_log_through_full_minute_buckets() -> None:
     def entry(time: float, tokens: int) -> LogEntry:
         return LogEntry(time, 0, "m", "tools", 200 if tokens else 429, "", 0, "", tokens)
 
     burst = [entry(0.0, 10) for _ in range(4)] + [entry(0.0, 0)]  # the refused one does not count
-    assert overdraft(burst, rpm=3) == (1, 0)
-    assert overdraft(burst, tpm=35) == (0, 5)
-    assert overdraft([*burst[:3], entry(20.0, 10)], rpm=3) == (0, 0)  # one came back in 20 s
-    assert overdraft([], rpm=1) == (0, 0)
+    assert overdraft(burst, rpm=3, bucket="minute") == (1, 0)
+    assert overdraft(burst, tpm=35, bucket="minute") == (0, 5)
+    # one came back in 20 s
+    assert overdraft([*burst[:3], entry(20.0, 10)], rpm=3, bucket="minute") == (0, 0)
+    assert overdraft([], rpm=1, bucket="minute") == (0, 0)
 
 
 async def test_overdraft_checks_a_client_against_a_simulator_without_limits(
@@ -770,8 +777,11 @@ async def test_overdraft_checks_a_client_against_a_simulator_without_limits(
         sim.overdraft()
     body = chat_body("tools", Person.model_json_schema(), TEXTS[0])
     await asyncio.gather(*(post(http, sim, body) for _ in range(5)))
-    assert sim.overdraft(rpm=10_000) == (0, 0)
-    assert sim.overdraft(rpm=3).requests > 1.9  # 5 at once against a bucket of 3
+    assert sim.overdraft(rpm=10_000) == (0, 0)  # a second's worth is 166 requests
+    assert sim.overdraft(rpm=3, bucket="minute").requests > 1.9  # 5 at once against a bucket of 3
+    # A second's worth of 3 a minute is less than one request: the bucket holds one, so 5 at once
+    # are 4 beyond (less what came back while they arrived).
+    assert 3.9 < sim.overdraft(rpm=3).requests <= 4
     assert sim.stats.rate_limited == 0
 
 
@@ -965,7 +975,7 @@ def test_cli_options_make_the_config() -> None:
     add_arguments(parser)
     args = parser.parse_args(
         [
-            *("--rpm", "500", "--tpm", "90000", "--no-rate-limit-headers"),
+            *("--rpm", "500", "--tpm", "90000", "--no-rate-limit-headers", "--rate-limit-bucket", "minute"),
             *("--error-rate", "0.1", "--reset-rate", "0.05", "--hang-rate", "0.01"),
             *("--trickle-rate", "0.02", "--bad-body-rate", "0.03", "--bad-arguments-rate", "0.04"),
             *("--hang-s", "30", "--trickle-s", "5"),
@@ -973,11 +983,15 @@ def test_cli_options_make_the_config() -> None:
     )
     config = config_from_args(args)
     assert (config.rpm, config.tpm, config.rate_limit_headers) == (500, 90_000, False)
+    assert config.rate_limit_bucket == "minute"
     assert (config.server_error_rate, config.reset_rate, config.hang_rate) == (0.1, 0.05, 0.01)
     assert (config.trickle_rate, config.bad_body_rate, config.bad_arguments_rate) == (0.02, 0.03, 0.04)
     assert (config.hang_s, config.trickle_s) == (30, 5)
     defaults = config_from_args(parser.parse_args([]))
     assert defaults == SimConfig()
+    assert defaults.rate_limit_bucket == "second"  # quantized unless asked otherwise
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--rate-limit-bucket", "hour"])
 
 
 async def test_scripted_headers_win_over_the_rate_limit_headers(http: aiohttp.ClientSession) -> None:

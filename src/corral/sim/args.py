@@ -42,6 +42,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_false",
         help="send no x-ratelimit-* and no retry-after: clients must find the limit blindly",
     )
+    limits.add_argument(
+        "--rate-limit-bucket",
+        choices=["second", "minute"],
+        default="second",
+        help="second: a bucket of one second's worth of each limit, starting with one second's worth "
+        "(OpenAI's quantized enforcement; the default); minute: a full minute's worth, starting full",
+    )
     faults = parser.add_argument_group("transport and server faults (shares of requests, by seed)")
     for flag, what in _FAULTS.items():
         faults.add_argument(flag, type=float, default=0.0, metavar="SHARE", help=what)
@@ -98,6 +105,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         rpm=args.rpm,
         tpm=args.tpm,
         rate_limit_headers=args.rate_limit_headers,
+        rate_limit_bucket=args.rate_limit_bucket,
         batch_seconds=args.batch_seconds,
         batch_expire_rate=args.batch_expire_rate,
     )

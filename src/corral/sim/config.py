@@ -10,10 +10,12 @@ from typing import Any, Literal, NamedTuple
 from corral.errors import ConfigError
 from corral.sim.protocol import SimMode
 
-__all__ = ["LogEntry", "ScriptCall", "SimConfig", "SimFault", "SimReply", "SimStats"]
+__all__ = ["LogEntry", "RateLimitBucket", "ScriptCall", "SimConfig", "SimFault", "SimReply", "SimStats"]
 
 #: transport faults a script can ask for (``SimReply.fault``)
 SimFault = Literal["reset", "hang", "trickle", "bad_body"]
+#: how the per-minute limits are enforced (``SimConfig.rate_limit_bucket``)
+RateLimitBucket = Literal["second", "minute"]
 #: the fault shares of SimConfig, in the order they divide each request's draw (malformed and
 #: invalid first, where they were before the others existed, so old seeds give the same answers)
 _FAULT_RATES = (
@@ -66,6 +68,11 @@ class SimConfig:
     #: send ``x-ratelimit-*`` on every reply and ``retry-after(-ms)`` on 429s; False sends none, so a
     #: client must find the limit blindly
     rate_limit_headers: bool = True
+    #: "second": each limit is enforced by a bucket of one second's worth (limit/60, at least one
+    #: request), starting with one second's worth, as OpenAI documents its limits may be quantized,
+    #: so a burst draws 429s well below the per-minute rate; "minute": a bucket of the whole minute's
+    #: limit, starting full (lenient: a fresh client may send a minute's worth at once)
+    rate_limit_bucket: RateLimitBucket = "second"
     #: the model id served by ``GET /v1/models``; requests may name any model
     model: str = "sim-1"
     #: request-log entries kept (a ring buffer: the oldest go first)
@@ -99,6 +106,10 @@ class SimConfig:
             limit = getattr(self, name)
             if limit is not None and (not isinstance(limit, int) or limit < 1):
                 raise ConfigError(f"{name} must be a positive whole number or None, not {limit!r}")
+        if self.rate_limit_bucket not in ("second", "minute"):
+            raise ConfigError(
+                f"rate_limit_bucket must be 'second' or 'minute', not {self.rate_limit_bucket!r}"
+            )
         if self.log_size < 0:
             raise ConfigError(f"log_size must be >= 0, not {self.log_size}")
         _check_batch_fields(self)

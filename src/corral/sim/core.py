@@ -86,7 +86,11 @@ class SimCore:
         self._limits = None
         if config.rpm is not None or config.tpm is not None:
             self._limits = RateLimits(
-                config.rpm, config.tpm, headers=config.rate_limit_headers, now=time.monotonic()
+                config.rpm,
+                config.tpm,
+                headers=config.rate_limit_headers,
+                now=time.monotonic(),
+                bucket=config.rate_limit_bucket,
             )
         #: requests received in total; never reset, so ids and ScriptCall.index stay unique
         self.index = 0

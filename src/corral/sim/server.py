@@ -33,7 +33,7 @@ from corral.sim.anthropic import messages_error_body, parse_messages
 from corral.sim.batch_anthropic import AnthropicBatches
 from corral.sim.batch_openai import OpenAIBatches
 from corral.sim.batches import BatchStore, BatchView
-from corral.sim.config import LogEntry, SimConfig, SimStats
+from corral.sim.config import LogEntry, RateLimitBucket, SimConfig, SimStats
 from corral.sim.core import Outgoing, Script, SimCore
 from corral.sim.limits import Overdraft, overdraft
 from corral.sim.protocol import RequestError, SimRequest, error_body, parse_request
@@ -94,17 +94,25 @@ class _Observed:
         self._core.reset()
         self._batch_store.reset()
 
-    def overdraft(self, *, rpm: int | None = None, tpm: int | None = None) -> Overdraft:
+    def overdraft(
+        self,
+        *,
+        rpm: int | None = None,
+        tpm: int | None = None,
+        bucket: RateLimitBucket | None = None,
+    ) -> Overdraft:
         """How far the accepted requests in the log went beyond ``rpm``/``tpm`` at worst (0: never).
 
-        The limits default to the configured ones. Against a simulator without limits, this checks a
-        client's own limiter: ``assert sim.overdraft(rpm=600, tpm=90_000) == (0, 0)``.
+        The limits and the bucket mode (``SimConfig.rate_limit_bucket``) default to the configured
+        ones; see :func:`corral.sim.limits.overdraft`. Against a simulator without limits, this checks
+        a client's own limiter: ``assert sim.overdraft(rpm=600, tpm=90_000) == (0, 0)``.
         """
         rpm = self.config.rpm if rpm is None else rpm
         tpm = self.config.tpm if tpm is None else tpm
         if rpm is None and tpm is None:
             raise ConfigError("overdraft needs a limit: pass rpm= or tpm= (the simulator has none set)")
-        return overdraft(self._core.log, rpm=rpm, tpm=tpm)
+        bucket = self.config.rate_limit_bucket if bucket is None else bucket
+        return overdraft(self._core.log, rpm=rpm, tpm=tpm, bucket=bucket)
 
 
 class Simulator(_Observed):
