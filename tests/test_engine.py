@@ -20,6 +20,8 @@ TEXTS = [f"My name is Name{chr(65 + n % 26)}{n} and I am {20 + n} years old" for
 
 @contextlib.asynccontextmanager
 async def extractor(sim: Simulator, schema: Any = Person, **options: Any) -> AsyncIterator[Extractor[Any]]:
+    # The strategies themselves, against a server without limits: no slow start in the way.
+    options.setdefault("adaptive", False)
     ex: Extractor[Any] = Extractor(schema, base_url=sim.url, model="sim-1", **options)
     async with ex:
         yield ex

@@ -1,16 +1,18 @@
 """Every request passes through the scheduler: limits, in-flight slots, retries, a shared cool-down.
 
-    cache ─► cool-down ─► requests/min ─► tokens/min ─► slot ─► budget ─► backend.complete ─► learn
-    (hit: done)   ▲                                                               │
-                  └──── backoff (full jitter, or retry-after) ◄── retryable error (429, 5xx, timeout)
+    cache ─► limits (slow start, cool-down, per minute) ─► slot ─► budget ─► backend.complete ─► learn
+    (hit: done)   ▲                                                                      │
+                  └────── backoff (full jitter, or retry-after) ◄── retryable error (429, 5xx, timeout)
 
 Retries live here, not in the re-ask loop: a rate-limit error never reaches a re-ask prompt, and the
 slot is released while an item waits, so other items use it. A 429 pauses the whole run (a shared
 cool-down), not one item. Errors retrying cannot fix (400, 401, unknown model) pass straight through.
 
 Limits come from the caller (``rpm``/``tpm``), else from the provider's rate-limit headers once it
-sends them, else from :class:`~corral.limits.AdaptiveRate` reacting to 429s. A cache hit is answered
-before any limit applies: it costs the provider nothing. The budget holds each request's worst-case
+sends them, else from an earlier run's (the run store), else from
+:class:`~corral.adaptive.AdaptiveRate` reacting to 429s, after a slow start (see
+:mod:`corral.limits`). A cache hit is answered before any limit applies: it costs the provider
+nothing. The budget holds each request's worst-case
 cost while it is in flight and settles it to the real one (see :mod:`corral.cost`).
 """
 
@@ -102,7 +104,10 @@ class Scheduler:
         self.budget = budget
         self.stats = RunStats()
         #: the endpoint's pace; shared when given, so that several runs keep one provider's limits
-        self.limits = limits or EndpointLimits(rpm=rpm, tpm=tpm, adaptive=adaptive)
+        # Servers on the user's own hardware enforce no rate limits: nothing to slow-start against.
+        self.limits = limits or EndpointLimits(
+            rpm=rpm, tpm=tpm, adaptive=adaptive, slow_start=not backend.profile.self_hosted
+        )
         self._estimate = TokenEstimator(backend.profile.tokenizer, backend.model)
         self._rng = random.Random(seed)
         self._answered = False  # has the endpoint ever answered? (then a refused connection is transient)
@@ -129,44 +134,55 @@ class Scheduler:
         while True:
             prompt_estimate = self._estimate.prompt_tokens(units)
             await self.limits.admit(prompt_estimate + request.max_tokens)
-            await slots.acquire()
-            if self._stopped is not None:
-                slots.release()
-                raise self._stopped
-            reserved = self._reserve(prompt_estimate, request.max_tokens, slots)
-            tally.requests += 1
-            self.stats.requests += 1
-            self.stats.in_flight += 1
-            sent_at = time.monotonic()
-            spent = 0.0
             try:
-                completion = await self.backend.complete(request)
-            except ProviderError as exc:
-                error = exc
-                if exc.batched:  # a failed batch line: sent (and counted) with its batch
-                    self.stats.requests -= 1
-                    self.stats.batched += 1
-            except Parked:
-                # Submitted in a batch, paid when it is answered: not a request of this run, but its
-                # worst case stays held against the budget until the run ends.
-                tally.requests -= 1
-                self.stats.requests -= 1
-                spent = reserved
-                raise
-            else:
-                self._settle(completion, units, prompt_estimate)
-                spent = self._charge(completion, tally)
-                return completion
+                answer, error, sent_at = await self._attempt(request, slots, tally, units, prompt_estimate)
             finally:
-                self.stats.in_flight -= 1
                 self.limits.released()
-                slots.release()
-                if self.budget is not None:
-                    self.budget.settle(reserved, spent)
+            if answer is not None:
+                return answer
+            assert error is not None
             delay = self._after_failure(error, retry, sent_at, tally)
             retry += 1
             self.stats.retries += 1
             await asyncio.sleep(delay)
+
+    async def _attempt(
+        self, request: Request, slots: Slots, tally: Tally, units: int, prompt_estimate: float
+    ) -> tuple[Completion | None, ProviderError | None, float]:
+        """One request, admitted by the limits: its completion, or the error to learn from."""
+        await slots.acquire()
+        if self._stopped is not None:
+            slots.release()
+            raise self._stopped
+        reserved = self._reserve(prompt_estimate, request.max_tokens, slots)
+        tally.requests += 1
+        self.stats.requests += 1
+        self.stats.in_flight += 1
+        sent_at = time.monotonic()
+        spent = 0.0
+        try:
+            completion = await self.backend.complete(request)
+        except ProviderError as exc:
+            if exc.batched:  # a failed batch line: sent (and counted) with its batch
+                self.stats.requests -= 1
+                self.stats.batched += 1
+            return None, exc, sent_at
+        except Parked:
+            # Submitted in a batch, paid when it is answered: not a request of this run, but its
+            # worst case stays held against the budget until the run ends.
+            tally.requests -= 1
+            self.stats.requests -= 1
+            spent = reserved
+            raise
+        else:
+            self._settle(completion, units, prompt_estimate, sent_at)
+            spent = self._charge(completion, tally)
+            return completion, None, sent_at
+        finally:
+            self.stats.in_flight -= 1
+            slots.release()
+            if self.budget is not None:
+                self.budget.settle(reserved, spent)
 
     def _charge(self, completion: Completion, tally: Tally) -> float:
         if completion.paid is not None:  # sent and counted with its batch, not by this run
@@ -213,10 +229,10 @@ class Scheduler:
             raise
         return amount
 
-    def _settle(self, completion: Completion, units: int, prompt_estimate: float) -> None:
+    def _settle(self, completion: Completion, units: int, prompt_estimate: float, sent_at: float) -> None:
         self._answered = True
         prompt_tokens = completion.usage.prompt_tokens
-        self.limits.answered(prompt_tokens - prompt_estimate if prompt_tokens else 0.0)
+        self.limits.answered(prompt_tokens - prompt_estimate if prompt_tokens else 0.0, sent_at)
         self._estimate.observe(units, prompt_tokens)
         self._learn(completion.rate_limits)
 
