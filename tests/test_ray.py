@@ -60,6 +60,25 @@ def test_two_workers_keep_one_rpm_limit_together(tmp_path: Path) -> None:
     check_every_item_once(out, n)
 
 
+def test_two_workers_learn_the_limit_from_headers_without_a_start_up_burst(tmp_path: Path) -> None:
+    n = 120
+    out = tmp_path / "out.jsonl"
+    # No --rpm: the keeper slow-starts for both workers (one request, then more as answers come
+    # back) until the first answer's headers give the limit, then paces them to it together.
+    with SimulatorThread(SimConfig(latency_ms=50, rpm=RPM, seed=4)) as sim:
+        argv = ray_command(sim, source(tmp_path, n), out, "--concurrency", "8")
+        done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+        assert done.returncode == 0, done.stderr
+        stats = sim.stats
+        arrived = sorted(entry.time for entry in sim.log)
+    assert stats.by_status.get(200) == n
+    assert stats.by_status.get(429, 0) <= 0.01 * n, "at most 1% refused"
+    assert sum(1 for t in arrived if t < arrived[0] + 0.05) == 1, "one request until the limits are known"
+    per_second = RPM // 60
+    assert max(sum(1 for t in arrived if start <= t < start + 1.0) for start in arrived) <= per_second + 1
+    check_every_item_once(out, n)
+
+
 def test_a_killed_job_rerun_finishes_the_rest_without_asking_again(tmp_path: Path) -> None:
     n = 240
     out = tmp_path / "out.jsonl"

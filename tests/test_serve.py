@@ -11,6 +11,7 @@ the simulator finished them. No assertion is about elapsed time; timeouts only g
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
@@ -150,7 +151,10 @@ def sim() -> Iterator[SimulatorThread]:
 @pytest.fixture(scope="module")
 def server(sim: SimulatorThread, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     store = tmp_path_factory.mktemp("serve") / "corral.db"
-    options = ["--concurrency", "64", "--max-items", "200", "--max-jobs", "4", "--max-body-mb", "1"]
+    # The simulator enforces no limit here, and these tests are about streaming order, which slow
+    # start's first round trips (1, 2, 4, ... in flight) would reorder: no limits to find.
+    options = ["--concurrency", "64", "--max-items", "200", "--max-jobs", "4", "--max-body-mb", "1",
+               "--no-adaptive"]  # fmt: skip
     running = start_server(sim, store, *options)
     yield running
     assert running.stop() == 0, running.log
@@ -597,3 +601,45 @@ def test_the_page_submits_a_job_and_shows_every_result(
     expect(page.locator("#error")).to_contain_text("properties.age.type", timeout=30_000)
     expect(page.locator("#error")).to_contain_text("422")
     assert all("status of 422" in problem for problem in browser_page.problems), browser_page.problems
+
+
+# --- limits: a server started long before its first job ---------------------------------------
+
+
+def most_in_one_second(times: list[float]) -> int:
+    ordered, best, start = sorted(times), 0, 0
+    for end, t in enumerate(ordered):
+        while t - ordered[start] >= 1.0:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+@pytest.mark.parametrize("told", [False, True], ids=["learned-from-headers", "rpm-given"])
+async def test_a_server_idle_since_start_up_sends_no_burst_at_its_first_job(
+    told: bool, tmp_path: Path
+) -> None:
+    # 1,200 requests/min enforced per second, as OpenAI documents it: 20 a second, from a bucket
+    # that starts with one second's worth. The server's limits are made at start-up; seconds later
+    # the first job must still find them empty, not a burst's worth saved up.
+    config = SimConfig(rpm=1200, latency_ms=100, latency_dist="fixed", seed=5)
+    with SimulatorThread(config) as limited:
+        options = ["--concurrency", "64", *(["--rpm", "1200"] if told else [])]
+        running = start_server(limited, tmp_path / "corral.db", *options)
+        try:
+            await asyncio.sleep(3.0)  # long before its first job
+            body = {"schema": PERSON, "texts": texts("Idle", 80)}
+            async with client() as session, session.post(f"{running.url}v1/jobs", json=body) as response:
+                assert response.status == 200
+                got = await records(response)
+        finally:
+            assert running.stop() == 0, running.log
+        arrived = [entry.time for entry in limited.log]
+        refused = limited.stats.rate_limited
+    assert sorted(record["id"] for record in got) == sorted(str(i) for i in range(1, 81))
+    assert all(record["error"] is None for record in got)
+    assert refused == 0, "no 429: the first job found the budget empty, and paced"
+    assert most_in_one_second(arrived) <= 20 + 1
+    if not told:  # nothing known yet: one request, until its answer's headers say the limits
+        first = min(arrived)
+        assert sum(1 for t in arrived if t < first + 0.1) == 1

@@ -21,6 +21,7 @@ from corral.backends.base import Completion, Mode, RateLimitInfo, Request
 from corral.backends.openai import OpenAIBackend
 from corral.cache import ResponseCache
 from corral.errors import StoreError
+from corral.limits import KnownLimits
 from corral.outcome import Usage
 from corral.schema import ResponseSpec, load_spec
 from corral.store import (
@@ -86,6 +87,7 @@ def test_open_creates_the_database_in_a_directory_and_reopens_it(store_dir: Path
             ("batch_requests",),
             ("batches",),
             ("cache",),
+            ("endpoint_limits",),
             ("items",),
             ("job_args",),
             ("jobs",),
@@ -555,8 +557,9 @@ def test_a_store_from_a_newer_corral_is_refused(store_dir: Path) -> None:
 
 #: what the earlier layouts that upgrade in place lacked
 _BEFORE = {
-    3: "DROP TABLE samples; ALTER TABLE runs DROP COLUMN faults;",
-    2: "DROP TABLE samples; ALTER TABLE runs DROP COLUMN faults; "
+    4: "DROP TABLE endpoint_limits;",
+    3: "DROP TABLE endpoint_limits; DROP TABLE samples; ALTER TABLE runs DROP COLUMN faults;",
+    2: "DROP TABLE endpoint_limits; DROP TABLE samples; ALTER TABLE runs DROP COLUMN faults; "
     "DROP TABLE batch_requests; DROP TABLE batches; DROP TABLE job_args;",
 }
 
@@ -577,6 +580,7 @@ def test_an_earlier_store_is_upgraded_in_place_keeping_its_results(store_dir: Pa
         assert job.finished_before == 1
         assert store.query("SELECT COUNT(*) FROM batches") == [(0,)]
         assert store.query("SELECT COUNT(*) FROM samples") == [(0,)]
+        assert not store.known_limits("http://127.0.0.1:1/v1", "sim-1")
         job.faults["rate_limited"] = 2
         store.finish_run(job, "completed")
     assert read_rows(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
@@ -646,3 +650,19 @@ def test_input_hash_survives_the_round_trip_through_sqlite(store: RunStore) -> N
     store.flush()
     assert read_rows(store.path, "SELECT input_hash FROM items") == [(input_hash(top),)]
     assert store.lookup(job, "top", input_hash(top)) is not None
+
+
+def test_limits_learned_for_an_endpoint_are_remembered_without_credentials(store_dir: Path) -> None:
+    url = "https://user:secret@api.example.test/v1"
+    with RunStore.open(store_dir) as store:
+        assert store.known_limits(url, "gpt-4o-mini") == KnownLimits()
+        store.remember_limits(url, "gpt-4o-mini", KnownLimits(rpm=1200, tpm=90_000))
+        store.remember_limits(url, "gpt-4o", KnownLimits(adaptive_rpm=300.5))
+        store.remember_limits(url, "other", KnownLimits())  # nothing learned: nothing kept
+    with RunStore.open(store_dir) as store:
+        assert store.known_limits(url, "gpt-4o-mini") == KnownLimits(rpm=1200, tpm=90_000)
+        assert store.known_limits("https://api.example.test/v1", "gpt-4o") == KnownLimits(adaptive_rpm=300.5)
+        assert store.known_limits(url, "other") == KnownLimits()
+        store.remember_limits(url, "gpt-4o-mini", KnownLimits(rpm=600))  # the newest word wins
+        assert store.known_limits(url, "gpt-4o-mini") == KnownLimits(rpm=600)
+    assert b"secret" not in (store_dir / STORE_FILE).read_bytes()

@@ -30,6 +30,7 @@ from corral.backends.base import Parked
 from corral.client import Extractor
 from corral.engine import Order, Process, Strategy
 from corral.errors import BudgetReached, OutputInvalid
+from corral.limits import KnownLimits
 from corral.outcome import ErrorInfo, Item, Outcome, Usage
 from corral.progress import RunCounters
 from corral.sinks import Sink
@@ -116,10 +117,13 @@ class _DurableRun:
         self.tickets: dict[int, tuple[int, dict[str, Any]]] = {}
         self.prompt_tokens = self.completion_tokens = 0
         self.budget_message = ""
+        #: what the store holds of this endpoint's limits (written again only when it changes)
+        self.remembered = KnownLimits()
 
     async def run(self, items: Iterable[Item], strategy: Strategy, order: Order) -> JobResult:
         result = JobResult("failed")
         status = "failed"
+        self._seed_limits()
         ticker = asyncio.create_task(self._tick(), name="corral-tick")
         try:
             outcomes = self.extractor.map(
@@ -145,6 +149,7 @@ class _DurableRun:
             if self.store is not None and self.job is not None:
                 self._sample()
                 self._snapshot()
+                self._remember_limits()
                 self.store.flush()
                 self.store.finish_run(self.job, status)
             result.status = status
@@ -168,6 +173,7 @@ class _DurableRun:
             self.sink.flush()
             if self.store is not None and loop.time() >= checkpoint_at:
                 checkpoint_at = loop.time() + _CHECKPOINT_INTERVAL_S
+                self._remember_limits()  # so a run killed later still leaves them to the next
                 await asyncio.to_thread(self.store.checkpoint)
 
     def _until_budget(self, items: Iterable[Item]) -> Iterator[Item]:
@@ -253,6 +259,23 @@ class _DurableRun:
             counters.tokens += outcome.usage.total_tokens
             self.prompt_tokens += outcome.usage.prompt_tokens
             self.completion_tokens += outcome.usage.completion_tokens
+
+    def _seed_limits(self) -> None:
+        """Pace from the first request with what an earlier run learned of this endpoint."""
+        if self.store is None:
+            return
+        backend = self.extractor.backend
+        self.remembered = self.store.known_limits(backend.endpoint, backend.model)
+        self.extractor.scheduler.limits.seed(self.remembered)
+
+    def _remember_limits(self) -> None:
+        if self.store is None:
+            return
+        known = self.extractor.scheduler.limits.known()
+        if known and known != self.remembered:
+            backend = self.extractor.backend
+            self.store.remember_limits(backend.endpoint, backend.model, known)
+            self.remembered = known
 
     def _sample(self) -> None:
         """A point of the run's timeline, written with the next batch (the report plots them)."""

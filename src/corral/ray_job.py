@@ -26,7 +26,7 @@ import socket
 import sys
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ from corral.backends.base import RateLimitInfo
 from corral.client import Extractor
 from corral.errors import ConfigError, CorralError
 from corral.items import Format
-from corral.limits import EndpointLimits
+from corral.limits import EndpointLimits, KnownLimits
 from corral.outcome import Item, Outcome
 from corral.progress import RunCounters
 from corral.sinks import Sink, SinkFormat
@@ -60,6 +60,8 @@ __all__ = [
 BATCH_PER_SLOT = 2
 #: the driver samples the run's timeline this often (the report plots it)
 _SAMPLE_EVERY_S = 0.5
+#: requests the keeper's loop may hold at once (workers × their concurrency, with room to spare)
+_KEEPER_CONCURRENCY = 10_000
 
 
 def import_ray() -> Any:
@@ -73,23 +75,35 @@ def import_ray() -> Any:
 
 class LimitsKeeper:
     """The one keeper of the provider's limits for a whole cluster (a Ray actor, made by
-    :func:`run_on_ray`). It also counts what every worker sends, for progress and the report."""
+    :func:`run_on_ray`). It also counts what every worker sends, for progress and the report.
 
-    def __init__(self, rpm: float | None, tpm: float | None, adaptive: bool) -> None:
-        self.limits = EndpointLimits(rpm=rpm, tpm=tpm, adaptive=adaptive)
+    An async actor: a request's place may wait for room in the slow-start window, which only
+    answers (from any worker) make, so :meth:`reserve` awaits it on the actor's loop."""
+
+    def __init__(
+        self,
+        rpm: float | None,
+        tpm: float | None,
+        adaptive: bool,
+        slow_start: bool = True,
+        known: KnownLimits | None = None,
+    ) -> None:
+        self.limits = EndpointLimits(rpm=rpm, tpm=tpm, adaptive=adaptive, slow_start=slow_start, known=known)
         self.requests = 0
         self.in_flight = 0
         self.rate_limited = 0
 
-    def reserve(self, tokens: float) -> float:
+    async def reserve(self, tokens: float) -> float:
+        await self.limits.open_window()
         self.requests += 1
         self.in_flight += 1
         return self.limits.reserve(tokens)
 
-    def done(self, prompt_tokens_error: float | None) -> None:
+    def done(self, prompt_tokens_error: float | None, seconds_ago: float = 0.0) -> None:
         self.in_flight -= 1
         if prompt_tokens_error is not None:
-            self.limits.answered(prompt_tokens_error)
+            self.limits.answered(prompt_tokens_error, time.monotonic() - seconds_ago)
+        self.limits.released()
 
     def limited(self, seconds_ago: float, retry_after: float | None, overload: bool) -> None:
         self.rate_limited += 1
@@ -97,6 +111,9 @@ class LimitsKeeper:
 
     def learn(self, info: RateLimitInfo) -> None:
         self.limits.learn(info)
+
+    def known(self) -> KnownLimits:
+        return self.limits.known()
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -113,24 +130,25 @@ class GlobalLimits(EndpointLimits):
 
     Only :meth:`admit` waits for an answer (the place of the request); what the worker learns is
     sent without waiting. The clocks of worker and keeper never meet: the keeper answers in seconds
-    to wait, and is told how long ago a 429's request was sent."""
+    to wait, and is told how long ago a request was sent."""
 
     def __init__(self, keeper: Any) -> None:
         super().__init__(adaptive=False)
         self._keeper = keeper
-        self._answered: float | None = None
+        self._answered: tuple[float, float] | None = None
 
     async def admit(self, tokens: float) -> None:
         wait = await self._keeper.reserve.remote(tokens)
         if wait > 0:
             await asyncio.sleep(wait)
 
-    def answered(self, prompt_tokens_error: float) -> None:
+    def answered(self, prompt_tokens_error: float, sent_at: float | None = None) -> None:
         # The scheduler calls released() right after, in the same step: sent together, in one call.
-        self._answered = prompt_tokens_error
+        self._answered = (prompt_tokens_error, time.monotonic() - sent_at if sent_at is not None else 0.0)
 
     def released(self) -> None:
-        self._keeper.done.remote(self._answered)
+        error, ago = self._answered if self._answered is not None else (None, 0.0)
+        self._keeper.done.remote(error, ago)
         self._answered = None
 
     def rate_limited(self, sent_at: float, retry_after: float | None, *, overload: bool = False) -> None:
@@ -193,6 +211,8 @@ class RayRun:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost: float = 0.0
+    #: what the keeper learned of the endpoint's limits (for the store, and the next run)
+    learned: KnownLimits = field(default_factory=KnownLimits)
 
 
 def run_on_ray(
@@ -208,7 +228,8 @@ def run_on_ray(
 ) -> RayRun:
     """Extract the items the store does not hold yet on the connected Ray cluster (blocking; call
     ``ray.init`` first). ``options``: the :class:`~corral.client.Extractor` options of each worker;
-    ``limits``: ``rpm``, ``tpm``, ``adaptive`` for the cluster's one keeper."""
+    ``limits``: ``rpm``, ``tpm``, ``adaptive``, ``slow_start`` and ``known`` (what an earlier run
+    learned) for the cluster's one keeper."""
     ray = import_ray()
     collect = _Collector(store, job, counters or RunCounters())
     todo = []
@@ -220,8 +241,13 @@ def run_on_ray(
             collect.reused(stored.status)
     if not todo:
         return collect.run
-    keeper = ray.remote(num_cpus=0)(LimitsKeeper).remote(
-        limits.get("rpm"), limits.get("tpm"), limits.get("adaptive", True)
+    # Every worker's every request may wait in the keeper at once (slow start): room for them all.
+    keeper = ray.remote(num_cpus=0, max_concurrency=_KEEPER_CONCURRENCY)(LimitsKeeper).remote(
+        limits.get("rpm"),
+        limits.get("tpm"),
+        limits.get("adaptive", True),
+        limits.get("slow_start", True),
+        limits.get("known"),
     )
     dataset = ray.data.from_items(todo).map_batches(
         ExtractBatches,
@@ -241,6 +267,7 @@ def run_on_ray(
             sampled = time.monotonic()
             collect.sample()
     collect.observe(ray.get(keeper.stats.remote()))
+    collect.run.learned = ray.get(keeper.known.remote())
     collect.sample()
     store.flush()
     return collect.run
@@ -336,7 +363,7 @@ def run_job_on_ray(
 
     ray = import_ray()
     # The schema and the model are checked before Ray starts: a mistake there costs no cluster.
-    settings, worker_options, spec = asyncio.run(_prepare(schema, dict(options)))
+    settings, worker_options, spec, endpoint = asyncio.run(_prepare(schema, dict(options)))
     if not ray.is_initialized():
         _connect(ray, address, workers)
     _quiet_progress(ray)
@@ -351,9 +378,11 @@ def run_job_on_ray(
         job = run_store.open_job(name, settings, fresh=fresh)
         status = "failed"
         try:
-            run_on_ray(items(), portable_schema(schema), worker_options, store=run_store, job=job,
-                       workers=workers, limits={"rpm": rpm, "tpm": tpm, "adaptive": adaptive},
-                       counters=counters)  # fmt: skip
+            limits = {"rpm": rpm, "tpm": tpm, "adaptive": adaptive, "slow_start": not endpoint.self_hosted,
+                      "known": run_store.known_limits(endpoint.url, endpoint.model)}  # fmt: skip
+            ray_run = run_on_ray(items(), portable_schema(schema), worker_options, store=run_store,
+                                 job=job, workers=workers, limits=limits, counters=counters)  # fmt: skip
+            run_store.remember_limits(endpoint.url, endpoint.model, ray_run.learned)
             with open_sink(str(output), fmt, spec) as sink:
                 missing = write_output(run_store, job, items(), sink)
             if missing:
@@ -366,16 +395,29 @@ def run_job_on_ray(
     return counters
 
 
-async def _prepare(schema: Any, options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], Any]:
-    """The job's settings, the workers' options and the spec, from one extractor on the driver: it
-    checks the schema and the model once and names the job (it sends no extraction)."""
+@dataclass(frozen=True, slots=True)
+class _Endpoint:
+    """Where the workers will send: to find and keep what is known of its limits."""
+
+    url: str
+    model: str
+    self_hosted: bool
+
+
+async def _prepare(
+    schema: Any, options: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any], Any, _Endpoint]:
+    """The job's settings, the workers' options, the spec and the endpoint, from one extractor on
+    the driver: it checks the schema and the model once and names the job (it sends no extraction)."""
     from corral.cli_run import job_settings
 
     async with Extractor[Any](schema, **options) as extractor:
         if options.get("base_url"):
             options["model"] = extractor.backend.model  # the name the server gave, if it was asked
         options["mode"] = extractor.settings.mode.value
-        return job_settings(extractor), options, extractor.spec
+        backend = extractor.backend
+        endpoint = _Endpoint(backend.endpoint, backend.model, backend.profile.self_hosted)
+        return job_settings(extractor), options, extractor.spec, endpoint
 
 
 def _connect(ray: Any, address: str | None, workers: int) -> None:

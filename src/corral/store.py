@@ -31,10 +31,12 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
+from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
 from corral.errors import StoreError
+from corral.limits import KnownLimits
 
 __all__ = ["DEFAULT_DIR", "STORE_FILE", "JobInfo", "RunStore", "StoredItem", "input_hash", "key_hash"]
 
@@ -42,8 +44,8 @@ DEFAULT_DIR = ".corral"
 STORE_FILE = "corral.db"
 APPLICATION_ID = 0x636F7272  # "corr": tells our databases from any other SQLite file
 # 1: cache and items keyed by their own primary keys (slow random inserts); 2: no batch tables;
-# 3: no timeline (samples) and no retried faults per run
-SCHEMA_VERSION = 4
+# 3: no timeline (samples) and no retried faults per run; 4: no limits remembered per endpoint
+SCHEMA_VERSION = 5
 
 #: the run's counters over time, for plots: one row every tenth of a second at first, then sparser
 #: (see corral.jobs), so a day-long run keeps a few thousand rows
@@ -67,6 +69,19 @@ CREATE TABLE samples (
 CREATE INDEX samples_by_run ON samples (run, time);
 """
 _TO_4 = "ALTER TABLE runs ADD COLUMN faults TEXT NOT NULL DEFAULT '{}';" + _SAMPLES
+#: what each endpoint and model was found to allow (headers, or the adaptive rate that held), so the
+#: next run paces from its first request instead of slow-starting again
+_ENDPOINT_LIMITS = """
+CREATE TABLE endpoint_limits (
+    endpoint TEXT NOT NULL,
+    model TEXT NOT NULL,
+    rpm REAL,
+    tpm REAL,
+    adaptive_rpm REAL,
+    updated REAL NOT NULL,
+    PRIMARY KEY (endpoint, model)
+);
+"""
 
 _SCHEMA = (
     """
@@ -154,11 +169,13 @@ CREATE TABLE job_args (
 );
 """
     + _SAMPLES
+    + _ENDPOINT_LIMITS
 )
-#: what turns a version-2 or -3 store into this version (tables and a defaulted column were added)
+#: what turns an older store into this version (tables and a defaulted column were added)
 _MIGRATIONS = {
     2: _SCHEMA[_SCHEMA.index("CREATE TABLE batches") :].replace(_SAMPLES, "") + _TO_4,
-    3: _TO_4,
+    3: _TO_4 + _ENDPOINT_LIMITS,
+    4: _ENDPOINT_LIMITS,
 }
 
 _ITEM_INSERT = (
@@ -427,6 +444,25 @@ class RunStore:
         )
         yield from rows
 
+    def known_limits(self, endpoint: str, model: str) -> KnownLimits:
+        """What an earlier run learned of ``endpoint`` serving ``model`` (empty: nothing)."""
+        rows = self.query(
+            "SELECT rpm, tpm, adaptive_rpm FROM endpoint_limits WHERE endpoint = ? AND model = ?",
+            (_without_credentials(endpoint), model),
+        )
+        return KnownLimits(*rows[0]) if rows else KnownLimits()
+
+    def remember_limits(self, endpoint: str, model: str, known: KnownLimits) -> None:
+        """Keep what this run learned of ``endpoint`` serving ``model`` for the next run."""
+        if not known:
+            return
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO endpoint_limits VALUES (?, ?, ?, ?, ?, ?)",
+                (_without_credentials(endpoint), model, known.rpm, known.tpm, known.adaptive_rpm,
+                 time.time()),
+            )  # fmt: skip
+
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """Rows of a read-only query, on the reader connection (for modules with their own tables)."""
         try:
@@ -572,6 +608,18 @@ def _prepare(conn: sqlite3.Connection, path: Path, existed: bool) -> None:
             f"the run store {path} is corrupt ({problem}): move it away to start over, or pass "
             "--store with another path (the output file holds the finished results)"
         )
+
+
+def _without_credentials(endpoint: str) -> str:
+    """An endpoint as the store keeps it: a URL's ``user:password@`` never reaches the disk."""
+    parts = urlsplit(endpoint)
+    if not parts.scheme or (parts.password is None and parts.username is None):
+        return endpoint
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _store_error(path: Path, exc: sqlite3.DatabaseError) -> StoreError:

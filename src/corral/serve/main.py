@@ -69,6 +69,9 @@ async def serve(args: argparse.Namespace) -> int:
             tpm=args.tpm,
             adaptive=not args.no_adaptive,
             concurrency=min(args.concurrency, ceiling) if ceiling else args.concurrency,
+            slow_start=not backend.profile.self_hosted,
+            # What an earlier run (or server) learned: paced from the first job's first request.
+            known=store.known_limits(backend.endpoint, backend.model),
         )
         options = JobOptions(
             prompt=args.prompt,
