@@ -56,6 +56,7 @@ async def one_job(
             concurrency=concurrency,
             max_retries=0,
             cache=cache,
+            adaptive=False,  # a server without limits: no slow start (as in bench/throughput.py)
         )
         async with extractor:
             job = store.open_job(out.name, SETTINGS, fresh=fresh) if store is not None else None
