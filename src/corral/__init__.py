@@ -20,6 +20,7 @@ from corral.errors import (
     SchemaError,
     ServerError,
     TransportError,
+    UnsupportedParameter,
     UsageError,
 )
 from corral.items import read_items
@@ -54,6 +55,7 @@ __all__ = [
     "ServerError",
     "Strategy",
     "TransportError",
+    "UnsupportedParameter",
     "Usage",
     "UsageError",
     "__version__",

@@ -12,6 +12,7 @@
     │   ├── ServerError           5xx / overloaded — try again later
     │   ├── TransportError        timeout, reset, truncated body — try again
     │   ├── BadRequest            400 / 422 — this request will never succeed as sent
+    │   │   └── UnsupportedParameter  a field this model refuses — stops the run: no request can succeed
     │   ├── AuthError             401 / 403 — stops the run: the key is wrong or lacks access
     │   ├── ModelNotFound         404 for the model — stops the run: the model name is wrong
     │   ├── BatchExpired          a batch ended (expired) before answering this request — resubmit
@@ -48,6 +49,7 @@ __all__ = [
     "ServerError",
     "StoreError",
     "TransportError",
+    "UnsupportedParameter",
     "UsageError",
 ]
 
@@ -179,6 +181,14 @@ class BadRequest(ProviderError):
     """400/422: the provider rejected this request; sending it again cannot help."""
 
     kind = "bad_request"
+
+
+class UnsupportedParameter(BadRequest):
+    """400 naming a request field the model refuses (``unsupported_parameter`` / ``unsupported_value``):
+    every request carries it, so every one would fail the same way. Stops the run."""
+
+    kind = "unsupported_parameter"
+    fatal = True
 
 
 class AuthError(ProviderError):

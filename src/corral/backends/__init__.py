@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from corral.backends.anthropic import DEFAULT_BASE_URL, KEY_ENV, AnthropicBackend
 from corral.backends.base import Backend, Completion, Message, Mode, Profile, Request
+from corral.backends.models import ModelTraits
 from corral.backends.openai import OpenAIBackend
 from corral.errors import ConfigError
 
@@ -42,6 +43,8 @@ OPENAI_PROFILE = Profile(
     strict=True,
     tokenizer="openai",
     batch_api="openai",
+    # Every OpenAI chat model takes max_completion_tokens; reasoning models refuse max_tokens.
+    traits=ModelTraits(max_tokens_field="max_completion_tokens"),
 )
 # vLLM, llama.cpp's server, Ollama and most others accept response_format json_schema; not all of
 # them take tools, and none needs OpenAI's strict rewriting of the schema. A server given by URL may

@@ -11,6 +11,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from corral.backends.models import DEFAULT, ModelTraits
 from corral.outcome import Usage
 from corral.schema import ResponseSpec
 
@@ -51,6 +52,8 @@ class Profile:
     self_hosted: bool = False
     #: the provider batch API it offers ("openai" files + batches, "anthropic" message batches)
     batch_api: str | None = None
+    #: the request fields its models take, unless a model's name says otherwise (see .models)
+    traits: ModelTraits = DEFAULT
 
     @property
     def default_mode(self) -> Mode:

@@ -22,7 +22,16 @@ from corral.backends.http import (
     retry_after,
     unfence,
 )
-from corral.errors import AuthError, BadRequest, ConfigError, ModelNotFound, ProviderError, TransportError
+from corral.backends.models import traits_for
+from corral.errors import (
+    AuthError,
+    BadRequest,
+    ConfigError,
+    ModelNotFound,
+    ProviderError,
+    TransportError,
+    UnsupportedParameter,
+)
 from corral.outcome import Usage
 from corral.schema import ResponseSpec
 
@@ -31,6 +40,8 @@ __all__ = ["OpenAIBackend", "raise_open_file_limit"]
 
 #: words in a 400's message that point at the structured-output mode as what the server refused
 _MODE_WORDS = ("response_format", "tool", "json_schema")
+#: OpenAI's codes for a field the model refuses: every request would carry it
+_UNSUPPORTED = ("unsupported_parameter", "unsupported_value")
 
 
 class OpenAIBackend(HttpBackend):
@@ -56,10 +67,13 @@ class OpenAIBackend(HttpBackend):
         super().__init__(http, f"{root}/chat/completions", model=model, profile=profile, key_env=key_env)
         # The schema payload of each (spec, mode) is built once, not per request.
         self._payloads: dict[tuple[int, Mode], dict[str, Any]] = {}
+        #: which fields this model takes (max_tokens or max_completion_tokens, a temperature)
+        self._traits = traits_for(model, profile.traits)
 
     def set_model(self, model: str) -> None:
         """Name the model after construction (when it was learned from ``GET /models``)."""
         self._model = model
+        self._traits = traits_for(model, self._profile.traits)
 
     async def list_models(self) -> list[str]:
         """Model ids the endpoint serves (``GET /models``)."""
@@ -71,13 +85,15 @@ class OpenAIBackend(HttpBackend):
 
     def body(self, request: Request) -> dict[str, Any]:
         """The request body, as sent online and as written into a batch file (one builder for both)."""
+        traits = self._traits
         body = {
             "model": self._model,
             "messages": request.messages,
-            "max_tokens": request.max_tokens,
+            traits.max_tokens_field: request.max_tokens,
             **self._payload(request.spec, request.mode),
         }
-        if request.temperature is not None:
+        # A reasoning model refuses any temperature but its default: none is sent, the default holds.
+        if request.temperature is not None and traits.temperature:
             body["temperature"] = request.temperature
         return body
 
@@ -101,6 +117,8 @@ class OpenAIBackend(HttpBackend):
         # limit or a refused key still says more.
         if code == "model_not_found" and status not in (401, 403, 429):
             cls = ModelNotFound
+        elif code in _UNSUPPORTED and cls is BadRequest:
+            cls = UnsupportedParameter
         text = f"{self._http.host} answered HTTP {status}: {message}"
         if cls is AuthError:
             text += f" — check the key in ${self._key_env}" if self._key_env else " — pass a valid API key"
@@ -108,6 +126,14 @@ class OpenAIBackend(HttpBackend):
             text += (
                 f" — is the model {self._model!r} served there, and does the base URL "
                 f"{self.base_url!r} end in /v1? (GET {self.base_url}/models lists what it serves)"
+            )
+        elif cls is UnsupportedParameter:
+            text += (
+                f" — every request to {self._model!r} carries it, so the run stops here. corral sends "
+                "max_completion_tokens and no temperature to models it knows by name as reasoning "
+                "models (o1, o3, o4-mini, gpt-5...); a model served under another name is not "
+                "recognised: use the provider's own name for it (from Python, temperature=None drops "
+                "the temperature)"
             )
         elif cls is BadRequest and any(word in message for word in _MODE_WORDS):
             text += " — the server may not support this structured-output mode; try --mode json_object"

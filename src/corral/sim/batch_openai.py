@@ -342,7 +342,7 @@ def _check_line(raw: bytes, endpoint: str, seen: set[str], model: str | None) ->
     try:
         return BatchLine(custom_id, parse_body(body, named)), named
     except RequestError as exc:  # the line's own request is bad: answered 400, not the file's fault
-        return BatchLine(custom_id, None, error_body(400, exc.message, param=exc.param)), named
+        return BatchLine(custom_id, None, error_body(400, exc.message, param=exc.param, code=exc.code)), named
 
 
 def _metadata_problem(metadata: Any) -> str | None:

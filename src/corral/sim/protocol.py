@@ -8,6 +8,7 @@ against them unchanged. Token counts are the usual rough estimate, four characte
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -38,10 +39,11 @@ _DECODER = json.JSONDecoder()
 class RequestError(Exception):
     """A request the real API would reject with 400; the message follows OpenAI's wording."""
 
-    def __init__(self, message: str, *, param: str | None = None) -> None:
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
+        self.code = code
 
 
 @dataclass(slots=True)
@@ -109,6 +111,7 @@ def parse_body(body: JSON, default_model: str) -> SimRequest:
         for call in message.get("tool_calls") or ():
             chars += len(str(call.get("function", {}).get("arguments", "")))
 
+    _refuse_what_the_model_does_not_take(body, model)
     mode, schema, tool_name, forced, extra_chars = _structure(body, messages)
     key = orjson.dumps(schema, option=orjson.OPT_SORT_KEYS) if schema is not None else None
     max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
@@ -126,6 +129,38 @@ def parse_body(body: JSON, default_model: str) -> SimRequest:
         prompt_tokens=estimate_tokens(chars + extra_chars + (len(key) if key else 0)),
         max_tokens=max_tokens,
     )
+
+
+#: OpenAI's reasoning models (o1, o3-mini, o4-mini, gpt-5, gpt-5-mini, ...), by name
+_REASONING = re.compile(r"^(?:o\d|gpt-5)(?:$|[-.:_])")
+
+
+def _refuse_what_the_model_does_not_take(body: JSON, model: str) -> None:
+    """Refuse what OpenAI's reasoning models refuse, in its words: ``max_tokens`` and any
+    ``temperature`` but 1; and ``reasoning_effort`` sent to a model that does not reason."""
+    if _REASONING.match(model.rsplit("/", 1)[-1].lower()) is None:
+        if "reasoning_effort" in body:
+            raise RequestError(
+                "Unrecognized request argument supplied: reasoning_effort",
+                param="reasoning_effort",
+                code="unsupported_parameter",
+            )
+        return
+    if "max_tokens" in body:
+        raise RequestError(
+            "Unsupported parameter: 'max_tokens' is not supported with this model. "
+            "Use 'max_completion_tokens' instead.",
+            param="max_tokens",
+            code="unsupported_parameter",
+        )
+    temperature = body.get("temperature", 1)
+    if temperature != 1:
+        raise RequestError(
+            f"Unsupported value: 'temperature' does not support {temperature} with this model. "
+            "Only the default (1) value is supported.",
+            param="temperature",
+            code="unsupported_value",
+        )
 
 
 def _content_text(content: Any) -> str:
@@ -296,10 +331,13 @@ _ERROR_TYPES = {
 }
 
 
-def error_body(status: int, message: str | None = None, *, param: str | None = None) -> bytes:
+def error_body(
+    status: int, message: str | None = None, *, param: str | None = None, code: str | None = None
+) -> bytes:
     """An OpenAI-shaped error: ``{"error": {"message", "type", "param", "code"}}``."""
     fallback = ("server_error" if status >= 500 else "invalid_request_error", None)
-    kind, code = _ERROR_TYPES.get(status, fallback)
+    kind, default_code = _ERROR_TYPES.get(status, fallback)
+    code = code or default_code
     text = message or {
         429: "Rate limit reached for requests (simulated).",
         503: "The server is overloaded (simulated).",

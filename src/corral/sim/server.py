@@ -228,7 +228,7 @@ class Simulator(_Observed):
             except RequestError as exc:
                 status = 400
                 if wire == "openai":
-                    return _json(400, error_body(400, exc.message, param=exc.param))
+                    return _json(400, error_body(400, exc.message, param=exc.param, code=exc.code))
                 return _json(400, messages_error_body(400, exc.message))
             mode, model, text = parsed.mode, parsed.model, parsed.user_text
             out = core.reply(parsed, index, arrived)
