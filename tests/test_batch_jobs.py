@@ -132,6 +132,27 @@ def test_a_batch_job_with_errored_expired_and_invalid_lines_ends_every_item_once
     assert "sk-ant-test-secret" not in out.read_text() + done.stderr
 
 
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_a_batch_wait_survives_transient_errors_on_polls_and_downloads(
+    provider: str, source: Path, tmp_path: Path
+) -> None:
+    # A third of the reads of the batch (status, listing, results) fail: OpenAI's 500, Anthropic's
+    # 529. Over a 24-hour wait a few are nearly certain; none may end the run.
+    out = tmp_path / "out.jsonl"
+    with SimulatorThread(SimConfig(seed=5, batch_seconds=0.5, batch_api_error_rate=0.35)) as sim:
+        done = corral(
+            "run", str(source), "--schema", PERSON, *target(sim, provider), "-o", str(out),
+            "--batch", "--poll-every", "0.05",
+        )  # fmt: skip
+        stats = sim.stats
+    assert done.returncode == 0, done.stderr
+    assert stats.batch_api_errors >= 3, "the reads did fail, more than once"
+    assert stats.batches == 1, "the failures were waited out, not answered by a new batch"
+    rows = check_every_item_once(out)
+    assert [row["error"] for row in rows] == [None] * N
+    assert "asking again" in done.stderr
+
+
 def test_submit_then_collect_in_a_new_process_finishes_the_job(source: Path, tmp_path: Path) -> None:
     out = tmp_path / "out.jsonl"
     config = SimConfig(seed=5, invalid_rate=0.05, batch_seconds=0.5)

@@ -15,9 +15,12 @@ a crash, a reboot, or a ``submit`` that did not wait) carries on where the last 
 from __future__ import annotations
 
 import asyncio
+import functools
+import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import orjson
 
@@ -36,6 +39,15 @@ _CHUNK = 2000
 #: a custom_id is the hex of the request's cache key (blake2b, 20 bytes): 40 characters
 _KEY_BYTES = 20
 _OPENAI_ENDED = {"expired": "expired", "cancelled": "canceled", "failed": "failed"}
+#: a batch read that keeps failing transiently is asked again for this long (the batch window): a
+#: provider's bad hour must not end a job whose batches are fine
+_PATIENCE_S = 24 * 3600.0
+#: the backoff between tries of one read: full jitter, doubling from this ...
+_RETRY_FIRST_S = 1.0
+#: ... up to this (a retry-after the provider gives is honoured even when longer)
+_RETRY_MOST_S = 120.0
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +145,8 @@ class BatchJob:
         for batch in self.open_batches():
             if batch.remote_id is not None:
                 continue
-            found = await self.api.find(batch.label)
+            find = functools.partial(self.api.find, batch.label)
+            found = await self._patiently(f"finding batch {batch.label}", find)
             if found is not None:
                 self.backend.update_batch(batch.id, found)
                 self.report(f"found batch {found.id} submitted by an interrupted run")
@@ -145,13 +158,13 @@ class BatchJob:
         """Ask once about every open batch and record what the provider says (``batch status``)."""
         for batch in self.open_batches():
             if batch.remote_id is not None:
-                self.backend.update_batch(batch.id, await self.api.status(batch.remote_id))
+                self.backend.update_batch(batch.id, await self._status(batch.remote_id))
 
     async def check(self) -> None:
         """Ask once about every open batch; collect those that have ended."""
         for batch in self.open_batches():
             assert batch.remote_id is not None
-            remote = await self.api.status(batch.remote_id)
+            remote = await self._status(batch.remote_id)
             self.backend.update_batch(batch.id, remote)
             if remote.done:
                 await self.collect(batch, remote)
@@ -166,7 +179,7 @@ class BatchJob:
                 return
             for batch in open_batches:
                 assert batch.remote_id is not None
-                remote = await self.api.status(batch.remote_id)
+                remote = await self._status(batch.remote_id)
                 self.backend.update_batch(batch.id, remote)
                 described = _describe(remote)
                 if seen.get(batch.id) != described:
@@ -192,20 +205,38 @@ class BatchJob:
 
     # --- collection ---------------------------------------------------------------------------------
 
+    async def _status(self, remote_id: str) -> RemoteBatch:
+        status = functools.partial(self.api.status, remote_id)
+        return await self._patiently(f"asking about batch {remote_id}", status)
+
+    async def _patiently(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        """A read of the provider's batches (a poll, a listing, a download), retried like an online
+        request (backoff with full jitter, never sooner than its retry-after) for as long as the
+        batch window lasts: only an error that retrying cannot fix ends it."""
+        started = time.monotonic()
+        tries = 0
+        while True:
+            try:
+                return await call()
+            except ProviderError as exc:
+                if not exc.retryable or time.monotonic() - started > _PATIENCE_S:
+                    raise
+                tries += 1
+                # A job polled faster than a second (a test, a gateway on loopback) retries as fast.
+                first = min(_RETRY_FIRST_S, self.poll.first)
+                backoff = random.uniform(0, min(_RETRY_MOST_S, first * 2**tries))
+                delay = max(backoff, exc.retry_after or 0.0)
+                self.report(f"{what} failed ({exc}); asking again in {delay:.1f} s")
+                await asyncio.sleep(delay)
+
     async def collect(self, batch: BatchInfo, remote: RemoteBatch) -> Collected:
         """Every answer of an ended batch into the store; lines it never answered get its ending."""
-        store, job = self.backend.attached()
-        done = Collected()
-        chunk: list[tuple[str, bytes, float, int, int, bytes]] = []
-        async for line in self.api.results(remote):
-            entry = self._entry(line, done)
-            if entry is not None:
-                key = _key(line.custom_id)
-                chunk.append((*entry, job.id, key_hash(key), key))
-            if len(chunk) >= _CHUNK:
-                self._write(batch.id, chunk)
-                chunk = []
-        self._write(batch.id, chunk)
+        store, _ = self.backend.attached()
+        # A download cut short is read again from the start: rows already written are no longer
+        # pending and are left alone, and the counts are those of the last, whole reading.
+        done = await self._patiently(
+            f"reading the results of batch {remote.id}", lambda: self._read(batch, remote)
+        )
         missing = _missing_error(remote)
         with store.transaction() as db:
             cursor = db.execute(
@@ -229,6 +260,22 @@ class BatchJob:
         for kind, count in done.by_kind.items():
             total.by_kind[kind] = total.by_kind.get(kind, 0) + count
         self.report(f"collected batch {remote.id}: {done.answered:,} answered, {done.failed:,} failed")
+        return done
+
+    async def _read(self, batch: BatchInfo, remote: RemoteBatch) -> Collected:
+        """One reading of an ended batch's results into the store."""
+        _, job = self.backend.attached()
+        done = Collected()
+        chunk: list[tuple[str, bytes, float, int, int, bytes]] = []
+        async for line in self.api.results(remote):
+            entry = self._entry(line, done)
+            if entry is not None:
+                key = _key(line.custom_id)
+                chunk.append((*entry, job.id, key_hash(key), key))
+            if len(chunk) >= _CHUNK:
+                self._write(batch.id, chunk)
+                chunk = []
+        self._write(batch.id, chunk)
         return done
 
     def _entry(self, line: LineResult, done: Collected) -> tuple[str, bytes, float] | None:

@@ -75,6 +75,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SHARE",
         help="share of batch lines never answered: the batch ends expired",
     )
+    batches.add_argument(
+        "--batch-api-error-rate",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="share of batch reads (status, list, results) answered 500 (OpenAI) or 529 (Anthropic)",
+    )
 
 
 _FAULTS = {
@@ -108,4 +115,5 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         rate_limit_bucket=args.rate_limit_bucket,
         batch_seconds=args.batch_seconds,
         batch_expire_rate=args.batch_expire_rate,
+        batch_api_error_rate=args.batch_api_error_rate,
     )

@@ -189,9 +189,11 @@ class BatchStore:
         self._tag = secrets.token_hex(3)  # ids differ between simulator runs, like real ones
         self._batches: list[SimBatch] = []
         self._ids = 0
-        #: counters since start or the last reset (``SimStats.batches``, ``SimStats.batch_lines``)
+        #: counters since start or the last reset (``SimStats.batches``, ``batch_lines``,
+        #: ``batch_api_errors``)
         self.created = 0
         self.answered = 0
+        self.api_errors = 0
 
     def new_id(self, prefix: str) -> str:
         """A fresh id such as ``batch_sim1a2b3c00000007`` (unique within this simulator)."""
@@ -289,3 +291,4 @@ class BatchStore:
         """Zero the counters (the batches themselves stay, as a provider's would)."""
         self.created = 0
         self.answered = 0
+        self.api_errors = 0

@@ -83,6 +83,10 @@ class SimConfig:
     batch_seconds: float = 5.0
     #: share of batch lines the window closes on before they are answered (the batch ends expired)
     batch_expire_rate: float = 0.0
+    #: share of batch reads (a batch's status, the list, an output file or a results download)
+    #: answered with a transient error: OpenAI's 500, Anthropic's 529 overloaded. Over a 24-hour
+    #: wait a client meets these; the batch itself is unharmed
+    batch_api_error_rate: float = 0.0
 
     def __post_init__(self) -> None:
         if self.latency_ms < 0:
@@ -120,6 +124,8 @@ def _check_batch_fields(config: SimConfig) -> None:
         raise ConfigError(f"batch_seconds must be >= 0 and finite, not {config.batch_seconds}")
     if not 0 <= config.batch_expire_rate <= 1:
         raise ConfigError(f"batch_expire_rate must be between 0 and 1, not {config.batch_expire_rate}")
+    if not 0 <= config.batch_api_error_rate < 1:
+        raise ConfigError(f"batch_api_error_rate must be in [0, 1), not {config.batch_api_error_rate}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +192,8 @@ class SimStats:
     batches: int = 0
     #: batch lines the model answered (expired and cancelled lines never reach it)
     batch_lines: int = 0
+    #: batch reads answered with a transient error (``batch_api_error_rate``)
+    batch_api_errors: int = 0
 
     @property
     def rate_limited(self) -> int:
@@ -201,6 +209,7 @@ class SimStats:
             "by_fault": dict(sorted(self.by_fault.items())),
             # only once there were batches: an online-only simulator reports what it always did
             **({"batches": self.batches, "batch_lines": self.batch_lines} if self.batches else {}),
+            **({"batch_api_errors": self.batch_api_errors} if self.batch_api_errors else {}),
         }
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import random
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -29,7 +30,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from corral.errors import ConfigError
-from corral.sim.anthropic import messages_error_body, parse_messages
+from corral.sim.anthropic import OVERLOADED, messages_error_body, parse_messages
 from corral.sim.batch_anthropic import AnthropicBatches
 from corral.sim.batch_openai import OpenAIBatches
 from corral.sim.batches import BatchStore, BatchView
@@ -72,7 +73,12 @@ class _Observed:
     @property
     def stats(self) -> SimStats:
         store = self._batch_store
-        return dataclasses.replace(self._core.stats(), batches=store.created, batch_lines=store.answered)
+        return dataclasses.replace(
+            self._core.stats(),
+            batches=store.created,
+            batch_lines=store.answered,
+            batch_api_errors=store.api_errors,
+        )
 
     @property
     def batches(self) -> list[BatchView]:
@@ -132,6 +138,8 @@ class Simulator(_Observed):
         self._core = SimCore(self.config, script)
         self._batch_store = BatchStore(self._core, self.config)
         self._openai_batches = OpenAIBatches(self._batch_store)
+        #: its own draws, so batch reads never shift the online requests' fault pattern
+        self._batch_faults = random.Random(f"batch-api-{self.config.seed}")
         self._anthropic_batches = AnthropicBatches(self._batch_store, self.config.model)
         self._runner: web.ServerRunner | None = None
         #: set while closing: hanging requests end at once instead of holding up the shutdown
@@ -202,12 +210,26 @@ class Simulator(_Observed):
             return _json(200, orjson.dumps(_model_object(path.removeprefix("/v1/models/"))))
         # Batch paths carry ids: each batch module routes its own.
         if path.startswith(("/v1/files", "/v1/batches")):
-            return await self._openai_batches.handle(request)
+            return self._batch_read_failure("openai", request) or await self._openai_batches.handle(request)
         if path == "/v1/messages/batches" or path.startswith("/v1/messages/batches/"):
-            return await self._anthropic_batches.handle(request)
+            failed = self._batch_read_failure("anthropic", request)
+            return failed or await self._anthropic_batches.handle(request)
         if any(p == path for _, p in self._routes):
             return _json(405, error_body(405, f"Method {request.method} not allowed for {path}"))
         return _json(404, error_body(404, f"Invalid URL ({request.method} {path})"))
+
+    def _batch_read_failure(self, wire: str, request: web.BaseRequest) -> web.Response | None:
+        """A read of a batch (its status, the list, results) that fails the way providers' do now and
+        then: OpenAI's 500, Anthropic's 529. Creates and cancels are never failed here: whether a
+        failed create made a batch is a question of its own."""
+        rate = self.config.batch_api_error_rate
+        if request.method != "GET" or not rate or self._batch_faults.random() >= rate:
+            return None
+        self._batch_store.api_errors += 1
+        if wire == "anthropic":
+            return _json(OVERLOADED, messages_error_body(OVERLOADED))
+        sorry = "The server had an error while processing your request. Sorry about that!"
+        return _json(500, error_body(500, sorry))
 
     async def _messages(self, request: web.BaseRequest) -> web.StreamResponse:
         return await self._chat(request, "anthropic")
