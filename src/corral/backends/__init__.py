@@ -67,10 +67,19 @@ class Provider:
     #: environment variable holding the key; ``required`` says whether the run may go without it
     key_env: str | None = None
     key_required: bool = False
+    #: environment variable that moves the provider elsewhere (a proxy, a gateway, a region), as the
+    #: provider's own SDK reads it
+    base_url_env: str | None = None
 
 
 PROVIDERS: dict[str, Provider] = {
-    "openai": Provider("https://api.openai.com/v1", OPENAI_PROFILE, "OPENAI_API_KEY", key_required=True),
+    "openai": Provider(
+        "https://api.openai.com/v1",
+        OPENAI_PROFILE,
+        "OPENAI_API_KEY",
+        key_required=True,
+        base_url_env="OPENAI_BASE_URL",
+    ),
     "ollama": Provider("http://localhost:11434/v1", SELF_HOSTED_PROFILE),
     "vllm": Provider("http://localhost:8000/v1", SELF_HOSTED_PROFILE, "VLLM_API_KEY"),
     "llamacpp": Provider("http://localhost:8080/v1", SELF_HOSTED_PROFILE),
@@ -94,6 +103,11 @@ def open_backend(
         # Its own wire, not an OpenAI-format provider; --base-url moves it (to a simulator, a proxy).
         name = model.removeprefix("anthropic/")
         return _anthropic(name, base_url, api_key_env=api_key_env, concurrency=concurrency, timeout=timeout)
+    prefix, slash, name = (model or "").partition("/")
+    provider = PROVIDERS.get(prefix) if slash and name else None
+    if provider is not None:
+        return _provider(provider, prefix, name, base_url, api_key_env=api_key_env,
+                         concurrency=concurrency, timeout=timeout)  # fmt: skip
     if base_url is not None:
         env = api_key_env or "OPENAI_API_KEY"
         return OpenAIBackend(
@@ -110,22 +124,35 @@ def open_backend(
 
         path = model.partition(":")[2] if model else ""
         return LocalBackend(path or None)
-    prefix, slash, name = model.partition("/")
-    provider = PROVIDERS.get(prefix) if slash else None
-    if provider is None or not name:
-        known = ", ".join(f"{p}/NAME" for p in [*PROVIDERS, "anthropic"])
-        raise ConfigError(
-            f"unknown model {model!r}: use 'local' (the embedded model), {known}, "
-            "or --base-url URL for any OpenAI-compatible server"
-        )
+    known = ", ".join(f"{p}/NAME" for p in [*PROVIDERS, "anthropic"])
+    raise ConfigError(
+        f"unknown model {model!r}: use 'local' (the embedded model), {known}, "
+        "or --base-url URL for any OpenAI-compatible server"
+    )
+
+
+def _provider(
+    provider: Provider,
+    prefix: str,
+    name: str,
+    base_url: str | None,
+    *,
+    api_key_env: str | None,
+    concurrency: int,
+    timeout: float,
+) -> OpenAIBackend:
+    """A provider reached by its prefix: its profile, prices and model naming, at its own URL or at
+    the one given (``--base-url``, or the variable its SDK reads: a proxy, a gateway, a region)."""
+    moved = base_url or (os.environ.get(provider.base_url_env) if provider.base_url_env else None)
     key_env = api_key_env or provider.key_env
     key = os.environ.get(key_env) if key_env is not None else None
-    if provider.key_required and not key:
+    # The provider's own endpoint refuses every request without a key; a gateway may hold its own.
+    if provider.key_required and not key and not moved:
         raise ConfigError(
             f"no API key for {prefix}: set the {key_env} environment variable (or --api-key-env NAME)"
         )
     return OpenAIBackend(
-        base_url=provider.base_url,
+        base_url=moved or provider.base_url,
         model=name,
         profile=provider.profile,
         api_key=key,
