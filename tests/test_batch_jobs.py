@@ -180,6 +180,53 @@ def test_submit_then_collect_in_a_new_process_finishes_the_job(source: Path, tmp
     assert [status for (status,) in runs] == ["submitted", "completed"]
 
 
+def lose_the_create_answer(tmp_path: Path) -> None:
+    """The store as a process leaves it that died after sending a create, before its answer came:
+    the batch recorded, its provider id unknown."""
+    with sqlite3.connect(tmp_path / "store" / "corral.db") as db:
+        db.execute("UPDATE batches SET remote_id = NULL, status = 'submitting'")
+
+
+def test_a_lost_anthropic_create_is_found_again_by_its_time_and_size(source: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    with SimulatorThread(SimConfig(seed=6, batch_seconds=0.3)) as sim:
+        submitted = corral("batch", "submit", str(source), "--schema", PERSON, *target(sim, "anthropic"),
+                           "-o", str(out))  # fmt: skip
+        assert submitted.returncode == 0, submitted.stderr
+        lose_the_create_answer(tmp_path)
+        collected = corral("batch", "collect", "-o", str(out), "--poll-every", "0.05")
+        created = sim.stats.batches
+    assert collected.returncode == 0, collected.stderr
+    assert "submitted by an interrupted run" in collected.stderr
+    assert created == 1, "found, not sent again: nothing paid twice"
+    assert [row["error"] for row in check_every_item_once(out)] == [None] * N
+
+
+def test_a_lost_anthropic_create_that_cannot_be_told_apart_is_said_before_anything_is_paid_twice(
+    source: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out.jsonl"
+    with SimulatorThread(SimConfig(seed=7, batch_seconds=0.3)) as sim:
+        submitted = corral("batch", "submit", str(source), "--schema", PERSON, *target(sim, "anthropic"),
+                           "-o", str(out))  # fmt: skip
+        assert submitted.returncode == 0, submitted.stderr
+        lose_the_create_answer(tmp_path)
+        # Someone else's batch of the same size (another store), made at the same time: which is ours?
+        twin = corral("batch", "submit", str(source), "--schema", PERSON, *target(sim, "anthropic"),
+                      "-o", str(tmp_path / "twin.jsonl"), "--store", str(tmp_path / "other"))  # fmt: skip
+        assert twin.returncode == 0, twin.stderr
+        waited = corral("batch", "collect", "-o", str(out), "--poll-every", "0.05", "--lost-batches", "wait")
+        assert sim.stats.batches == 2, "nothing was sent again"
+        resubmitted = corral("batch", "collect", "-o", str(out), "--poll-every", "0.05")
+        created = sim.stats.batches
+    assert waited.returncode != 0
+    assert "may have been created" in waited.stderr and "Nothing was resubmitted" in waited.stderr
+    assert resubmitted.returncode == 0, resubmitted.stderr
+    assert "may be paid twice" in resubmitted.stderr
+    assert created == 3
+    assert [row["error"] for row in check_every_item_once(out)] == [None] * N
+
+
 def test_a_run_killed_while_waiting_is_finished_by_collect(source: Path, tmp_path: Path) -> None:
     out = tmp_path / "out.jsonl"
     with SimulatorThread(SimConfig(seed=2, batch_seconds=3.0)) as sim:

@@ -104,8 +104,11 @@ class BatchJob:
         budget: Budget | None = None,
         poll: Poll | None = None,
         report: Callable[[str], None] | None = None,
+        lost: str = "resubmit",
     ) -> None:
         self.backend = backend
+        #: a batch that may exist but cannot be found: "resubmit" its requests, or "wait" (stop, say so)
+        self.lost = lost
         self.api = backend.api
         # Batch answers cost the provider's batch share of the online price.
         factor = backend.api.limits.price_factor
@@ -145,14 +148,37 @@ class BatchJob:
         for batch in self.open_batches():
             if batch.remote_id is not None:
                 continue
-            find = functools.partial(self.api.find, batch.label)
+            find = functools.partial(
+                self.api.find,
+                batch.label,
+                created=batch.created,
+                requests=batch.requests,
+                known=self.backend.known_batches(),
+            )
             found = await self._patiently(f"finding batch {batch.label}", find)
             if found is not None:
                 self.backend.update_batch(batch.id, found)
                 self.report(f"found batch {found.id} submitted by an interrupted run")
+                continue
+            if not self.backend.api.labels_batches:
+                # Nothing on an Anthropic batch says whose it is: "not found" is not "never made".
+                if self.lost == "wait":
+                    raise CorralError(
+                        f"batch {batch.label} ({batch.requests:,} requests) may have been created: "
+                        "the run stopped before the provider's answer came back, and no one batch "
+                        "of that size and time is in its list. Nothing was resubmitted. Run "
+                        "`corral batch collect` again later, or with --lost-batches resubmit to send "
+                        "its requests again (they may then be paid twice)"
+                    )
+                self.report(
+                    f"batch {batch.label} ({batch.requests:,} requests) may have been created before "
+                    "the run stopped, but no one batch of that size and time is in the provider's "
+                    "list: its requests are submitted again and may be paid twice "
+                    "(--lost-batches wait keeps them back instead)"
+                )
             else:
-                self._forget(batch.id)
                 self.report(f"batch {batch.label} was never created (the run stopped while submitting)")
+            self._forget(batch.id)
 
     async def refresh(self) -> None:
         """Ask once about every open batch and record what the provider says (``batch status``)."""

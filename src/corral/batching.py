@@ -216,6 +216,7 @@ class BatchBackend:
             self.batches_created += 1
 
     async def _submit(self, lines: list[bytes], label: str) -> RemoteBatch:
+        sent = time.time()
         for attempt in range(_SUBMIT_TRIES):
             try:
                 return await self.api.submit(lines, label=label)
@@ -224,10 +225,16 @@ class BatchBackend:
                     raise
                 await asyncio.sleep(exc.retry_after or 2.0**attempt)
             # A lost answer may hide a batch that was created: never create it twice.
-            found = await self.api.find(label)
+            found = await self.api.find(label, created=sent, requests=len(lines), known=self.known_batches())
             if found is not None:
                 return found
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def known_batches(self) -> frozenset[str]:
+        """The provider ids of every batch the store knows (none of them is a lost one)."""
+        store, _ = self.attached()
+        rows = store.query("SELECT remote_id FROM batches WHERE remote_id IS NOT NULL")
+        return frozenset(str(remote_id) for (remote_id,) in rows)
 
     def _record(self, label: str, lines: dict[bytes, bytes]) -> int:
         store, job = self.attached()

@@ -81,6 +81,11 @@ def add_batch_commands(batch: argparse.ArgumentParser, submit_arguments: Any) ->
                 "--no-wait", action="store_true", help="collect what has ended, submit follow-ups, and return"
             )
             command.add_argument(
+                "--lost-batches",
+                choices=["resubmit", "wait"],
+                help="a batch that may have been created but cannot be found: resubmit or wait",
+            )
+            command.add_argument(
                 "--status-every", type=float, default=10.0, metavar="SECONDS", help="status line interval"
             )
 
@@ -95,6 +100,8 @@ async def _cmd_collect(args: argparse.Namespace) -> int:
     saved.status_every = args.status_every
     if args.poll_every is not None:
         saved.poll_every = args.poll_every
+    if args.lost_batches is not None:
+        saved.lost_batches = args.lost_batches
     return await run_batches(saved, wait=not args.no_wait)
 
 
@@ -161,6 +168,7 @@ async def _drive(
         budget=extractor.scheduler.budget,
         poll=Poll(first=args.poll_every, most=max(args.poll_every, 300.0)),
         report=report,
+        lost=getattr(args, "lost_batches", None) or "resubmit",
     )
     counters = RunCounters()
     first_cached: int | None = None

@@ -151,6 +151,13 @@ def add_run_arguments(run: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="first wait between batch status checks; it grows to 5 minutes (default 10)",
     )
+    batch.add_argument(
+        "--lost-batches",
+        choices=["resubmit", "wait"],
+        default="resubmit",
+        help="a batch whose creation answer was lost and that cannot be found again (Anthropic "
+        "batches carry no label): resubmit its requests (they may be paid twice), or wait and say so",
+    )
     scale = run.add_argument_group("scale out on a Ray cluster (the ray extra)")
     scale.add_argument(
         "--ray",

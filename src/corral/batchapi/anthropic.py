@@ -7,6 +7,7 @@ Spoken over the online :class:`~corral.backends.anthropic.AnthropicBackend`'s se
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,6 +29,12 @@ __all__ = ["AnthropicBatchAPI"]
 
 _LIMITS = BatchLimits(100_000, 256 * 1024 * 1024)
 _PATH = "/v1/messages/batches"
+#: pages of the batch list searched for a batch whose creation answer was lost
+_FIND_PAGES = 5
+#: how far the provider's clock may be behind ours when it stamps a batch's creation
+_SKEW_S = 300.0
+#: how long after it was recorded a batch may have been created (a large upload takes a while)
+_SUBMIT_S = 3600.0
 
 
 class AnthropicBatchAPI:
@@ -44,6 +51,10 @@ class AnthropicBatchAPI:
     def limits(self) -> BatchLimits:
         return _LIMITS
 
+    @property
+    def labels_batches(self) -> bool:
+        return False
+
     def line(self, custom_id: str, body: dict[str, Any]) -> bytes:
         """One ``{custom_id, params}`` request; :meth:`submit` joins them into the body unparsed."""
         return orjson.dumps({"custom_id": custom_id, "params": body})
@@ -53,10 +64,35 @@ class AnthropicBatchAPI:
         body = b'{"requests":[' + b",".join(lines) + b"]}"
         return _remote(await self._call("POST", _PATH, body))
 
-    async def find(self, label: str) -> RemoteBatch | None:
-        """Always None: an Anthropic batch keeps nothing of ours to know it by (no metadata), so a
-        batch whose creation answer was lost cannot be told apart from anyone else's."""
-        return None
+    async def find(
+        self, label: str, *, created: float = 0.0, requests: int = 0, known: frozenset[str] = frozenset()
+    ) -> RemoteBatch | None:
+        """The one batch that can be ours: an Anthropic batch keeps no metadata, so a batch whose
+        creation answer was lost is found by what it is: created from ``created`` on (less some
+        clock skew, and within an hour of it), holding exactly ``requests`` requests, and not a
+        batch the store already knows. Several that fit, or none: None (the caller says so)."""
+        if requests <= 0:
+            return None
+        fits: list[dict[str, Any]] = []
+        after: str | None = None
+        for _ in range(_FIND_PAGES):
+            query = "?limit=100" + (f"&after_id={_q(after)}" if after else "")
+            page = await self._call("GET", f"{_PATH}{query}")
+            data = [entry for entry in page.get("data") or () if isinstance(entry, dict)]
+            older = False
+            for entry in data:  # newest first
+                at = _moment(entry.get("created_at"))
+                if at is None:
+                    continue
+                if at < created - _SKEW_S:
+                    older = True  # the rest of the list is older still
+                    break
+                if at <= created + _SUBMIT_S and entry.get("id") not in known and _total(entry) == requests:
+                    fits.append(entry)
+            if older or not page.get("has_more") or not data:
+                break
+            after = str(page.get("last_id") or data[-1].get("id"))
+        return _remote(fits[0]) if len(fits) == 1 else None
 
     async def status(self, batch_id: str) -> RemoteBatch:
         return _remote(await self._call("GET", f"{_PATH}/{_q(batch_id)}"))
@@ -137,6 +173,23 @@ class AnthropicBatchAPI:
 def _origin(url: str) -> tuple[str, str | None, int | None]:
     parts = urlsplit(url)
     return parts.scheme, parts.hostname, parts.port
+
+
+def _moment(stamp: Any) -> float | None:
+    """An RFC 3339 time (``2026-12-06T19:15:00.123Z``) as seconds since the epoch."""
+    if not isinstance(stamp, str):
+        return None
+    try:
+        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def _total(entry: dict[str, Any]) -> int:
+    counts = entry.get("request_counts")
+    if not isinstance(counts, dict):
+        return -1
+    return sum(value for value in counts.values() if isinstance(value, int))
 
 
 def _remote(data: dict[str, Any]) -> RemoteBatch:

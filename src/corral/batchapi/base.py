@@ -67,6 +67,12 @@ class BatchAPI(Protocol):
     @property
     def limits(self) -> BatchLimits: ...
 
+    @property
+    def labels_batches(self) -> bool:
+        """A batch carries a label of ours (OpenAI's metadata), so :meth:`find` is certain; without
+        one (Anthropic) a batch not found may still exist."""
+        ...
+
     def line(self, custom_id: str, body: dict[str, Any]) -> bytes:
         """One request as it goes into a batch (its size counts against ``limits.max_bytes``)."""
         ...
@@ -75,8 +81,12 @@ class BatchAPI(Protocol):
         """Create a batch from ``lines``; ``label`` is kept with it where the provider allows."""
         ...
 
-    async def find(self, label: str) -> RemoteBatch | None:
-        """The batch submitted with ``label``, when the provider can say (None: it cannot, or none)."""
+    async def find(
+        self, label: str, *, created: float, requests: int, known: frozenset[str] = frozenset()
+    ) -> RemoteBatch | None:
+        """The batch submitted with ``label`` (recorded at ``created``, wall clock, holding
+        ``requests`` lines), when the provider can say; None when it cannot, or finds none. Batches
+        whose ids are ``known`` (recorded in the store) are never it."""
         ...
 
     async def status(self, batch_id: str) -> RemoteBatch: ...

@@ -72,6 +72,10 @@ class OpenAIBatchAPI:
     def limits(self) -> BatchLimits:
         return _LIMITS
 
+    @property
+    def labels_batches(self) -> bool:
+        return True
+
     def line(self, custom_id: str, body: dict[str, Any]) -> bytes:
         """One JSONL line, newline included: a file is the lines joined as they are."""
         entry = {"custom_id": custom_id, "method": "POST", "url": _ENDPOINT, "body": body}
@@ -111,8 +115,11 @@ class OpenAIBatchAPI:
                     await self._backend.send("DELETE", f"{self._base}/files/{_q(file_id)}")
             raise
 
-    async def find(self, label: str) -> RemoteBatch | None:
-        """The newest batch whose metadata carries ``label``, among the latest few hundred."""
+    async def find(
+        self, label: str, *, created: float = 0.0, requests: int = 0, known: frozenset[str] = frozenset()
+    ) -> RemoteBatch | None:
+        """The newest batch whose metadata carries ``label``, among the latest few hundred (the label
+        is exact: the creation time and size are not needed)."""
         after: str | None = None
         for _ in range(_FIND_PAGES):
             query = "?limit=100" + (f"&after={_q(after)}" if after else "")
