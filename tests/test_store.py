@@ -87,7 +87,7 @@ def test_open_creates_the_database_in_a_directory_and_reopens_it(store_dir: Path
             ("batch_requests",),
             ("batches",),
             ("cache",),
-            ("endpoint_limits",),
+            ("endpoints",),
             ("items",),
             ("job_args",),
             ("jobs",),
@@ -557,9 +557,9 @@ def test_a_store_from_a_newer_corral_is_refused(store_dir: Path) -> None:
 
 #: what the earlier layouts that upgrade in place lacked
 _BEFORE = {
-    4: "DROP TABLE endpoint_limits;",
-    3: "DROP TABLE endpoint_limits; DROP TABLE samples; ALTER TABLE runs DROP COLUMN faults;",
-    2: "DROP TABLE endpoint_limits; DROP TABLE samples; ALTER TABLE runs DROP COLUMN faults; "
+    4: "DROP TABLE endpoints;",
+    3: "DROP TABLE endpoints; DROP TABLE samples; ALTER TABLE runs DROP COLUMN faults;",
+    2: "DROP TABLE endpoints; DROP TABLE samples; ALTER TABLE runs DROP COLUMN faults; "
     "DROP TABLE batch_requests; DROP TABLE batches; DROP TABLE job_args;",
 }
 

@@ -110,6 +110,8 @@ class Extractor(Generic[T]):
         self.settings = ExtractSettings(
             spec=self.spec,
             mode=self._pick_mode(mode),
+            modes=self.backend.profile.modes,
+            forced=mode is not None,
             instruction=prompt or DEFAULT_INSTRUCTION,
             max_retries=max_retries,
             max_tokens=max_tokens,

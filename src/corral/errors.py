@@ -12,7 +12,8 @@
     │   ├── ServerError           5xx / overloaded — try again later
     │   ├── TransportError        timeout, reset, truncated body — try again
     │   ├── BadRequest            400 / 422 — this request will never succeed as sent
-    │   │   └── UnsupportedParameter  a field this model refuses — stops the run: no request can succeed
+    │   │   ├── UnsupportedParameter  a field this model refuses — stops the run: no request can succeed
+    │   │   └── ModeRefused           the server lacks this structured-output mode — the next is tried
     │   ├── AuthError             401 / 403 — stops the run: the key is wrong or lacks access
     │   ├── ModelNotFound         404 for the model — stops the run: the model name is wrong
     │   ├── BatchExpired          a batch ended (expired) before answering this request — resubmit
@@ -40,6 +41,7 @@ __all__ = [
     "CorralError",
     "InputError",
     "ItemError",
+    "ModeRefused",
     "ModelNotFound",
     "OutputError",
     "OutputInvalid",
@@ -189,6 +191,14 @@ class UnsupportedParameter(BadRequest):
 
     kind = "unsupported_parameter"
     fatal = True
+
+
+class ModeRefused(BadRequest):
+    """The server refuses the structured-output mode itself (``response_format: json_schema``, tools),
+    whatever the status it says it with (llama.cpp's servers answer 500 with a validation error).
+    Not retried: the extractor moves on to the next mode the backend's profile allows."""
+
+    kind = "mode_refused"
 
 
 class AuthError(ProviderError):

@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from corral.backends.base import Parked
+from corral.backends.base import Mode, Parked
 from corral.client import Extractor
 from corral.engine import Order, Process, Strategy
 from corral.errors import BudgetReached, OutputInvalid
@@ -117,8 +117,9 @@ class _DurableRun:
         self.tickets: dict[int, tuple[int, dict[str, Any]]] = {}
         self.prompt_tokens = self.completion_tokens = 0
         self.budget_message = ""
-        #: what the store holds of this endpoint's limits (written again only when it changes)
+        #: what the store holds of this endpoint's limits and mode (written again only when they change)
         self.remembered = KnownLimits()
+        self.remembered_mode = extractor.settings.ladder.current
 
     async def run(self, items: Iterable[Item], strategy: Strategy, order: Order) -> JobResult:
         result = JobResult("failed")
@@ -261,21 +262,30 @@ class _DurableRun:
             self.completion_tokens += outcome.usage.completion_tokens
 
     def _seed_limits(self) -> None:
-        """Pace from the first request with what an earlier run learned of this endpoint."""
+        """Pace from the first request, and ask in a mode the server takes, with what an earlier run
+        learned of this endpoint."""
         if self.store is None:
             return
         backend = self.extractor.backend
         self.remembered = self.store.known_limits(backend.endpoint, backend.model)
         self.extractor.scheduler.limits.seed(self.remembered)
+        mode = self.store.known_mode(backend.endpoint, backend.model)
+        if mode in {m.value for m in backend.profile.modes}:
+            self.extractor.settings.ladder.start_at(Mode(mode))
+        self.remembered_mode = self.extractor.settings.ladder.current
 
     def _remember_limits(self) -> None:
         if self.store is None:
             return
+        backend = self.extractor.backend
         known = self.extractor.scheduler.limits.known()
         if known and known != self.remembered:
-            backend = self.extractor.backend
             self.store.remember_limits(backend.endpoint, backend.model, known)
             self.remembered = known
+        mode = self.extractor.settings.ladder.current
+        if mode != self.remembered_mode:  # the server refused the mode tried first
+            self.store.remember_mode(backend.endpoint, backend.model, mode.value)
+            self.remembered_mode = mode
 
     def _sample(self) -> None:
         """A point of the run's timeline, written with the next batch (the report plots them)."""

@@ -197,6 +197,11 @@ class Scheduler:
         self.stats.cost += spent
         return spent
 
+    def stop(self, error: ProviderError) -> None:
+        """Send nothing more: ``error`` dooms every request (found fatal above the scheduler, e.g. a
+        refused mode the caller chose); requests waiting for a slot raise it."""
+        self._stopped = error
+
     def _after_failure(self, error: ProviderError, retry: int, sent_at: float, tally: Tally) -> float:
         """Learn from a failed request; raise it if it cannot be retried, else say how long to wait."""
         error.attempts = tally.requests

@@ -44,7 +44,7 @@ DEFAULT_DIR = ".corral"
 STORE_FILE = "corral.db"
 APPLICATION_ID = 0x636F7272  # "corr": tells our databases from any other SQLite file
 # 1: cache and items keyed by their own primary keys (slow random inserts); 2: no batch tables;
-# 3: no timeline (samples) and no retried faults per run; 4: no limits remembered per endpoint
+# 3: no timeline (samples) and no retried faults per run; 4: nothing remembered per endpoint
 SCHEMA_VERSION = 5
 
 #: the run's counters over time, for plots: one row every tenth of a second at first, then sparser
@@ -69,15 +69,17 @@ CREATE TABLE samples (
 CREATE INDEX samples_by_run ON samples (run, time);
 """
 _TO_4 = "ALTER TABLE runs ADD COLUMN faults TEXT NOT NULL DEFAULT '{}';" + _SAMPLES
-#: what each endpoint and model was found to allow (headers, or the adaptive rate that held), so the
-#: next run paces from its first request instead of slow-starting again
-_ENDPOINT_LIMITS = """
-CREATE TABLE endpoint_limits (
+#: what each endpoint and model was found to allow (headers, or the adaptive rate that held) and to
+#: take (the structured-output mode that worked), so the next run paces from its first request and
+#: asks in a mode the server takes, instead of finding both out again
+_ENDPOINTS = """
+CREATE TABLE endpoints (
     endpoint TEXT NOT NULL,
     model TEXT NOT NULL,
     rpm REAL,
     tpm REAL,
     adaptive_rpm REAL,
+    mode TEXT,
     updated REAL NOT NULL,
     PRIMARY KEY (endpoint, model)
 );
@@ -169,13 +171,13 @@ CREATE TABLE job_args (
 );
 """
     + _SAMPLES
-    + _ENDPOINT_LIMITS
+    + _ENDPOINTS
 )
 #: what turns an older store into this version (tables and a defaulted column were added)
 _MIGRATIONS = {
     2: _SCHEMA[_SCHEMA.index("CREATE TABLE batches") :].replace(_SAMPLES, "") + _TO_4,
-    3: _TO_4 + _ENDPOINT_LIMITS,
-    4: _ENDPOINT_LIMITS,
+    3: _TO_4 + _ENDPOINTS,
+    4: _ENDPOINTS,
 }
 
 _ITEM_INSERT = (
@@ -447,7 +449,7 @@ class RunStore:
     def known_limits(self, endpoint: str, model: str) -> KnownLimits:
         """What an earlier run learned of ``endpoint`` serving ``model`` (empty: nothing)."""
         rows = self.query(
-            "SELECT rpm, tpm, adaptive_rpm FROM endpoint_limits WHERE endpoint = ? AND model = ?",
+            "SELECT rpm, tpm, adaptive_rpm FROM endpoints WHERE endpoint = ? AND model = ?",
             (_without_credentials(endpoint), model),
         )
         return KnownLimits(*rows[0]) if rows else KnownLimits()
@@ -456,12 +458,30 @@ class RunStore:
         """Keep what this run learned of ``endpoint`` serving ``model`` for the next run."""
         if not known:
             return
+        self._remember(endpoint, model, rpm=known.rpm, tpm=known.tpm, adaptive_rpm=known.adaptive_rpm)
+
+    def known_mode(self, endpoint: str, model: str) -> str | None:
+        """The structured-output mode ``endpoint`` serving ``model`` was last seen to take."""
+        rows = self.query(
+            "SELECT mode FROM endpoints WHERE endpoint = ? AND model = ?",
+            (_without_credentials(endpoint), model),
+        )
+        return str(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    def remember_mode(self, endpoint: str, model: str, mode: str) -> None:
+        """Keep the mode ``endpoint`` serving ``model`` takes (after it refused the one tried first)."""
+        self._remember(endpoint, model, mode=mode)
+
+    def _remember(self, endpoint: str, model: str, **columns: Any) -> None:
+        names = ", ".join(columns)
+        updates = ", ".join(f"{name} = excluded.{name}" for name in (*columns, "updated"))
+        marks = ", ".join("?" for _ in columns)
         with self.transaction() as conn:
             conn.execute(
-                "INSERT OR REPLACE INTO endpoint_limits VALUES (?, ?, ?, ?, ?, ?)",
-                (_without_credentials(endpoint), model, known.rpm, known.tpm, known.adaptive_rpm,
-                 time.time()),
-            )  # fmt: skip
+                f"INSERT INTO endpoints (endpoint, model, {names}, updated) VALUES (?, ?, {marks}, ?) "
+                f"ON CONFLICT (endpoint, model) DO UPDATE SET {updates}",
+                (_without_credentials(endpoint), model, *columns.values(), time.time()),
+            )
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """Rows of a read-only query, on the reader connection (for modules with their own tables)."""

@@ -28,7 +28,9 @@ from corral.errors import (
     BadRequest,
     ConfigError,
     ModelNotFound,
+    ModeRefused,
     ProviderError,
+    ServerError,
     TransportError,
     UnsupportedParameter,
 )
@@ -38,8 +40,15 @@ from corral.schema import ResponseSpec
 # raise_open_file_limit lives in .http; callers that import it from here still may.
 __all__ = ["OpenAIBackend", "raise_open_file_limit"]
 
-#: words in a 400's message that point at the structured-output mode as what the server refused
-_MODE_WORDS = ("response_format", "tool", "json_schema")
+#: words in an error's message that name the structured-output mode ...
+_MODE_WORDS = ("response_format", "tool_choice", "tools", "json_schema")
+#: ... and words that say it was refused as such (a validation error, not a failure while serving):
+#: llama.cpp's server ("response_format type must be one of ... but got: json_schema"),
+#: llama-cpp-python's ("Input should be 'text' or 'json_object'", as a 500), vLLM's and others' 400s
+_REFUSAL_WORDS = (
+    "input should be", "must be one of", "not supported", "unsupported", "literal_error", "validation",
+    "but got", "does not support", "not allowed", "unknown", "invalid", "extra inputs", "requires",
+)  # fmt: skip
 #: OpenAI's codes for a field the model refuses: every request would carry it
 _UNSUPPORTED = ("unsupported_parameter", "unsupported_value")
 
@@ -119,6 +128,8 @@ class OpenAIBackend(HttpBackend):
             cls = ModelNotFound
         elif code in _UNSUPPORTED and cls is BadRequest:
             cls = UnsupportedParameter
+        elif status in (400, 422, 500) and cls in (BadRequest, ServerError) and _refuses_mode(message):
+            cls = ModeRefused
         text = f"{self._http.host} answered HTTP {status}: {message}"
         if cls is AuthError:
             text += f" — check the key in ${self._key_env}" if self._key_env else " — pass a valid API key"
@@ -135,8 +146,8 @@ class OpenAIBackend(HttpBackend):
                 "recognised: use the provider's own name for it (from Python, temperature=None drops "
                 "the temperature)"
             )
-        elif cls is BadRequest and any(word in message for word in _MODE_WORDS):
-            text += " — the server may not support this structured-output mode; try --mode json_object"
+        elif cls is ModeRefused:
+            text += " — the server does not take this structured-output mode"
         body = raw[:2000].decode("utf-8", "replace")
         return cls(text, status=status, body=body, headers=dict(headers), retry_after=retry_after(headers))
 
@@ -162,6 +173,11 @@ def _schema_payload(spec: ResponseSpec[Any], mode: Mode, *, strict: bool) -> dic
     raise ConfigError(
         f"mode {mode.value!r} is not part of the OpenAI wire format: use tools, json_schema or json_object"
     )
+
+
+def _refuses_mode(message: str) -> bool:
+    lower = message.lower()
+    return any(word in lower for word in _MODE_WORDS) and any(word in lower for word in _REFUSAL_WORDS)
 
 
 def _completion(data: dict[str, Any]) -> Completion:

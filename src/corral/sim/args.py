@@ -58,6 +58,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     faults.add_argument(
         "--trickle-s", type=float, default=2.0, metavar="S", help="how long a trickled body takes"
     )
+    faults.add_argument(
+        "--refuse-mode",
+        action="append",
+        default=[],
+        choices=["json_schema", "tools", "json_object"],
+        help="a structured-output mode this server lacks: answered 500 with a validation error, as "
+        "llama.cpp's servers do (repeatable)",
+    )
     batches = parser.add_argument_group(
         "provider batches (OpenAI /v1/batches, Anthropic /v1/messages/batches)"
     )
@@ -116,4 +124,5 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         batch_seconds=args.batch_seconds,
         batch_expire_rate=args.batch_expire_rate,
         batch_api_error_rate=args.batch_api_error_rate,
+        refused_modes=tuple(args.refuse_mode),
     )

@@ -75,6 +75,9 @@ class SimConfig:
     rate_limit_bucket: RateLimitBucket = "second"
     #: the model id served by ``GET /v1/models``; requests may name any model
     model: str = "sim-1"
+    #: structured-output modes this server lacks ("json_schema", "tools", "json_object"): a request
+    #: in one is answered 500 with a validation error, as llama.cpp's servers answer
+    refused_modes: tuple[str, ...] = ()
     #: request-log entries kept (a ring buffer: the oldest go first)
     log_size: int = 100_000
     #: real seconds a provider batch takes from creation to its end (its reported timestamps run

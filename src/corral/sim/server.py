@@ -253,6 +253,9 @@ class Simulator(_Observed):
                     return _json(400, error_body(400, exc.message, param=exc.param, code=exc.code))
                 return _json(400, messages_error_body(400, exc.message))
             mode, model, text = parsed.mode, parsed.model, parsed.user_text
+            if wire == "openai" and mode in self.config.refused_modes:
+                status, fault = 500, "mode_refused"
+                return _json(500, refused_mode_body(mode))
             out = core.reply(parsed, index, arrived)
             fault, tokens = out.fault, out.tokens
             if out.delay > 0:
@@ -336,6 +339,27 @@ def _drop(request: web.BaseRequest) -> None:
     transport = request.transport
     if transport is not None:
         transport.close()
+
+
+#: how servers that lack a mode refuse it: llama-cpp-python's server validates response_format with
+#: pydantic and answers the validation error as a 500; llama.cpp's server names the tools flag
+_REFUSALS = {
+    "json_schema": (
+        "1 validation error:\n  {'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), "
+        "'msg': \"Input should be 'text' or 'json_object'\", 'input': 'json_schema', 'ctx': "
+        "{'expected': \"'text' or 'json_object'\"}}\n"
+    ),
+    "json_object": 'response_format type must be one of "text" or "json_schema", but got: json_object',
+    "tools": "tools param requires --jinja flag",
+}
+
+
+def refused_mode_body(mode: str) -> bytes:
+    """The 500 a server that lacks ``mode`` answers (OpenAI-shaped, as those servers shape it)."""
+    message = _REFUSALS.get(mode, f"{mode} is not supported")
+    return orjson.dumps(
+        {"error": {"message": message, "type": "internal_server_error", "param": None, "code": None}}
+    )
 
 
 def _model_object(model: str) -> dict[str, Any]:
