@@ -149,8 +149,8 @@ def test_adaptive_rate_reacts_to_a_share_of_429s_not_to_strays() -> None:
     grown = adaptive.pace.per_minute
     assert grown > first
     answers(accepted=0, limited=5, seconds=0.05)  # a new overshoot, of the current rate: cut again,
-    # by half (the floor is lower: half of the ~20 accepted over the last two seconds, 300/min)
-    assert adaptive.pace.per_minute == pytest.approx(grown * 0.5, rel=0.03)
+    # to below what the server took meanwhile (~10/s), not below the floor (half of it)
+    assert 300 <= adaptive.pace.per_minute < min(grown * 0.5, 600)
 
 
 def test_adaptive_rate_cannot_collapse_under_a_storm_of_429s() -> None:
@@ -262,17 +262,18 @@ async def test_slow_start_ends_at_the_first_headers_and_the_limit_paces_at_once(
     assert limits.known() == KnownLimits(rpm=1200)
 
 
-def test_slow_start_ends_at_a_429_and_is_off_without_adaptation() -> None:
+def test_slow_start_ends_at_a_wall_of_429s_and_halves_at_a_stray_one() -> None:
     limits = EndpointLimits()
-    for _ in range(7):  # the window grows to 8 ...
-        limits.answered(0.0)
-    limits.rate_limited(time.monotonic(), None)  # ... and the server refuses: pace what it took
-    assert limits.window is None and limits.rpm is not None
-    early = EndpointLimits()
-    for _ in range(3):
-        early.answered(0.0)
-    early.rate_limited(time.monotonic(), None)  # refused before it said what it takes: halve, go on
-    assert early.window == 2 and early.rpm is None
+    for _ in range(15):  # the window grows to 16 ...
+        limits.answered(0.0, time.monotonic() - 0.1)
+    sent = time.monotonic()
+    limits.rate_limited(sent, None)  # ... a stray refusal: halve, once, and go on
+    assert limits.window == 8 and limits.rpm is None
+    limits.rate_limited(sent, None)  # the same round's: the same loss, not another halving
+    assert limits.window == 8
+    for _ in range(4):  # then a wall: a quarter and more of the answers refused
+        limits.rate_limited(time.monotonic(), None)
+    assert limits.window is None and limits.rpm is not None, "paced at what the server took"
     assert EndpointLimits(adaptive=False).window is None
     assert EndpointLimits(rpm=600).window is None
     assert EndpointLimits(slow_start=False).window is None

@@ -54,6 +54,8 @@ _BELOW_SEEN = 0.95
 _FLOOR_SHARE = 0.5
 #: the pace's burst tolerance: a quarter second of the rate, so per-second enforcement never sees a burst
 _PACE_BURST_S = 0.25
+#: growth is this many times ``increase`` until a paced rate first overshoots (probing upward)
+_PROBING_GROWTH = 10.0
 #: nor below one request a minute (a server that accepts nothing at all)
 _MIN_PER_MINUTE = 1.0
 
@@ -68,7 +70,7 @@ class AdaptiveRate:
     lower, but never under the floor. Every ``interval_s`` with at most half the threshold refused,
     it grows by ``increase`` per second (ten times slower within 5% of the rate the server took when
     it last refused, so that it does not run into the same wall every few seconds). Before the first
-    cut nothing is paced (slow start bounds that phase); ``start`` begins pacing at once.
+    cut nothing is paced (slow start bounds that phase).
     """
 
     def __init__(
@@ -100,6 +102,8 @@ class AdaptiveRate:
         self._first_answer: float | None = None
         #: the timer that grows the rate while requests wait for their turn and nothing answers
         self._timer: asyncio.TimerHandle | None = None
+        #: no paced rate has overshot yet (a remembered rate held before: it has)
+        self._probing = per_minute is None
         #: a rate that held before (remembered in the run store): paced from the first request
         self.pace: Pace | None = Pace(per_minute, burst_s=_PACE_BURST_S, clock=clock) if per_minute else None
 
@@ -129,9 +133,9 @@ class AdaptiveRate:
         self.tick()
 
     def start(self) -> bool:
-        """The server refused while nothing was paced (the end of slow start): pace from now on, at
-        what it took lately, before the waiting requests all go at once. False, and nothing paced,
-        while too few answers came back to say what it takes."""
+        """Slow start is over (the server refused again after its window was halved): pace from now
+        on at what the server took lately. False, and nothing paced, while too few answers came back
+        to say what it takes."""
         if self.pace is None:
             self._cut(self._clock(), steady=False)
         return self.pace is not None
@@ -171,7 +175,9 @@ class AdaptiveRate:
         clean = answered == 0 or limited / answered <= self._threshold / 2
         if clean:
             near = self._ceiling > 0 and self.pace.per_minute >= _NEAR * self._ceiling
-            growth = self._increase / 10 if near else self._increase
+            # Until a paced rate has overshot once, nothing says where the limit is: probe upward
+            # fast (a stray 429 that ended slow start early must not leave the run crawling).
+            growth = self._increase * (_PROBING_GROWTH if self._probing else 0.1 if near else 1.0)
             # Growth is bounded per step: a run idle for an hour does not come back at 10x.
             self.pace.set_per_minute(self.pace.per_minute * (1 + growth) ** min(elapsed, 2.0))
 
@@ -206,6 +212,7 @@ class AdaptiveRate:
             self.pace = Pace(max(seen * self._decrease, floor), burst_s=_PACE_BURST_S, clock=self._clock)
             self._judge_from = now
         else:
+            self._probing = False  # a paced rate overshot: the limit is near, growth is careful now
             # Requests already reserved at the old rate still leave until its horizon (they sleep
             # until their turn, computed then); what their answers say belongs to the rate just cut.
             self._judge_from = max(now, self.pace.horizon())

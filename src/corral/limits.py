@@ -87,6 +87,8 @@ class EndpointLimits:
         # Slow start only while nothing at all is known, and only where limits are found blindly.
         self._window: Slots | None = Slots(1) if slow_start and self._adaptive is not None else None
         self._window_size = 1.0
+        #: when slow start last halved its window: refusals of requests sent before then are the same loss
+        self._halved_at = 0.0
         #: during slow start, a round's requests are spread over a round trip instead of leaving
         #: together: a server enforcing a second's worth refuses the first request over it, and that
         #: 429 (answered at once) ends slow start before the rest of the round follows it
@@ -219,16 +221,20 @@ class EndpointLimits:
     def rate_limited(self, sent_at: float, retry_after: float | None, *, overload: bool = False) -> None:
         """A 429 (or with ``overload``, a 503/529 overload answer) to a request sent at ``sent_at``
         (``time.monotonic``)."""
-        slow_start = self._window is not None
         if self._adaptive is not None:
             self._adaptive.on_rate_limited(sent_at)
-        if slow_start and not overload and self._window is not None:
-            # The server refuses: slow start is over, and the adaptive rate takes it from here at
-            # once, before the requests waiting for the window all go together. Refused before it
-            # said what it takes: halve the window and go on (TCP's answer to a loss).
-            if self._adaptive is not None and self._adaptive.start():
+        if self._window is not None and not overload:
+            adaptive = self._adaptive
+            # Refused again after the window was halved (the server still refuses at half the rate),
+            # or a wall the adaptive rate judged already: slow start is over, and the adaptive rate
+            # paces at what the server took, before the requests waiting for the window all go.
+            again = 0.0 < self._halved_at < sent_at
+            if adaptive is not None and (adaptive.pace is not None or (again and adaptive.start())):
                 self._end_slow_start()
-            else:
+            elif sent_at > self._halved_at:
+                # A stray refusal (a provider's noise, or the first of a round over the limit): halve
+                # the window, once per round trip as TCP does per loss, and go on.
+                self._halved_at = time.monotonic()
                 self._window_size = max(1.0, self._window_size / 2)
                 self._window.set_limit(int(self._window_size))
         # A 429 is about this client's own pace: everyone waits. An overload is about the provider;
