@@ -153,6 +153,32 @@ def test_a_batch_wait_survives_transient_errors_on_polls_and_downloads(
     assert "asking again" in done.stderr
 
 
+@pytest.mark.parametrize("told", [False, True], ids=["learned", "given"])
+def test_a_job_over_the_enqueued_token_limit_completes_in_waves_with_no_item_error(
+    told: bool, source: Path, tmp_path: Path
+) -> None:
+    # The organisation's queue holds 25,000 prompt tokens of this model: the whole job is ~3 times
+    # that. Learned, the first batch fails (token_limit_exceeded, nothing answered, nothing paid);
+    # given, no batch ever goes over it.
+    out = tmp_path / "out.jsonl"
+    limit = 25_000
+    with SimulatorThread(SimConfig(seed=8, batch_seconds=0.3, batch_token_limit=limit)) as sim:
+        done = corral(
+            "run", str(source), "--schema", PERSON, *target(sim, "openai"), "-o", str(out),
+            "--batch", "--poll-every", "0.05", *(["--batch-token-limit", str(limit)] if told else []),
+        )  # fmt: skip
+        views = sim.batches
+    assert done.returncode == 0, done.stderr
+    assert [row["error"] for row in check_every_item_once(out)] == [None] * N
+    refused = [view for view in views if view.phase == "failed"]
+    assert len(refused) == (0 if told else 1)
+    assert len(views) - len(refused) >= 3, "in waves: each under the limit"
+    if not told:
+        assert f"enqueued-token limit ({limit:,} tokens) is reached" in done.stderr
+    summary = done.stderr.strip().splitlines()[-1]
+    assert f"{N:,} answers from batches" in summary and "failed" not in summary, summary
+
+
 def test_submit_then_collect_in_a_new_process_finishes_the_job(source: Path, tmp_path: Path) -> None:
     out = tmp_path / "out.jsonl"
     config = SimConfig(seed=5, invalid_rate=0.05, batch_seconds=0.5)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -256,7 +257,22 @@ class BatchJob:
                 await asyncio.sleep(delay)
 
     async def collect(self, batch: BatchInfo, remote: RemoteBatch) -> Collected:
-        """Every answer of an ended batch into the store; lines it never answered get its ending."""
+        """Every answer of an ended batch into the store; lines it never answered get its ending.
+
+        A batch the provider failed because its queue was full (OpenAI's ``token_limit_exceeded``)
+        answered nothing and cost nothing: its requests are not failed but forgotten, to be submitted
+        again once running batches end, and the limit it names is kept to size the next batches."""
+        limit = _enqueued_token_limit(remote)
+        if limit is not None:
+            self._forget(batch.id)
+            if limit > 0:
+                self.backend.learn_token_limit(limit)
+            said = f" ({limit:,} tokens)" if limit > 0 else ""
+            self.report(
+                f"batch {remote.id}: the provider's enqueued-token limit{said} is reached; its "
+                f"{batch.requests:,} requests go again once running batches end"
+            )
+            return Collected()
         store, _ = self.backend.attached()
         # A download cut short is read again from the start: rows already written are no longer
         # pending and are left alone, and the counts are those of the last, whole reading.
@@ -274,6 +290,7 @@ class BatchJob:
                 done.failed += cursor.rowcount
                 done.by_kind[missing.kind] = done.by_kind.get(missing.kind, 0) + cursor.rowcount
             db.execute("UPDATE batches SET open = 0, updated = ? WHERE id = ?", (time.time(), batch.id))
+        self.backend.closed(batch.id)
         self.stats.cost += done.cost
         if self.budget is not None:
             self.budget.spent += done.cost
@@ -331,10 +348,27 @@ class BatchJob:
             )
 
     def _forget(self, batch_id: int) -> None:
+        self.backend.closed(batch_id)
         store, _ = self.backend.attached()
         with store.transaction() as db:
             db.execute("DELETE FROM batch_requests WHERE batch = ? AND state = 'pending'", (batch_id,))
             db.execute("DELETE FROM batches WHERE id = ?", (batch_id,))
+
+
+#: OpenAI's words for a batch failed because the organisation's queue is full
+_TOKEN_LIMIT = re.compile(r"limit:\s*([\d,]+)\s*enqueued tokens", re.IGNORECASE)
+
+
+def _enqueued_token_limit(remote: RemoteBatch) -> int | None:
+    """The enqueued-token limit a failed batch names (0: named without a number); None: not failed
+    for that."""
+    if remote.status != "failed":
+        return None
+    reasons = " ".join(remote.errors)
+    if "token_limit_exceeded" not in reasons and "enqueued token limit" not in reasons.lower():
+        return None
+    found = _TOKEN_LIMIT.search(reasons)
+    return int(found[1].replace(",", "")) if found else 0
 
 
 def _key(custom_id: str) -> bytes:

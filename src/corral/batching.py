@@ -100,7 +100,13 @@ class BatchBackend:
     """Parks requests in provider batches for one job of a run store. Attach it with :meth:`attach`."""
 
     def __init__(
-        self, online: Backend, api: BatchAPI, *, batch_retries: int = 2, reask_online: bool = False
+        self,
+        online: Backend,
+        api: BatchAPI,
+        *,
+        batch_retries: int = 2,
+        reask_online: bool = False,
+        token_limit: int | None = None,
     ) -> None:
         self.online = online
         self.api = api
@@ -112,6 +118,15 @@ class BatchBackend:
         # The batch being filled: key -> line; a request two items share goes in once.
         self._lines: dict[bytes, bytes] = {}
         self._bytes = 0
+        #: the provider's enqueued-token limit (given, or learned from a batch it failed for it):
+        #: batches are cut to fit under it, and lines beyond it wait for running batches to end
+        self.token_limit = token_limit
+        #: tokens of the batch being filled, and of each open batch (None: an earlier run's)
+        self._tokens = 0
+        self._open: dict[int, int | None] = {}
+        self._line_tokens = [0, 0]  # tokens, lines: the average line, for an earlier run's batches
+        #: requests held back this run because the enqueued-token limit was reached
+        self.held = 0
         self._lock = asyncio.Lock()
         #: answers in batches up to this id are not reused (``--retry-errors``: ask the model again)
         self.ignore_through: int | None = None
@@ -143,6 +158,10 @@ class BatchBackend:
         items reach the backend then, and they must be asked anew, once)."""
         self.store = store
         self.job = job
+        self._open = {
+            int(batch_id): None
+            for (batch_id,) in store.query("SELECT id FROM batches WHERE job = ? AND open = 1", (job.id,))
+        }
         if ask_again:
             rows = store.query("SELECT COALESCE(MAX(id), 0) FROM batches WHERE job = ?", (job.id,))
             self.ignore_through = int(rows[0][0])
@@ -178,31 +197,73 @@ class BatchBackend:
         if key in self._lines:
             raise Parked
         line = self.api.line(key.hex(), _body(self.online, request))
+        tokens = _tokens_of(line)
         # A loop, not an if: while one item submits the full batch, others fill the next one, and
         # that one may be full again by the time the submitting item comes back to add its line.
-        while self._would_overflow(len(line)):
-            await self.flush(only_if_full=len(line))
+        while self._would_overflow(len(line), tokens):
+            await self.flush(only_if_full=len(line), tokens=tokens)
             if key in self._lines:  # an item asking the very same request added it meanwhile
                 raise Parked
+        if self._over_limit(tokens):
+            # The provider's queue holds all it takes: asked again in a later round, once running
+            # batches have ended (a batch over the limit would only fail, or be paid for nothing).
+            self.held += 1
+            raise Parked
         self._lines[key] = line  # no await since the check: the line fits
         self._bytes += len(line)
+        self._tokens += tokens
+        self._line_tokens[0] += tokens
+        self._line_tokens[1] += 1
         raise Parked
 
-    def _would_overflow(self, size: int) -> bool:
+    def _would_overflow(self, size: int, tokens: int = 0) -> bool:
         limits = self.api.limits
+        over_tokens = self.token_limit is not None and self._tokens + tokens > self.token_limit
         return bool(self._lines) and (
-            len(self._lines) >= limits.max_requests or self._bytes + size > limits.max_bytes
+            len(self._lines) >= limits.max_requests or self._bytes + size > limits.max_bytes or over_tokens
         )
 
-    async def flush(self, *, only_if_full: int | None = None) -> None:
+    def _over_limit(self, tokens: int) -> bool:
+        """Would this line take the open batches and the one being filled past the token limit? Never
+        while nothing is open: a batch must go, or nothing ever would."""
+        if self.token_limit is None:
+            return False
+        enqueued = self.enqueued()
+        return enqueued > 0 and enqueued + self._tokens + tokens > self.token_limit
+
+    def enqueued(self) -> int:
+        """Prompt tokens of the open batches, as estimated when they were filled (an earlier run's:
+        its requests times this run's average line)."""
+        total, lines = self._line_tokens
+        average = total // lines if lines else 0
+        requests = self._open_requests() if None in self._open.values() else {}
+        return sum(t if t is not None else requests.get(i, 0) * average for i, t in self._open.items())
+
+    def _open_requests(self) -> dict[int, int]:
+        store, job = self.attached()
+        rows = store.query("SELECT id, requests FROM batches WHERE job = ? AND open = 1", (job.id,))
+        return {int(batch_id): int(requests) for batch_id, requests in rows}
+
+    def closed(self, batch_id: int) -> None:
+        """A batch ended (collected, or refused): its tokens leave the provider's queue."""
+        self._open.pop(batch_id, None)
+
+    def learn_token_limit(self, limit: int) -> None:
+        """The provider said its enqueued-token limit (a batch failed with token_limit_exceeded)."""
+        self.token_limit = limit if self.token_limit is None else min(self.token_limit, limit)
+
+    async def flush(self, *, only_if_full: int | None = None, tokens: int = 0) -> None:
         """Submit the batch being filled (if any): recorded first, then sent, then confirmed.
 
         ``only_if_full``: the size of a line about to be added; submit only if it would not fit (many
         items may find the batch full at once: the first submits it, the others add to the next)."""
         async with self._lock:
-            if not self._lines or (only_if_full is not None and not self._would_overflow(only_if_full)):
+            if not self._lines or (
+                only_if_full is not None and not self._would_overflow(only_if_full, tokens)
+            ):
                 return
             lines, self._lines, self._bytes = self._lines, {}, 0
+            filled, self._tokens = self._tokens, 0
             label = f"corral-{uuid.uuid4().hex[:20]}"
             batch_id = self._record(label, lines)
             try:
@@ -212,6 +273,7 @@ class BatchBackend:
                     self._forget(batch_id)  # refused, so never created: its requests are asked again
                 raise  # otherwise it may exist: the next run's recover() looks for it by its label
             self.update_batch(batch_id, remote)
+            self._open[batch_id] = filled
             self.submitted += len(lines)
             self.batches_created += 1
 
@@ -295,6 +357,12 @@ class BatchBackend:
     def filling(self) -> int:
         """Lines waiting in the batch being filled."""
         return len(self._lines)
+
+
+def _tokens_of(line: bytes) -> int:
+    """A batch line's prompt tokens, as the enqueued-token limit counts them, estimated from above:
+    four bytes a token over the whole line (its JSON framing included)."""
+    return len(line) // 4 + 1
 
 
 def _body(backend: Backend, request: Request) -> dict[str, Any]:

@@ -49,7 +49,7 @@ _KEPT = (
     "input", "schema", "many", "model", "base_url", "api_key_env", "prompt", "mode", "strategy",
     "concurrency", "order", "max_retries", "max_tokens", "timeout", "rpm", "tpm", "retries",
     "no_adaptive", "text_field", "id_field", "format", "output", "output_format", "no_cache",
-    "max_cost", "prices", "batch_retries", "reask_online",
+    "max_cost", "prices", "batch_retries", "reask_online", "batch_token_limit",
 )  # fmt: skip
 
 
@@ -130,7 +130,11 @@ async def run_batches(args: argparse.Namespace, *, wait: bool) -> int:
         cleanup.push_async_callback(online.aclose)
         await resolve_model(online)
         backend = BatchBackend(
-            online, batch_api_for(online), batch_retries=args.batch_retries, reask_online=args.reask_online
+            online,
+            batch_api_for(online),
+            batch_retries=args.batch_retries,
+            reask_online=args.reask_online,
+            token_limit=getattr(args, "batch_token_limit", None),
         )
         cache = None if args.no_cache else ResponseCache(store, read=not args.retry_errors)
         extractor = build_extractor(args, backend=backend, cache=cache, prices=prices, budget=budget)

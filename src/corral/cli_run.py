@@ -152,6 +152,13 @@ def add_run_arguments(run: argparse.ArgumentParser) -> None:
         help="first wait between batch status checks; it grows to 5 minutes (default 10)",
     )
     batch.add_argument(
+        "--batch-token-limit",
+        type=positive_int,
+        metavar="TOKENS",
+        help="the provider's enqueued-token limit: batches are cut to fit under it and the rest waits "
+        "for running batches to end (default: learned when a batch fails with token_limit_exceeded)",
+    )
+    batch.add_argument(
         "--lost-batches",
         choices=["resubmit", "wait"],
         default="resubmit",
@@ -373,7 +380,7 @@ async def run_pass(
             stats.in_flight,
             stats.cached,
         )
-        counters.batched = stats.batched
+        counters.batched, counters.batch_failed = stats.batched, stats.batch_failed
         counters.cost = stats.cost if priced else None
         counters.job_cost = spent_before + stats.cost if priced and job is not None else None
 

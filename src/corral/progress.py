@@ -63,6 +63,7 @@ class RunCounters:
     kinds: dict[str, int] = field(default_factory=dict)  # errors by kind ("invalid_output": 3, ...)
     parked: int = 0  # items waiting for an answer from a provider batch (not done, not written)
     batched: int = 0  # answers taken from collected provider batches
+    batch_failed: int = 0  # failed lines of collected provider batches (no answer)
     started: float = field(default_factory=time.perf_counter)
 
     def elapsed(self) -> float:
@@ -150,6 +151,8 @@ def _sources(c: RunCounters) -> list[str]:
         parts.append(f"{c.reused:,} from an earlier run")
     if c.batched:
         parts.append(_count(c.batched, "answer") + " from batches")
+    if c.batch_failed:
+        parts.append(f"{c.batch_failed:,} failed in batches")
     if c.cached:
         parts.append(f"{c.cached:,} cached")
     return parts

@@ -73,6 +73,8 @@ class RunStats:
     cached: int = 0
     #: answers taken from collected provider batches (sent and paid when their batch was)
     batched: int = 0
+    #: failed lines of collected provider batches, ending items (not answers)
+    batch_failed: int = 0
     in_flight: int = 0
     #: dollars spent on answers (0 when the price is unknown; see ``Scheduler.price``)
     cost: float = 0.0
@@ -163,9 +165,9 @@ class Scheduler:
         try:
             completion = await self.backend.complete(request)
         except ProviderError as exc:
-            if exc.batched:  # a failed batch line: sent (and counted) with its batch
+            if exc.batched:  # a failed batch line: sent (and counted) with its batch, no answer
                 self.stats.requests -= 1
-                self.stats.batched += 1
+                self.stats.batch_failed += 1
             return None, exc, sent_at
         except Parked:
             # Submitted in a batch, paid when it is answered: not a request of this run, but its

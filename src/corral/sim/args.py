@@ -84,6 +84,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="share of batch lines never answered: the batch ends expired",
     )
     batches.add_argument(
+        "--batch-token-limit",
+        type=int,
+        metavar="TOKENS",
+        help="enqueued prompt tokens per model across running OpenAI batches (token_limit_exceeded)",
+    )
+    batches.add_argument(
         "--batch-api-error-rate",
         type=float,
         default=0.0,
@@ -124,5 +130,6 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         batch_seconds=args.batch_seconds,
         batch_expire_rate=args.batch_expire_rate,
         batch_api_error_rate=args.batch_api_error_rate,
+        batch_token_limit=args.batch_token_limit,
         refused_modes=tuple(args.refuse_mode),
     )

@@ -68,6 +68,8 @@ class _Batch:
     output_file_id: str | None = None
     error_file_id: str | None = None
     written: bool = False
+    #: its prompt tokens, counted against the enqueued-token limit while it runs
+    tokens: int = 0
 
 
 class _Refused(Exception):
@@ -76,6 +78,10 @@ class _Refused(Exception):
     def __init__(self, status: int, message: str, *, param: str | None = None) -> None:
         super().__init__(message)
         self.status, self.message, self.param = status, message, param
+
+
+#: the phases in which a batch's tokens count as enqueued
+_RUNNING = ("validating", "in_progress", "finalizing")
 
 
 class OpenAIBatches:
@@ -187,10 +193,34 @@ class OpenAIBatches:
         if problem:
             raise _Refused(400, problem, param="metadata")
         lines, model, errors = check_file(file.data, endpoint)
+        tokens = sum(line.request.prompt_tokens for line in lines if line.request is not None)
+        if not errors:
+            errors = self._over_token_limit(model, tokens)
+            lines = [] if errors else lines
         batch_id = self._store.new_id("batch_")
         sim = self._store.create("openai", batch_id, lines, model=model, errors=errors)
-        self._batches[batch_id] = batch = _Batch(sim, file.id, metadata)
+        self._batches[batch_id] = batch = _Batch(sim, file.id, metadata, tokens=0 if errors else tokens)
         return batch
+
+    def _over_token_limit(self, model: str | None, tokens: int) -> list[dict[str, object]]:
+        """OpenAI's enqueued-token limit: the prompt tokens of a model's batches still running."""
+        limit = self._store.config.batch_token_limit
+        if limit is None:
+            return []
+        now = time.monotonic()
+        running = sum(
+            batch.tokens
+            for batch in self._batches.values()
+            if batch.sim.model == model
+            and batch.sim.phase(now) in ("validating", "in_progress", "finalizing")
+        )
+        if running + tokens <= limit:
+            return []
+        message = (
+            f"Enqueued token limit reached for {model} in organization org-corral-sim. Limit: {limit:,} "
+            "enqueued tokens. Please try again once some in_progress batches have been completed."
+        )
+        return [{"code": "token_limit_exceeded", "message": message, "param": None, "line": None}]
 
     def _list(self, request: web.BaseRequest) -> JSON:
         try:

@@ -195,6 +195,10 @@ class BatchStore:
         self.answered = 0
         self.api_errors = 0
 
+    @property
+    def config(self) -> SimConfig:
+        return self._config
+
     def new_id(self, prefix: str) -> str:
         """A fresh id such as ``batch_sim1a2b3c00000007`` (unique within this simulator)."""
         self._ids += 1

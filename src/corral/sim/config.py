@@ -90,6 +90,11 @@ class SimConfig:
     #: answered with a transient error: OpenAI's 500, Anthropic's 529 overloaded. Over a 24-hour
     #: wait a client meets these; the batch itself is unharmed
     batch_api_error_rate: float = 0.0
+    #: OpenAI's enqueued-token limit per model (None: none): a batch whose prompt tokens, with those
+    #: of the model's batches still running, would go over it fails at validation with
+    #: ``token_limit_exceeded``, as OpenAI's do ("try again once some in_progress batches have been
+    #: completed")
+    batch_token_limit: int | None = None
 
     def __post_init__(self) -> None:
         if self.latency_ms < 0:
