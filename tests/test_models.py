@@ -19,6 +19,7 @@ from corral.backends.base import Mode, Request
 from corral.backends.models import DEFAULT, REASONING, traits_for
 from corral.backends.openai import OpenAIBackend
 from corral.bench import Person
+from corral.errors import ConfigError
 from corral.schema import load_spec
 from corral.sim import ScriptCall, SimConfig, SimReply, Simulator, SimulatorThread
 
@@ -126,3 +127,21 @@ def test_a_gpt_5_mini_batch_job_is_answered_not_refused_line_by_line(tmp_path: P
     assert done.returncode == 0, done.stderr
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [row["error"] for row in rows] == [None] * len(TEXTS)
+
+
+async def test_reasoning_effort_is_sent_to_models_that_reason_and_refused_for_others_before_sending() -> None:
+    async with Simulator(SimConfig(latency_ms=1, model="gpt-5-mini")) as sim:
+        async with Extractor(
+            Person, base_url=sim.url, model="gpt-5-mini", adaptive=False, reasoning_effort="minimal"
+        ) as ex:
+            request = Request(
+                [{"role": "user", "content": "hi"}], ex.spec, Mode.TOOLS, 100, reasoning_effort="low"
+            )
+            assert isinstance(ex.backend, OpenAIBackend)
+            assert ex.backend.body(request)["reasoning_effort"] == "low"
+            outcomes = [o async for o in ex.map(TEXTS[:3])]
+        assert all(o.ok for o in outcomes)
+        with pytest.raises(ConfigError, match="does not reason"):
+            async with Extractor(Person, base_url=sim.url, model="gpt-4o-mini", reasoning_effort="low"):
+                pass
+        assert sim.stats.requests == 3, "the refused set-up sent nothing"

@@ -97,6 +97,7 @@ def _extractor_options(args: argparse.Namespace) -> dict[str, Any]:
         "prompt": args.prompt,
         "max_retries": args.max_retries,
         "max_tokens": args.max_tokens,
+        "reasoning_effort": args.reasoning_effort,
         "concurrency": args.concurrency,
         "timeout": args.timeout,
         "retries": args.retries,

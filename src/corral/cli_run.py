@@ -201,6 +201,12 @@ def add_request_arguments(group: argparse._ActionsContainer) -> None:
         help="re-ask up to N times when a reply does not validate (default 2)",
     )
     group.add_argument(
+        "--reasoning-effort",
+        choices=["none", "minimal", "low", "medium", "high"],
+        help="how long a reasoning model (o-series, gpt-5 family) thinks before it answers; "
+        "default: the model's own (what each model accepts varies: gpt-5 takes minimal, gpt-5.1 none)",
+    )
+    group.add_argument(
         "--max-tokens",
         type=positive_int,
         default=1024,
@@ -307,6 +313,7 @@ def build_extractor(
         prompt=args.prompt,
         max_retries=args.max_retries,
         max_tokens=args.max_tokens,
+        reasoning_effort=getattr(args, "reasoning_effort", None),
         concurrency=args.concurrency,
         timeout=args.timeout,
         many=args.many,

@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
 from corral.backends import Backend, Mode, open_backend, resolve_model
+from corral.backends.models import ModelTraits
 from corral.cache import ResponseCache
 from corral.cost import Budget, Price, price_for
 from corral.engine import Order, Process, Strategy, run_strategy
@@ -70,6 +71,7 @@ class Extractor(Generic[T]):
         max_retries: int = 2,
         max_tokens: int = 1024,
         temperature: float | None = 0.0,
+        reasoning_effort: str | None = None,
         concurrency: int = 16,
         timeout: float = 120.0,
         many: bool = False,
@@ -116,6 +118,7 @@ class Extractor(Generic[T]):
             max_retries=max_retries,
             max_tokens=max_tokens,
             temperature=temperature,
+            reasoning_effort=reasoning_effort,
         )
 
     @property
@@ -142,6 +145,11 @@ class Extractor(Generic[T]):
 
     async def __aenter__(self) -> Self:
         await resolve_model(self.backend)
+        try:
+            self._check_reasoning_effort()
+        except ConfigError:
+            await self.aclose()
+            raise
         # Priced once the model is known (a --base-url server may have just named it).
         self.scheduler.price = price_for(self.backend.model, self.backend.profile, self._prices)
         if self.scheduler.budget is not None and self.scheduler.price is None:
@@ -151,6 +159,15 @@ class Extractor(Generic[T]):
                 'pass --prices FILE with {"MODEL": {"input": USD_PER_M, "output": USD_PER_M}}'
             )
         return self
+
+    def _check_reasoning_effort(self) -> None:
+        effort = self.settings.reasoning_effort
+        traits = getattr(self.backend, "traits", None)
+        if effort is not None and not (isinstance(traits, ModelTraits) and traits.reasoning_effort):
+            raise ConfigError(
+                f"--reasoning-effort {effort}: model {self.backend.model!r} does not reason; it is for "
+                "OpenAI's reasoning models (o1, o3, o4-mini, the gpt-5 family)"
+            )
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

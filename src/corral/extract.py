@@ -86,6 +86,7 @@ class ExtractSettings:
     max_retries: int = 2
     max_tokens: int = 1024
     temperature: float | None = 0.0
+    reasoning_effort: str | None = None
     #: every mode the backend offers, preferred first (empty: ``mode`` alone)
     modes: tuple[Mode, ...] = ()
     #: the caller chose ``mode``: it is never changed
@@ -139,6 +140,7 @@ async def extract_item(
             mode=mode,
             max_tokens=max_tokens,
             temperature=settings.temperature,
+            reasoning_effort=settings.reasoning_effort,
             item_id=item.id,
         )
         try:

@@ -69,6 +69,8 @@ class Request:
     mode: Mode
     max_tokens: int
     temperature: float | None = 0.0
+    #: how long a reasoning model thinks ("minimal", "low", ...); None: the model's default
+    reasoning_effort: str | None = None
     #: for logs and simulators; never sent to a real provider
     item_id: str = ""
 

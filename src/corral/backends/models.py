@@ -1,5 +1,5 @@
 """What a model takes in a request, as data: which field bounds its output, whether it takes a
-temperature.
+temperature, whether it takes a reasoning effort.
 
 OpenAI's reasoning models (the o-series, the gpt-5 family) refuse ``max_tokens`` ("Use
 'max_completion_tokens' instead", ``unsupported_parameter``) and any ``temperature`` but their
@@ -26,12 +26,14 @@ class ModelTraits:
     max_tokens_field: str = "max_tokens"
     #: takes a ``temperature`` other than its default (False: none is sent, the default applies)
     temperature: bool = True
+    #: takes ``reasoning_effort`` (how long a reasoning model thinks before it answers)
+    reasoning_effort: bool = False
 
 
 #: what most OpenAI-compatible servers take: max_tokens and a temperature
 DEFAULT = ModelTraits()
 #: OpenAI's reasoning models: the output bound in max_completion_tokens, and no temperature
-REASONING = ModelTraits(max_tokens_field="max_completion_tokens", temperature=False)
+REASONING = ModelTraits(max_tokens_field="max_completion_tokens", temperature=False, reasoning_effort=True)
 
 #: model names (the last path segment, so ``openai/o3-mini`` too) → traits, first match wins
 _RULES: tuple[tuple[re.Pattern[str], ModelTraits], ...] = (

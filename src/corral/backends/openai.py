@@ -22,7 +22,7 @@ from corral.backends.http import (
     retry_after,
     unfence,
 )
-from corral.backends.models import traits_for
+from corral.backends.models import ModelTraits, traits_for
 from corral.errors import (
     AuthError,
     BadRequest,
@@ -104,7 +104,14 @@ class OpenAIBackend(HttpBackend):
         # A reasoning model refuses any temperature but its default: none is sent, the default holds.
         if request.temperature is not None and traits.temperature:
             body["temperature"] = request.temperature
+        if request.reasoning_effort is not None and traits.reasoning_effort:
+            body["reasoning_effort"] = request.reasoning_effort
         return body
+
+    @property
+    def traits(self) -> ModelTraits:
+        """Which request fields this model takes."""
+        return self._traits
 
     @staticmethod
     def parse(data: dict[str, Any]) -> Completion:

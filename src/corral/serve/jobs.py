@@ -57,6 +57,7 @@ class JobOptions:
     mode: str | None = None
     max_retries: int = 2
     max_tokens: int = 1024
+    reasoning_effort: str | None = None
     timeout: float = 120.0
     retries: int = 6
     concurrency: int = 16
@@ -168,6 +169,7 @@ class JobManager:
                 mode=options.mode,
                 max_retries=options.max_retries,
                 max_tokens=options.max_tokens,
+                reasoning_effort=options.reasoning_effort,
                 timeout=options.timeout,
                 retries=options.retries,
                 concurrency=options.concurrency,

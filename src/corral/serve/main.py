@@ -78,6 +78,7 @@ async def serve(args: argparse.Namespace) -> int:
             mode=args.mode,
             max_retries=args.max_retries,
             max_tokens=args.max_tokens,
+            reasoning_effort=args.reasoning_effort,
             timeout=args.timeout,
             retries=args.retries,
             concurrency=args.concurrency,

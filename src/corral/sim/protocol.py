@@ -146,6 +146,14 @@ def _refuse_what_the_model_does_not_take(body: JSON, model: str) -> None:
                 code="unsupported_parameter",
             )
         return
+    effort = body.get("reasoning_effort")
+    if effort is not None and effort not in ("none", "minimal", "low", "medium", "high"):
+        raise RequestError(
+            f"Invalid value: '{effort}'. Supported values are: 'none', 'minimal', 'low', 'medium', "
+            "and 'high'.",
+            param="reasoning_effort",
+            code="invalid_value",
+        )
     if "max_tokens" in body:
         raise RequestError(
             "Unsupported parameter: 'max_tokens' is not supported with this model. "
