@@ -206,9 +206,12 @@ def test_submit_then_collect_in_a_new_process_finishes_the_job(source: Path, tmp
     assert [status for (status,) in runs] == ["submitted", "completed"]
 
 
-def lose_the_create_answer(tmp_path: Path) -> None:
-    """The store as a process leaves it that died after sending a create, before its answer came:
-    the batch recorded, its provider id unknown."""
+def submit_and_lose_the_create_answer(sim: SimulatorThread, source: Path, out: Path, tmp_path: Path) -> None:
+    """An Anthropic batch submitted, and the store as a process leaves it that died after sending the
+    create, before its answer came: the batch recorded, its provider id unknown."""
+    submitted = corral("batch", "submit", str(source), "--schema", PERSON, *target(sim, "anthropic"),
+                       "-o", str(out))  # fmt: skip
+    assert submitted.returncode == 0, submitted.stderr
     with sqlite3.connect(tmp_path / "store" / "corral.db") as db:
         db.execute("UPDATE batches SET remote_id = NULL, status = 'submitting'")
 
@@ -216,10 +219,7 @@ def lose_the_create_answer(tmp_path: Path) -> None:
 def test_a_lost_anthropic_create_is_found_again_by_its_time_and_size(source: Path, tmp_path: Path) -> None:
     out = tmp_path / "out.jsonl"
     with SimulatorThread(SimConfig(seed=6, batch_seconds=0.3)) as sim:
-        submitted = corral("batch", "submit", str(source), "--schema", PERSON, *target(sim, "anthropic"),
-                           "-o", str(out))  # fmt: skip
-        assert submitted.returncode == 0, submitted.stderr
-        lose_the_create_answer(tmp_path)
+        submit_and_lose_the_create_answer(sim, source, out, tmp_path)
         collected = corral("batch", "collect", "-o", str(out), "--poll-every", "0.05")
         created = sim.stats.batches
     assert collected.returncode == 0, collected.stderr
@@ -233,10 +233,7 @@ def test_a_lost_anthropic_create_that_cannot_be_told_apart_is_said_before_anythi
 ) -> None:
     out = tmp_path / "out.jsonl"
     with SimulatorThread(SimConfig(seed=7, batch_seconds=0.3)) as sim:
-        submitted = corral("batch", "submit", str(source), "--schema", PERSON, *target(sim, "anthropic"),
-                           "-o", str(out))  # fmt: skip
-        assert submitted.returncode == 0, submitted.stderr
-        lose_the_create_answer(tmp_path)
+        submit_and_lose_the_create_answer(sim, source, out, tmp_path)
         # Someone else's batch of the same size (another store), made at the same time: which is ours?
         twin = corral("batch", "submit", str(source), "--schema", PERSON, *target(sim, "anthropic"),
                       "-o", str(tmp_path / "twin.jsonl"), "--store", str(tmp_path / "other"))  # fmt: skip
