@@ -246,10 +246,6 @@ def _jsonschema_file_spec(path_text: str, many: bool) -> ResponseSpec[Any]:
     return _jsonschema_spec(schema, str(schema.get("title") or path.stem), many, origin=path_text)
 
 
-#: keywords whose values are data, not schemas: a "$ref" inside them is not a reference
-_DATA_KEYWORDS = frozenset({"enum", "const", "default", "examples", "example"})
-
-
 def check_json_schema(schema: JSON, origin: str = "JSON Schema") -> None:
     """Refuse a schema that is not valid JSON Schema, naming where it is wrong; and one that refers
     outside itself (nothing is ever fetched) or to a place in itself that does not exist."""
@@ -282,9 +278,12 @@ def _refs(node: Any, path: tuple[Any, ...]) -> list[tuple[str, str]]:
     found: list[tuple[str, str]] = []
     if isinstance(node, dict):
         for key, value in node.items():
+            # Every key is walked, whatever its name: a property called "enum" holds a schema, and
+            # skipping keys by name once let a reference through. A "$ref" inside real data (an
+            # enum's values) is refused too: harmless, and nothing can hide behind a name.
             if key in ("$ref", "$dynamicRef") and isinstance(value, str):
                 found.append((_where((*path, key)), value))
-            elif key not in _DATA_KEYWORDS:
+            else:
                 found.extend(_refs(value, (*path, key)))
     elif isinstance(node, list):
         for index, value in enumerate(node):
@@ -308,6 +307,9 @@ def _resolves(schema: JSON, ref: str) -> bool:
 def _jsonschema_spec(schema: JSON, name: str, many: bool, origin: str = "JSON Schema") -> ResponseSpec[Any]:
 
     import jsonschema  # deferred: only JSON Schema users pay for importing it
+    from referencing.exceptions import Unresolvable
+
+    from corral.bounded_validation import bounded_validator
 
     check_json_schema(schema, origin)
     cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
@@ -320,17 +322,21 @@ def _jsonschema_spec(schema: JSON, name: str, many: bool, origin: str = "JSON Sc
     else:
         raise SchemaError(f"{origin}: the root must be an object (or an array of objects), not {root_type!r}")
     wire = _wrap_many(item_schema) if many else item_schema
-    validator = cls(wire)
+    # Nothing is fetched, and patterns run with a time limit: see corral.bounded_validation.
+    validator = bounded_validator(cls, wire)
 
     def parse(text: str | bytes) -> Any:
         try:
             data = orjson.loads(text)
         except orjson.JSONDecodeError as exc:
             raise OutputInvalid([f"Invalid JSON: {exc}"]) from None
-        problems = [
-            f"{'.'.join(str(p) for p in err.absolute_path) or '(root)'}: {err.message}"
-            for _, err in zip(range(_MAX_PROBLEMS), validator.iter_errors(data), strict=False)
-        ]
+        try:
+            problems = [
+                f"{'.'.join(str(p) for p in err.absolute_path) or '(root)'}: {err.message}"
+                for _, err in zip(range(_MAX_PROBLEMS), validator.iter_errors(data), strict=False)
+            ]
+        except Unresolvable as exc:  # a reference the schema check let through: never fetched
+            raise OutputInvalid([f"the schema refers to {exc.ref!r}, which corral does not fetch"]) from None
         if problems:
             raise OutputInvalid(problems)
         return data["items"] if many else data
