@@ -67,3 +67,13 @@ def test_reading_is_lazy(tmp_path: Path) -> None:
     stream = read_items(path)
     assert next(stream).id == "1"
     assert next(stream).id == "2"
+
+
+def test_a_jsonl_file_with_a_byte_order_mark_keeps_its_first_row(tmp_path: Path) -> None:
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"id": "a", "text": "first"}\n{"id": "b", "text": "second"}\n')
+    items = list(read_items(str(path)))
+    assert [(item.id, item.text, item.problem) for item in items] == [
+        ("a", "first", None),
+        ("b", "second", None),
+    ]

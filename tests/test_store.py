@@ -666,3 +666,16 @@ def test_limits_learned_for_an_endpoint_are_remembered_without_credentials(store
         store.remember_limits(url, "gpt-4o-mini", KnownLimits(rpm=600))  # the newest word wins
         assert store.known_limits(url, "gpt-4o-mini") == KnownLimits(rpm=600)
     assert b"secret" not in (store_dir / STORE_FILE).read_bytes()
+
+
+def test_a_new_store_is_its_owners_only(tmp_path: Path) -> None:
+    # It keeps every input text, record and cached answer (issue 15, M6).
+    store_dir = tmp_path / "fresh" / ".corral"
+    with RunStore.open(store_dir / STORE_FILE) as store:
+        job = store.open_job("out.jsonl", {"model": "sim-1"})
+        store.finish_run(job, "completed")
+        store.flush()
+        files = [path for path in store_dir.iterdir() if path.name.startswith(STORE_FILE)]
+        assert {path.name for path in files} >= {STORE_FILE, f"{STORE_FILE}-wal"}
+        assert all(path.stat().st_mode & 0o077 == 0 for path in files), [oct(p.stat().st_mode) for p in files]
+    assert store_dir.stat().st_mode & 0o777 == 0o700

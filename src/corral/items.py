@@ -123,7 +123,9 @@ def _open(name: str) -> IO[bytes]:
 
 
 def _jsonl(stream: IO[bytes], name: str, text_field: str, id_field: str) -> Generator[Item, None, None]:
-    for number, raw in enumerate(stream, start=1):
+    for number, line in enumerate(stream, start=1):
+        # A UTF-8 byte-order mark (editors on Windows write one) is not part of the first row.
+        raw = line.removeprefix(b"\xef\xbb\xbf") if number == 1 else line
         if not raw.strip():
             continue
         fallback_id = str(number)

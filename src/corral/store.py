@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import os
 import sqlite3
 import threading
 import time
@@ -269,11 +270,16 @@ class RunStore:
         if target.is_dir():
             target = target / STORE_FILE
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
+            # The store keeps every input text, record and cached answer: its own directory is the
+            # owner's only (0700), and so is a database file it creates (0600; SQLite gives its WAL
+            # and shared-memory files the database's permissions). An existing directory is left as
+            # the user made it.
+            if not target.parent.exists():
+                target.parent.mkdir(parents=True, mode=0o700)
+            if not target.exists():
+                os.close(os.open(target, os.O_CREAT | os.O_WRONLY, 0o600))
         except OSError as exc:
-            raise StoreError(
-                f"cannot create the run store directory {target.parent}: {exc.strerror}"
-            ) from None
+            raise StoreError(f"cannot create the run store at {target}: {exc.strerror}") from None
         existed = target.exists() and target.stat().st_size > 0
         if existed:
             _check_header(target)
@@ -402,7 +408,8 @@ class RunStore:
         # the kernel when the process dies, so a killed run never leaves a stale lock behind.
         digest = hashlib.sha1(name.encode(), usedforsecurity=False).hexdigest()[:16]
         lock_path = self.path.with_name(f"{self.path.name}.{digest}.lock")
-        handle = open(lock_path, "wb")  # noqa: SIM115 -- held open for the store's lifetime
+        # Held open for the store's lifetime; the owner's only, like the store (its name says which job).
+        handle = os.fdopen(os.open(lock_path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600), "wb")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
