@@ -47,12 +47,16 @@ __all__ = [
 
 #: sockets and files corral needs besides one socket per concurrent request
 SPARE_FILES = 64
+#: the shortest key or password scrubbed from what providers answer
+_SECRET_MIN = 8
 
 
 class HttpClient:
     """A pool of up to ``concurrency`` connections to one endpoint, opened on first use."""
 
-    __slots__ = ("_concurrency", "_headers", "_session", "_timeout", "base_url", "endpoint", "host")
+    __slots__ = (
+        "_concurrency", "_headers", "_secrets", "_session", "_timeout", "base_url", "endpoint", "host",
+    )  # fmt: skip
 
     def __init__(self, base_url: str, headers: dict[str, str], *, concurrency: int, timeout: float) -> None:
         self.base_url = base_url
@@ -64,6 +68,19 @@ class HttpClient:
         self.endpoint = f"{parts.scheme}://{parts.hostname or ''}{port}{parts.path}"
         # The key lives only in this header mapping: never in messages, reprs or logs.
         self._headers = headers
+        # What a provider's answer must never carry on into records, logs or serve's answers: the key
+        # as sent (a server may echo it in an error), and the base URL's credentials.
+        # Short strings are left alone: replacing a four-letter password everywhere would corrupt
+        # answers (scrubbing runs over batch results too); keys are long.
+        secrets = {parts.password or ""}
+        for name, value in headers.items():
+            if name.lower() in ("authorization", "x-api-key", "api-key"):
+                secrets.update({value, value.removeprefix("Bearer ").strip()})
+        self._secrets = tuple(
+            sorted(
+                (secret.encode() for secret in secrets if len(secret) >= _SECRET_MIN), key=len, reverse=True
+            )
+        )
         self._concurrency = max(1, concurrency)
         self._timeout = timeout
         self._session: aiohttp.ClientSession | None = None
@@ -103,9 +120,18 @@ class HttpClient:
         session = self._session or self._open_session()
         try:
             async with session.request(method, url, data=data, headers=headers) as response:
-                return response.status, await response.read(), response.headers
+                raw = await response.read()
+                # An error body goes into messages and records: scrubbed of what was sent to get it.
+                return response.status, self.scrub(raw) if response.status >= 400 else raw, response.headers
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise self._failure(exc, streaming=False) from None
+
+    def scrub(self, raw: bytes) -> bytes:
+        """``raw`` with the key and the base URL's credentials replaced by ``***``."""
+        for secret in self._secrets:
+            if secret in raw:
+                raw = raw.replace(secret, b"***")
+        return raw
 
     async def lines(
         self, url: str, error_for: Callable[[int, bytes, Mapping[str, str]], ProviderError]
@@ -119,19 +145,19 @@ class HttpClient:
         try:
             async with session.get(url, timeout=timeout) as response:
                 if response.status >= 400:
-                    raise error_for(response.status, await response.read(), response.headers)
+                    raise error_for(response.status, self.scrub(await response.read()), response.headers)
                 pending = bytearray()
                 async for chunk in response.content.iter_any():
                     start = 0
                     while (end := chunk.find(b"\n", start)) >= 0:
                         pending += chunk[start:end]
                         if line := bytes(pending).strip():
-                            yield line
+                            yield self.scrub(line)  # a batch's error lines are provider text too
                         pending.clear()
                         start = end + 1
                     pending += chunk[start:]
                 if line := bytes(pending).strip():
-                    yield line
+                    yield self.scrub(line)
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise self._failure(exc, streaming=True) from None
 

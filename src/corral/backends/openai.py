@@ -143,7 +143,7 @@ class OpenAIBackend(HttpBackend):
         elif cls is ModelNotFound:
             text += (
                 f" — is the model {self._model!r} served there, and does the base URL "
-                f"{self.base_url!r} end in /v1? (GET {self.base_url}/models lists what it serves)"
+                f"{self._http.endpoint!r} end in /v1? (GET {self._http.endpoint}/models lists what it serves)"
             )
         elif cls is UnsupportedParameter:
             text += (
