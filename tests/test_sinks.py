@@ -434,3 +434,21 @@ def test_full_disk_in_parquet_is_an_output_error(pq: Any) -> None:
 def test_unwritable_path_is_an_output_error(tmp_path: Path) -> None:
     with pytest.raises(OutputError, match=r"cannot write .*missing"):
         open_sink(str(tmp_path / "missing" / "out.jsonl"), "jsonl", load_spec(Person))
+
+
+def test_csv_cells_that_a_spreadsheet_would_run_are_neutralised_unless_asked_for(tmp_path: Path) -> None:
+    # Issue 15, M5: an input or an answer beginning with = + - @ is a formula to a spreadsheet.
+    class Cell(BaseModel):
+        name: str
+        count: int
+
+    output = {"name": "@SUM(A1)", "count": -5}
+    attack = {"id": "1", "input": '=HYPERLINK("http://evil.test")', "output": output,
+              "error": None, "attempts": 1, "usage": {}, "latency": 0.1}  # fmt: skip
+    safe, raw = tmp_path / "safe.csv", tmp_path / "raw.csv"
+    write_all(safe, "csv", load_spec(Cell), [attack])
+    row = read_csv(safe)[1]
+    assert row[1:4] == ['\'=HYPERLINK("http://evil.test")', "'@SUM(A1)", "-5"], "numbers stay numbers"
+    with open_sink(str(raw), "csv", load_spec(Cell), csv_formulas=True) as sink:
+        sink.write(attack)
+    assert read_csv(raw)[1][1:4] == ['=HYPERLINK("http://evil.test")', "@SUM(A1)", "-5"]

@@ -49,7 +49,7 @@ _KEPT = (
     "input", "schema", "many", "model", "base_url", "api_key_env", "prompt", "mode", "strategy",
     "concurrency", "order", "max_retries", "max_tokens", "timeout", "rpm", "tpm", "retries",
     "no_adaptive", "text_field", "id_field", "format", "output", "output_format", "no_cache",
-    "max_cost", "prices", "batch_retries", "reask_online", "batch_token_limit",
+    "max_cost", "prices", "batch_retries", "reask_online", "batch_token_limit", "csv_formulas",
 )  # fmt: skip
 
 

@@ -92,6 +92,12 @@ def add_run_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument(
         "--output-format", choices=SINK_FORMATS, help="output format when the extension does not say"
     )
+    run.add_argument(
+        "--csv-formulas",
+        action="store_true",
+        help="write CSV cells that begin with = + - @ (a spreadsheet formula) as they are; by default "
+        "they get a leading ' so that no spreadsheet runs text that came from outside",
+    )
 
     durable = run.add_argument_group("durability and cost")
     durable.add_argument(
@@ -397,7 +403,9 @@ async def run_pass(
 
     counting = asyncio.create_task(_count_total(args, counters))
     display = choose_display(quiet=args.quiet, stream=sys.stderr)
-    with open_sink(args.output, out_format, extractor.spec) as sink:
+    with open_sink(
+        args.output, out_format, extractor.spec, csv_formulas=getattr(args, "csv_formulas", False)
+    ) as sink:
         try:
             async with show_progress(
                 counters, mode=display, stream=sys.stderr, interval=args.status_every, refresh=refresh

@@ -165,11 +165,16 @@ class Sink(Protocol):
     ) -> None: ...
 
 
-def open_sink(path: str | None, fmt: SinkFormat, spec: ResponseSpec[Any]) -> Sink:
-    """Create (or truncate) ``path`` and return its sink; ``None`` or ``"-"`` is stdout (never closed)."""
+def open_sink(
+    path: str | None, fmt: SinkFormat, spec: ResponseSpec[Any], *, csv_formulas: bool = False
+) -> Sink:
+    """Create (or truncate) ``path`` and return its sink; ``None`` or ``"-"`` is stdout (never closed).
+
+    ``csv_formulas``: write CSV cells that a spreadsheet would run as formulas as they are (by
+    default they are neutralised, see :func:`_cell`)."""
     if fmt == "parquet":
         return _ParquetSink(path, spec)
-    return _CsvSink(path, spec) if fmt == "csv" else _JsonlSink(path)
+    return _CsvSink(path, spec, formulas=csv_formulas) if fmt == "csv" else _JsonlSink(path)
 
 
 class _Closing:
@@ -232,8 +237,9 @@ class _JsonlSink(_FileSink):
 
 
 class _CsvSink(_FileSink):
-    def __init__(self, path: str | None, spec: ResponseSpec[Any]) -> None:
+    def __init__(self, path: str | None, spec: ResponseSpec[Any], *, formulas: bool = False) -> None:
         self._columns = _csv_columns(spec)
+        self._cell = _cell if formulas else _safe_cell
         self._fh = self._open(path)
         # Encoded straight into the byte handle: a TextIOWrapper around stdout would close it when freed.
         self._writer = csv.writer(codecs.getwriter("utf-8")(self._fh))
@@ -249,7 +255,7 @@ class _CsvSink(_FileSink):
         row += [error.get("kind"), error.get("message"), record.get("attempts")]
         row += [usage.get(k) for k in _USAGE_KEYS] + [record.get("latency")]
         try:
-            self._writer.writerow([_cell(v) for v in row])
+            self._writer.writerow([self._cell(v) for v in row])
         except OSError as exc:
             raise _write_failed(self.path, exc) from exc
 
@@ -262,6 +268,19 @@ def _cell(value: Any) -> str:
     if isinstance(value, dict | list):
         return orjson.dumps(value).decode()  # data wider than its schema said: still kept whole
     return str(value)
+
+
+#: what makes a spreadsheet read a cell as a formula (OWASP's list for CSV injection)
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _safe_cell(value: Any) -> str:
+    """A cell no spreadsheet runs: a text from outside (an input, a model's answer) that begins like a
+    formula gets a leading apostrophe, as OWASP advises. Numbers stay numbers (-5 is not a formula)."""
+    text = _cell(value)
+    if isinstance(value, str) and text.startswith(_FORMULA_STARTS):
+        return "'" + text
+    return text
 
 
 def _dig(value: Any, keys: tuple[str, ...]) -> Any:
