@@ -4,8 +4,10 @@ the base URL, never reach a record, a message or the store."""
 from __future__ import annotations
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
-from corral import Extractor, ModelNotFound
+from corral import ConfigError, Extractor, ModelNotFound
 from corral.bench import Person
 from corral.sim import ScriptCall, SimConfig, SimReply, Simulator
 
@@ -49,3 +51,29 @@ async def test_base_url_credentials_are_not_in_the_model_not_found_message() -> 
                 _ = [o async for o in ex.map(["My name is John and I am 20 years old"])]
     assert "hunter2-secret" not in str(raised.value) and "someone" not in str(raised.value)
     assert "/v1" in str(raised.value)
+
+
+async def test_a_redirect_to_another_host_takes_no_key_along(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Issue 15, M2: aiohttp drops Authorization on a redirect to another host, not x-api-key.
+    seen: list[dict[str, str]] = []
+
+    async def collect(request: web.Request) -> web.Response:
+        seen.append(dict(request.headers))
+        return web.json_response({"type": "error", "error": {"type": "not_found_error", "message": "x"}})
+
+    elsewhere = web.Application()
+    elsewhere.router.add_route("*", "/{tail:.*}", collect)
+    async with TestServer(elsewhere, host="127.0.0.1") as other:
+
+        async def bounce(request: web.Request) -> web.Response:
+            raise web.HTTPTemporaryRedirect(str(other.make_url(request.path)))
+
+        redirecting = web.Application()
+        redirecting.router.add_route("*", "/{tail:.*}", bounce)
+        async with TestServer(redirecting, host="127.0.0.1") as server:
+            monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+            base = str(server.make_url("")).rstrip("/")
+            with pytest.raises(ConfigError, match="does not follow redirects"):
+                async with Extractor(Person, model="anthropic/claude-haiku-4-5", base_url=base) as ex:
+                    _ = [o async for o in ex.map(["My name is John and I am 20 years old"])]
+    assert seen == [], "nothing, and no key, reached the other host"

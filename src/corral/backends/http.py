@@ -119,7 +119,13 @@ class HttpClient:
         ``headers`` add to (or replace) the session's: a multipart upload names its own content type."""
         session = self._session or self._open_session()
         try:
-            async with session.request(method, url, data=data, headers=headers) as response:
+            # Redirects are not followed: aiohttp drops only Authorization on the way, so an
+            # x-api-key (Anthropic's) would go along to whatever host the answer names.
+            async with session.request(
+                method, url, data=data, headers=headers, allow_redirects=False
+            ) as response:
+                if 300 <= response.status < 400:
+                    raise self._redirected(response)
                 raw = await response.read()
                 # An error body goes into messages and records: scrubbed of what was sent to get it.
                 return response.status, self.scrub(raw) if response.status >= 400 else raw, response.headers
@@ -143,7 +149,9 @@ class HttpClient:
         # A long download may outlast the session's total timeout; only a stalled read is a failure.
         timeout = aiohttp.ClientTimeout(total=None, sock_read=self._timeout)
         try:
-            async with session.get(url, timeout=timeout) as response:
+            async with session.get(url, timeout=timeout, allow_redirects=False) as response:
+                if 300 <= response.status < 400:
+                    raise self._redirected(response)
                 if response.status >= 400:
                     raise error_for(response.status, self.scrub(await response.read()), response.headers)
                 pending = bytearray()
@@ -160,6 +168,16 @@ class HttpClient:
                     yield self.scrub(line)
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise self._failure(exc, streaming=True) from None
+
+    def _redirected(self, response: aiohttp.ClientResponse) -> ConfigError:
+        """A redirect, not followed (the key would follow it): named by the origin it points to. A
+        usage error, not a provider's: every request would be redirected, and the fix is the URL."""
+        target = urlsplit(response.headers.get("Location", ""))
+        where = f"{target.scheme}://{target.hostname}" if target.hostname else "elsewhere on it"
+        return ConfigError(
+            f"{self.host} answered HTTP {response.status}, redirecting to {where}; corral does not follow "
+            "redirects (the API key would go along): set the base URL to where the API really is"
+        )
 
     def _failure(self, exc: TimeoutError | aiohttp.ClientError, *, streaming: bool) -> TransportError:
         """aiohttp's failure as a :class:`TransportError` naming the host (never the key)."""
