@@ -62,3 +62,15 @@ async def test_a_job_through_a_gateway_is_priced_and_names_the_model_as_openai_d
     assert all(o.ok for o in outcomes)
     assert models == {"gpt-4o-mini"}, "the name OpenAI knows, not openai/gpt-4o-mini"
     assert cost > 0, "OpenAI's price for the model applies: --max-cost and $ work"
+
+
+def test_url_credentials_and_a_key_together_are_a_usage_error_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Issue 15, L10: aiohttp refused the pair at request time with a ValueError, leaving a session open.
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-only-0123456789")
+    with pytest.raises(ConfigError, match="give one of them") as raised:
+        open_backend("sim-1", base_url="http://someone:hunter2-secret@127.0.0.1:9/v1")
+    assert "hunter2" not in str(raised.value)
+    monkeypatch.delenv("OPENAI_API_KEY")
+    assert open_backend("sim-1", base_url="http://someone:hunter2-secret@127.0.0.1:9/v1").model == "sim-1"

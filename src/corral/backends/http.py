@@ -66,6 +66,12 @@ class HttpClient:
         port = f":{parts.port}" if parts.port else ""
         self.host = f"{parts.hostname}{port}" if parts.hostname else base_url
         self.endpoint = f"{parts.scheme}://{parts.hostname or ''}{port}{parts.path}"
+        if (parts.username or parts.password) and any(name.lower() == "authorization" for name in headers):
+            # aiohttp refuses both at request time (a ValueError, and a session left open): say it now.
+            raise ConfigError(
+                f"the base URL for {self.host} carries a user and password, and an API key is set too "
+                "(in the environment): give one of them, not both"
+            )
         # The key lives only in this header mapping: never in messages, reprs or logs.
         self._headers = headers
         # What a provider's answer must never carry on into records, logs or serve's answers: the key
