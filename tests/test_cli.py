@@ -246,3 +246,22 @@ def test_ray_at_an_address_nobody_answers_is_named_at_once(
     assert main(argv) == 2
     assert "no Ray cluster answers at 127.0.0.1:1" in capsys.readouterr().err
     assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_an_output_that_is_the_input_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    # Issue 15, M7: a corral output used as the input with the same -o was truncated while read.
+    source = tmp_path / "out.jsonl"
+    records = [
+        {"id": str(n), "input": f"My name is P{n} and I am 20", "output": {"name": f"P{n}", "age": 20},
+         "error": None, "attempts": 1, "usage": {}, "latency": 0.1}
+        for n in range(300)
+    ]  # fmt: skip
+    source.write_text("".join(json.dumps(record) + "\n" for record in records))
+    before = source.read_bytes()
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(source)
+    for output in (source, link):
+        result = corral("run", str(source), "--text-field", "input", "--schema", PERSON, "-o", str(output))
+        assert result.returncode == 2, result.stderr
+        assert "is the input" in result.stderr
+    assert source.read_bytes() == before

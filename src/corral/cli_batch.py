@@ -114,7 +114,7 @@ async def run_batches(args: argparse.Namespace, *, wait: bool) -> int:
     if args.no_store:
         raise ConfigError("batch mode keeps its batches in the run store: drop --no-store")
     out_format = sink_format(args.output, args.output_format)
-    check_output(args.output, out_format)
+    check_output(args.output, out_format, source=args.input)
     prices = load_prices(args.prices) if args.prices else None
     budget = Budget(args.max_cost) if args.max_cost is not None else None
     async with contextlib.AsyncExitStack() as cleanup:

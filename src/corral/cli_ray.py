@@ -25,7 +25,7 @@ LOCAL = "local"
 async def run_with_ray(args: argparse.Namespace) -> int:
     _refuse_what_ray_cannot_do(args)
     import_ray()  # says how to install it, before anything starts
-    check_output(args.output, sink_format(args.output, args.output_format))
+    check_output(args.output, sink_format(args.output, args.output_format), source=args.input)
     counters = RunCounters()
     counters.total = await asyncio.to_thread(count_items, args.input, format=args.format)
     with stop_on_signals() as stopping:

@@ -272,7 +272,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
         return code
     items = items_of(args)
     out_format = sink_format(args.output, args.output_format)
-    check_output(args.output, out_format)
+    check_output(args.output, out_format, source=args.input)
     if args.no_store and (args.fresh or args.retry_errors or args.report):
         raise ConfigError("--fresh, --retry-errors and --report need the run store: drop --no-store")
     prices = load_prices(args.prices) if args.prices else None

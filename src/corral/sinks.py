@@ -18,6 +18,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import csv
+import os
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -63,11 +64,17 @@ def sink_format(path: str | None, explicit: str | None = None) -> SinkFormat:
     return fmt
 
 
-def check_output(path: str | None, fmt: SinkFormat) -> None:
-    """Raise :class:`OutputError` unless ``path`` can be (over)written as a ``fmt`` output."""
+def check_output(path: str | None, fmt: SinkFormat, *, source: str | None = None) -> None:
+    """Raise :class:`OutputError` unless ``path`` can be (over)written as a ``fmt`` output; never the
+    input ``source`` (the same file by any name: a link, a relative path)."""
     if path is None or path == "-":
         return
     file = Path(path)
+    if _same_file(source, path):
+        raise OutputError(
+            f"{path} is the input {source}: writing it would destroy the input while it is being "
+            "read; choose another -o"
+        )
     if file.is_dir():
         raise OutputError(f"{path} is a directory: give a file name, e.g. -o {file / ('out.' + fmt)}")
     if not file.parent.is_dir():
@@ -80,6 +87,15 @@ def check_output(path: str | None, fmt: SinkFormat) -> None:
             f"{path} exists and is not a corral {fmt} output ({why}); corral never overwrites a file "
             "that is not its own: choose another -o, or delete it if it is not needed"
         )
+
+
+def _same_file(source: str | None, path: str) -> bool:
+    if source is None or source == "-":
+        return False
+    try:
+        return os.path.samefile(source, path)
+    except OSError:  # one of them does not exist (yet): they are not the same file
+        return False
 
 
 def _is_stdout(path: str | None) -> bool:
