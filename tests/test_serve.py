@@ -643,3 +643,21 @@ async def test_a_server_idle_since_start_up_sends_no_burst_at_its_first_job(
     if not told:  # nothing known yet: one request, until its answer's headers say the limits
         first = min(arrived)
         assert sum(1 for t in arrived if t < first + 0.1) == 1
+
+
+async def test_a_cursor_past_what_sqlite_holds_is_a_422_not_a_cut_stream(server: Server) -> None:
+    # Issue 15, L2: a cursor above 2^63 raised OverflowError inside the stream.
+    body = {"schema": PERSON, "texts": texts("Cursor", 2)}
+    async with client() as session, session.post(f"{server.url}v1/jobs", json=body) as response:
+        assert response.status == 200
+        job_id = response.headers["X-Corral-Job"]
+        await records(response)
+    huge = str(2**64)
+    status, answer = await get_json(f"{server.url}v1/jobs/{job_id}/results?after={huge}")
+    assert (status, answer["error"]["type"]) == (422, "invalid_cursor")
+    status, answer = await get_json(f"{server.url}v1/jobs/{job_id}/results", **{"Last-Event-ID": huge})
+    assert (status, answer["error"]["type"]) == (422, "invalid_cursor")
+    async with client() as session, session.get(f"{server.url}v1/jobs/{job_id}/results?after=0") as response:
+        assert response.status == 200
+        assert len(await records(response)) <= 2
+    assert "OverflowError" not in server.log

@@ -197,6 +197,9 @@ def _add_job_routes(api: APIRouter, manager: JobManager, settings: ServeSettings
         cursor = after
         if last_event_id is not None and last_event_id.strip().isdigit():
             cursor = int(last_event_id.strip())
+        if cursor is not None and not 0 <= cursor <= _MAX_CURSOR:
+            # SQLite's integers end at 2^63 - 1: a larger cursor failed mid-stream with OverflowError.
+            raise ApiError(422, "invalid_cursor", f"a cursor is a result's event id, 0 to {_MAX_CURSOR}")
         return _stream(request, manager, job_id, store_id, job, only=None, after=cursor)
 
     @api.delete(
@@ -336,6 +339,10 @@ def _loopback_name(host: str) -> bool:
 
 
 # --- errors ------------------------------------------------------------------------------------
+
+
+#: the largest cursor there can be (SQLite's rowids are signed 64-bit integers)
+_MAX_CURSOR = 2**63 - 1
 
 
 def _error(status: int, kind: str, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
