@@ -99,3 +99,37 @@ def test_pattern_properties_are_bounded_too() -> None:
     assert spec.parse('{"aa": 1}') == {"aa": 1}
     with pytest.raises(OutputInvalid, match="is not of type"):
         spec.parse('{"aa": "one"}')
+
+
+def test_a_schema_nested_without_end_is_a_schema_error_not_a_recursion_error() -> None:
+    # Issue 15, L3: ~99 levels reached the interpreter's recursion limit (a 500 from serve).
+    schema: dict[str, Any] = {"type": "object"}
+    node = schema
+    for _ in range(200):
+        node["properties"] = {"a": {"type": "object"}}
+        node = node["properties"]["a"]
+    with pytest.raises(SchemaError, match="nested deeper than 64 levels"):
+        load_spec(schema)
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"$ref": "#"},
+        {"$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}}, "type": "object",
+         "properties": {"x": {"$ref": "#/$defs/a"}}},
+    ],
+    ids=["root", "a-b-a"],
+)  # fmt: skip
+def test_references_that_go_round_without_a_value_are_refused(schema: dict[str, Any]) -> None:
+    # Issue 15, L4: they passed the check, then recursed for ever during validation.
+    with pytest.raises(SchemaError, match="go round"):
+        load_spec(schema)
+
+
+def test_a_recursive_schema_that_descends_into_the_value_is_fine() -> None:
+    tree = {"type": "object", "properties": {"name": {"type": "string"},
+            "children": {"type": "array", "items": {"$ref": "#"}}}}  # fmt: skip
+    spec = load_spec(tree)
+    value = {"name": "a", "children": [{"name": "b", "children": []}]}
+    assert spec.parse('{"name": "a", "children": [{"name": "b", "children": []}]}') == value

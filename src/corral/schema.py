@@ -252,8 +252,22 @@ def check_json_schema(schema: JSON, origin: str = "JSON Schema") -> None:
     import jsonschema
     from jsonschema.exceptions import best_match
 
+    deep = _deeper_than(schema, _MAX_DEPTH)
+    if deep is not None:
+        raise SchemaError(
+            f"{origin}: nested deeper than {_MAX_DEPTH} levels (at {_where(deep)[:80]}...); corral takes "
+            "schemas of sane depth only"
+        )
+    loop = _reference_loop(schema)
+    if loop:
+        raise SchemaError(
+            f"{origin}: the references {' -> '.join(loop)} go round without ever reaching a value to check"
+        )
     cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
-    error = best_match(cls(cls.META_SCHEMA).iter_errors(schema))
+    try:
+        error = best_match(cls(cls.META_SCHEMA).iter_errors(schema))
+    except RecursionError:
+        raise SchemaError(f"{origin}: the schema refers to itself without end") from None
     if error is not None:
         # "not valid under any of the given schemas" says little: the closest alternative says why.
         detail = best_match(error.context) if error.context else None
@@ -272,6 +286,51 @@ def check_json_schema(schema: JSON, origin: str = "JSON Schema") -> None:
 
 def _where(path: Any) -> str:
     return ".".join(str(part) for part in path) or "(root)"
+
+
+#: how deep a schema may nest (objects and arrays): far more than any real schema, far less than the
+#: interpreter's recursion limit that a hostile one would otherwise reach
+_MAX_DEPTH = 64
+
+
+def _deeper_than(schema: Any, limit: int) -> tuple[Any, ...] | None:
+    """Where ``schema`` nests deeper than ``limit`` (walked without recursion); None: it does not."""
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(schema, ())]
+    while stack:
+        node, path = stack.pop()
+        if len(path) > limit:
+            return path
+        if isinstance(node, dict):
+            stack.extend((value, (*path, key)) for key, value in node.items())
+        elif isinstance(node, list):
+            stack.extend((value, (*path, index)) for index, value in enumerate(node))
+    return None
+
+
+def _reference_loop(schema: JSON) -> list[str]:
+    """A chain of references that leads back to itself with nothing in between (``{"$ref": "#"}``,
+    or a -> b -> a): validation would recurse on the same value for ever. Empty: none."""
+    for _, start in _refs(schema, ()):
+        seen: list[str] = []
+        ref = start
+        while ref.startswith("#") and (ref == "#" or ref.startswith("#/")) and _resolves(schema, ref):
+            if ref in seen:
+                return [*seen[seen.index(ref) :], ref]
+            seen.append(ref)
+            target = _resolve(schema, ref)
+            following = target.get("$ref") if isinstance(target, dict) else None
+            if not isinstance(following, str):
+                break
+            ref = following
+    return []
+
+
+def _resolve(schema: JSON, ref: str) -> Any:
+    node: Any = schema
+    for raw in urllib.parse.unquote(ref[1:]).split("/")[1:]:
+        part = raw.replace("~1", "/").replace("~0", "~")
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    return node
 
 
 def _refs(node: Any, path: tuple[Any, ...]) -> list[tuple[str, str]]:
@@ -335,6 +394,8 @@ def _jsonschema_spec(schema: JSON, name: str, many: bool, origin: str = "JSON Sc
                 f"{'.'.join(str(p) for p in err.absolute_path) or '(root)'}: {err.message}"
                 for _, err in zip(range(_MAX_PROBLEMS), validator.iter_errors(data), strict=False)
             ]
+        except RecursionError:  # a loop through references the check did not see: the reply fails
+            raise OutputInvalid(["the schema refers to itself without end"]) from None
         except Unresolvable as exc:  # a reference the schema check let through: never fetched
             raise OutputInvalid([f"the schema refers to {exc.ref!r}, which corral does not fetch"]) from None
         if problems:
