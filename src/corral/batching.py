@@ -121,12 +121,12 @@ class BatchBackend:
         #: the provider's enqueued-token limit (given, or learned from a batch it failed for it):
         #: batches are cut to fit under it, and lines beyond it wait for running batches to end
         self.token_limit = token_limit
-        #: tokens of the batch being filled, and of each open batch (None: an earlier run's)
+        #: tokens of the batch being filled, and of each open batch this run filled
         self._tokens = 0
-        self._open: dict[int, int | None] = {}
-        self._line_tokens = [0, 0]  # tokens, lines: the average line, for an earlier run's batches
-        #: requests held back this run because the enqueued-token limit was reached
-        self.held = 0
+        self._open: dict[int, int] = {}
+        #: requests of each open batch an earlier run filled (their tokens: this run's average line)
+        self._earlier: dict[int, int] = {}
+        self._line_tokens = [0, 0]  # tokens, lines: the average line
         self._lock = asyncio.Lock()
         #: answers in batches up to this id are not reused (``--retry-errors``: ask the model again)
         self.ignore_through: int | None = None
@@ -158,10 +158,9 @@ class BatchBackend:
         items reach the backend then, and they must be asked anew, once)."""
         self.store = store
         self.job = job
-        self._open = {
-            int(batch_id): None
-            for (batch_id,) in store.query("SELECT id FROM batches WHERE job = ? AND open = 1", (job.id,))
-        }
+        rows = store.query("SELECT id, requests FROM batches WHERE job = ? AND open = 1", (job.id,))
+        self._earlier = {int(batch_id): int(requests) for batch_id, requests in rows}
+        self._open = {}
         if ask_again:
             rows = store.query("SELECT COALESCE(MAX(id), 0) FROM batches WHERE job = ?", (job.id,))
             self.ignore_through = int(rows[0][0])
@@ -207,7 +206,6 @@ class BatchBackend:
         if self._over_limit(tokens):
             # The provider's queue holds all it takes: asked again in a later round, once running
             # batches have ended (a batch over the limit would only fail, or be paid for nothing).
-            self.held += 1
             raise Parked
         self._lines[key] = line  # no await since the check: the line fits
         self._bytes += len(line)
@@ -236,17 +234,12 @@ class BatchBackend:
         its requests times this run's average line)."""
         total, lines = self._line_tokens
         average = total // lines if lines else 0
-        requests = self._open_requests() if None in self._open.values() else {}
-        return sum(t if t is not None else requests.get(i, 0) * average for i, t in self._open.items())
-
-    def _open_requests(self) -> dict[int, int]:
-        store, job = self.attached()
-        rows = store.query("SELECT id, requests FROM batches WHERE job = ? AND open = 1", (job.id,))
-        return {int(batch_id): int(requests) for batch_id, requests in rows}
+        return sum(self._open.values()) + sum(self._earlier.values()) * average
 
     def closed(self, batch_id: int) -> None:
         """A batch ended (collected, or refused): its tokens leave the provider's queue."""
         self._open.pop(batch_id, None)
+        self._earlier.pop(batch_id, None)
 
     def learn_token_limit(self, limit: int) -> None:
         """The provider said its enqueued-token limit (a batch failed with token_limit_exceeded)."""
