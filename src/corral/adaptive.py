@@ -35,12 +35,11 @@ from corral.pace import Clock, Pace
 __all__ = ["AdaptiveRate"]
 
 
-#: accepted requests counted per bucket of this many seconds, for the last ``_HISTORY_S``
+#: what the server accepted, and answers to requests sent at the current rate, are read over the
+#: last this many seconds
+_WINDOW_S = 2.0
+#: accepted requests are counted per bucket of this many seconds
 _BUCKET_S = 0.25
-_HISTORY_S = 10.0
-_BUCKETS = int(_HISTORY_S / _BUCKET_S)
-#: answers to requests sent at the current rate are judged over the last this many seconds
-_JUDGE_S = 2.0
 #: a wall: this share of 429s among a handful of answers cuts at once
 _WALL_SHARE = 0.25
 _WALL_EVIDENCE = 5
@@ -92,13 +91,13 @@ class AdaptiveRate:
         self._step_at = now
         #: answers to requests sent at or after this moment are judged (the last cut's horizon)
         self._judge_from = now
-        #: (answered at, refused?) of the judged answers, the last _JUDGE_S seconds of them
+        #: (answered at, refused?) of the judged answers, the last _WINDOW_S seconds of them
         self._judged: deque[tuple[float, bool]] = deque()
         self._limited = 0
         #: what the server took when it last refused: growth slows near it instead of running into it
         self._ceiling = per_minute or 0.0
-        #: [bucket index (time // _BUCKET_S), accepted answers in it], oldest first, the last ten seconds
-        self._history: deque[list[int]] = deque(maxlen=_BUCKETS)
+        #: [bucket index (time // _BUCKET_S), accepted answers in it], oldest first, the last window's
+        self._history: deque[list[int]] = deque(maxlen=int(_WINDOW_S / _BUCKET_S) + 1)
         self._first_answer: float | None = None
         #: the timer that grows the rate while requests wait for their turn and nothing answers
         self._timer: asyncio.TimerHandle | None = None
@@ -144,7 +143,7 @@ class AdaptiveRate:
         """Cut on overshoot, grow on a clean stretch; cheap enough to call on every request."""
         now = self._clock()
         judged = self._judged
-        while judged and judged[0][0] < now - _JUDGE_S:
+        while judged and judged[0][0] < now - _WINDOW_S:
             if judged.popleft()[1]:
                 self._limited -= 1
         answered, limited = len(judged), self._limited
@@ -203,7 +202,7 @@ class AdaptiveRate:
         floor = self._floor_per_minute(now)
         # Too few accepted lately to say what the server takes: cut from the current rate only.
         measured = accepted >= _WALL_EVIDENCE
-        seen = self._seen_per_minute(now) if measured else float("inf")
+        seen = self._accepted_per_minute(now, at_least_s=_BUCKET_S) if measured else float("inf")
         taken = self._taken_while_refusing(now) if measured else float("inf")
         if measured and (steady or taken < seen):
             # Refusing only the excess, the server takes about its limit: that is where growth slows.
@@ -226,18 +225,15 @@ class AdaptiveRate:
         self._limited = 0
 
     def _accepted_lately(self, now: float) -> int:
-        """Accepted answers over the last two seconds."""
-        first = int((now - 2.0) // _BUCKET_S)
+        """Accepted answers over the last window."""
+        first = int((now - _WINDOW_S) // _BUCKET_S)
         return sum(n for bucket, n in self._history if bucket > first)
 
-    def _seen_per_minute(self, now: float) -> float:
-        """Accepted answers per minute over the last two seconds (or since the first answer)."""
-        window = 2.0
+    def _accepted_per_minute(self, now: float, *, at_least_s: float) -> float:
+        """Accepted answers per minute over the last window, or since the first answer when that is
+        shorter, but over ``at_least_s`` at least."""
         since = now - (self._first_answer if self._first_answer is not None else now)
-        span = max(min(window, since), _BUCKET_S)
-        first = int((now - window) // _BUCKET_S)
-        count = sum(n for bucket, n in self._history if bucket > first)
-        return 60.0 * count / span
+        return 60.0 * self._accepted_lately(now) / max(min(_WINDOW_S, since), at_least_s)
 
     def _taken_while_refusing(self, now: float) -> float:
         """Accepted answers per minute since the first judged 429: a server refusing has spent its
@@ -250,8 +246,6 @@ class AdaptiveRate:
         return 60.0 * accepted / (now - first)
 
     def _floor_per_minute(self, now: float) -> float:
-        """Half of what the server accepted per minute over the last two seconds (over at least one
-        second, so that the first answers of a burst, arriving together, are not read as a rate)."""
-        since = now - (self._first_answer if self._first_answer is not None else now)
-        span = max(min(2.0, since), 1.0)
-        return max(_FLOOR_SHARE * 60.0 * self._accepted_lately(now) / span, _MIN_PER_MINUTE)
+        """Half of what the server accepted per minute over the last window (over a second at least,
+        so that the first answers of a burst, arriving together, are not read as a rate)."""
+        return max(_FLOOR_SHARE * self._accepted_per_minute(now, at_least_s=1.0), _MIN_PER_MINUTE)

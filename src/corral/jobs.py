@@ -124,7 +124,7 @@ class _DurableRun:
     async def run(self, items: Iterable[Item], strategy: Strategy, order: Order) -> JobResult:
         result = JobResult("failed")
         status = "failed"
-        self._seed_limits()
+        self._seed_endpoint()
         ticker = asyncio.create_task(self._tick(), name="corral-tick")
         try:
             outcomes = self.extractor.map(
@@ -150,7 +150,7 @@ class _DurableRun:
             if self.store is not None and self.job is not None:
                 self._sample()
                 self._snapshot()
-                self._remember_limits()
+                self._remember_endpoint()
                 self.store.flush()
                 self.store.finish_run(self.job, status)
             result.status = status
@@ -174,7 +174,7 @@ class _DurableRun:
             self.sink.flush()
             if self.store is not None and loop.time() >= checkpoint_at:
                 checkpoint_at = loop.time() + _CHECKPOINT_INTERVAL_S
-                self._remember_limits()  # so a run killed later still leaves them to the next
+                self._remember_endpoint()  # so a run killed later still leaves them to the next
                 await asyncio.to_thread(self.store.checkpoint)
 
     def _until_budget(self, items: Iterable[Item]) -> Iterator[Item]:
@@ -261,7 +261,7 @@ class _DurableRun:
             self.prompt_tokens += outcome.usage.prompt_tokens
             self.completion_tokens += outcome.usage.completion_tokens
 
-    def _seed_limits(self) -> None:
+    def _seed_endpoint(self) -> None:
         """Pace from the first request, and ask in a mode the server takes, with what an earlier run
         learned of this endpoint."""
         if self.store is None:
@@ -274,7 +274,7 @@ class _DurableRun:
             self.extractor.settings.ladder.start_at(Mode(mode))
         self.remembered_mode = self.extractor.settings.ladder.current
 
-    def _remember_limits(self) -> None:
+    def _remember_endpoint(self) -> None:
         if self.store is None:
             return
         backend = self.extractor.backend

@@ -211,8 +211,7 @@ class EndpointLimits:
             self._tokens.adjust(prompt_tokens_error)
         if self._window is not None:
             # One more in flight per answer: the window doubles every round trip.
-            self._window_size += _SLOW_START_GROWTH
-            self._window.set_limit(int(self._window_size))
+            self._resize_window(self._window_size + _SLOW_START_GROWTH)
             self._spread_round(time.monotonic() - sent_at if sent_at is not None else None)
         if self._adaptive is not None:
             self._adaptive.on_success(time.monotonic() if sent_at is None else sent_at)
@@ -235,8 +234,7 @@ class EndpointLimits:
                 # A stray refusal (a provider's noise, or the first of a round over the limit): halve
                 # the window, once per round trip as TCP does per loss, and go on.
                 self._halved_at = time.monotonic()
-                self._window_size = max(1.0, self._window_size / 2)
-                self._window.set_limit(int(self._window_size))
+                self._resize_window(max(1.0, self._window_size / 2))
         # A 429 is about this client's own pace: everyone waits. An overload is about the provider;
         # a stray one (measured: 1% of answers, each with retry-after: 1, paused a 1,000/s run most
         # of the time) only delays its own request, a burst of them pauses everyone.
@@ -280,6 +278,11 @@ class EndpointLimits:
             self._spread = Pace(per_minute, burst_s=0.0)
         else:
             self._spread.set_per_minute(per_minute)
+
+    def _resize_window(self, size: float) -> None:
+        self._window_size = size
+        if self._window is not None:
+            self._window.set_limit(int(size))
 
     def _end_slow_start(self) -> None:
         self._spread = None
