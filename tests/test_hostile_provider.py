@@ -10,16 +10,15 @@ from aiohttp.test_utils import TestServer
 from corral import ConfigError, Extractor, ModelNotFound
 from corral.bench import Person
 from corral.sim import ScriptCall, SimConfig, SimReply, Simulator
+from corral.sim.protocol import error_body
 
 KEY = "sk-test-hostile-0123456789abcdef"
 
 
 def echo_the_key(call: ScriptCall) -> SimReply:
-    error = {
-        "message": f"Incorrect request for key {KEY} (sent as Bearer {KEY})",
-        "type": "invalid_request_error",
-    }
-    return SimReply(status=400, error_body={"error": error})
+    return SimReply(
+        status=400, error_body=error_body(400, f"Incorrect request for key {KEY} (sent as Bearer {KEY})")
+    )
 
 
 async def test_a_key_the_provider_echoes_is_scrubbed_from_the_record(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -35,12 +34,9 @@ async def test_a_key_the_provider_echoes_is_scrubbed_from_the_record(monkeypatch
 
 
 def model_not_found(call: ScriptCall) -> SimReply:
-    error = {
-        "message": "The model does not exist",
-        "type": "invalid_request_error",
-        "code": "model_not_found",
-    }
-    return SimReply(status=404, error_body={"error": error})
+    return SimReply(
+        status=404, error_body=error_body(404, "The model does not exist")
+    )  # code model_not_found
 
 
 async def test_base_url_credentials_are_not_in_the_model_not_found_message() -> None:

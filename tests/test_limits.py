@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 
 import pytest
@@ -122,18 +123,30 @@ async def test_slots_cancelled_waiter_does_not_leak_a_slot() -> None:
     await asyncio.wait_for(slots.acquire(), 1)
 
 
+def feed(
+    adaptive: AdaptiveRate,
+    clock: Clock,
+    *,
+    accepted: int,
+    limited: int,
+    seconds: float,
+    sent_ago: float = 0.0,
+) -> None:
+    """``accepted`` answers, then ``limited`` 429s, evenly over ``seconds``, to requests sent
+    ``sent_ago`` before each answer."""
+    events = ["ok"] * accepted + ["429"] * limited
+    for event in events:
+        clock.now += seconds / len(events)
+        if event == "ok":
+            adaptive.on_success(sent_at=clock.now - sent_ago)
+        else:
+            adaptive.on_rate_limited(sent_at=clock.now - sent_ago)
+
+
 def test_adaptive_rate_reacts_to_a_share_of_429s_not_to_strays() -> None:
     clock = Clock()
     adaptive = AdaptiveRate(decrease=0.5, increase=0.1, interval_s=1.0, threshold=0.05, clock=clock)
-
-    def answers(accepted: int, limited: int, seconds: float, sent_ago: float = 0.0) -> None:
-        events = ["ok"] * accepted + ["429"] * limited
-        for event in events:
-            clock.now += seconds / len(events)
-            if event == "ok":
-                adaptive.on_success(sent_at=clock.now - sent_ago)
-            else:
-                adaptive.on_rate_limited(sent_at=clock.now - sent_ago)
+    answers = functools.partial(feed, adaptive, clock)
 
     answers(accepted=98, limited=2, seconds=2.0)  # stray 429s (2%): nothing is paced
     assert adaptive.pace is None
@@ -160,12 +173,8 @@ def test_adaptive_rate_cannot_collapse_under_a_storm_of_429s() -> None:
     clock = Clock()
     adaptive = AdaptiveRate(clock=clock)
     for _ in range(40):  # ten seconds, a quarter at a time
-        for _ in range(5):
-            clock.now += 0.01
-            adaptive.on_success(sent_at=clock.now - 0.3)
-        for _ in range(30):
-            clock.now += 0.005
-            adaptive.on_rate_limited(sent_at=clock.now - 0.3)
+        feed(adaptive, clock, accepted=5, limited=0, seconds=0.05, sent_ago=0.3)
+        feed(adaptive, clock, accepted=0, limited=30, seconds=0.15, sent_ago=0.3)
         clock.now += 0.05
     assert adaptive.pace is not None
     # Never below half the most the server took in a second (20/s): at least 10/s.
@@ -175,11 +184,8 @@ def test_adaptive_rate_cannot_collapse_under_a_storm_of_429s() -> None:
 def test_adaptive_rate_judges_only_requests_sent_at_the_current_rate() -> None:
     clock = Clock()
     adaptive = AdaptiveRate(clock=clock)
-    for _ in range(40):
-        clock.now += 0.05
-        adaptive.on_success(sent_at=clock.now - 0.3)
-    for _ in range(10):
-        adaptive.on_rate_limited(sent_at=clock.now - 0.3)
+    feed(adaptive, clock, accepted=40, limited=0, seconds=2.0, sent_ago=0.3)
+    feed(adaptive, clock, accepted=0, limited=10, seconds=0.0, sent_ago=0.3)
     assert adaptive.pace is not None
     waits = [adaptive.pace.reserve() for _ in range(20)]  # twenty reserved at the first rate
     clock.now += 0.01
@@ -313,13 +319,10 @@ def test_adaptive_rate_sets_no_rate_from_429s_alone() -> None:
     # nothing of what the server takes. Paced from zero, the run fell to one request a minute.
     clock = Clock()
     adaptive = AdaptiveRate(clock=clock)
-    for _ in range(20):
-        clock.now += 0.001
-        adaptive.on_rate_limited(sent_at=clock.now - 0.001)
+    feed(adaptive, clock, accepted=0, limited=20, seconds=0.02, sent_ago=0.001)
     assert adaptive.pace is None
-    for _ in range(50):  # then the accepted answers of the same burst: now there is a measure
-        clock.now += 0.001
-        adaptive.on_success(sent_at=clock.now - 0.1)
+    # Then the accepted answers of the same burst: now there is a measure.
+    feed(adaptive, clock, accepted=50, limited=0, seconds=0.05, sent_ago=0.1)
     for _ in range(10):
         adaptive.on_rate_limited(sent_at=clock.now)
     assert adaptive.pace is not None and adaptive.pace.per_minute >= 0.5 * 50 * 60 / 1.0

@@ -22,6 +22,7 @@ from corral.bench import Person
 from corral.errors import ConfigError
 from corral.schema import load_spec
 from corral.sim import ScriptCall, SimConfig, SimReply, Simulator, SimulatorThread
+from corral.sim.protocol import error_body
 
 TEXTS = [f"My name is Person{k} and I am {20 + k} years old" for k in range(12)]
 
@@ -92,13 +93,10 @@ async def test_a_gpt_5_mini_job_succeeds_where_max_tokens_and_temperature_would_
 
 
 def refuse_everything(call: ScriptCall) -> SimReply:
-    error = {
-        "message": "Unsupported parameter: 'logprobs' is not supported with this model.",
-        "type": "invalid_request_error",
-        "param": "logprobs",
-        "code": "unsupported_parameter",
-    }
-    return SimReply(status=400, error_body={"error": error})
+    message = "Unsupported parameter: 'logprobs' is not supported with this model."
+    return SimReply(
+        status=400, error_body=error_body(400, message, param="logprobs", code="unsupported_parameter")
+    )
 
 
 async def test_a_field_the_model_refuses_stops_the_run_at_once_with_the_fix() -> None:
