@@ -265,3 +265,37 @@ def test_an_output_that_is_the_input_is_refused_before_anything_is_written(tmp_p
         assert result.returncode == 2, result.stderr
         assert "is the input" in result.stderr
     assert source.read_bytes() == before
+
+
+
+def test_a_csv_quote_never_closed_keeps_the_rows_before_it_and_fails_the_run(
+    sim: SimulatorThread, tmp_path: Path
+) -> None:
+    # Issue 15, L7: the rest of the file became one item and the run exited 0.
+    source = tmp_path / "in.csv"
+    source.write_text(
+        'id,text\na,"My name is Ann and I am 30 years old"\nb,My name is Ben and I am 31 years old\n'
+        'c,"My name is Cy and I am 32\nd,My name is Di and I am 33 years old\n'
+    )
+    out = tmp_path / "out.jsonl"
+    result = corral("run", str(source), "--schema", PERSON, "--base-url", sim.url, "-o", str(out))
+    assert result.returncode == 2, result.stderr
+    assert f"{source}:4: a quoted field that starts on this line is never closed" in result.stderr
+    assert [(r["id"], r["error"]) for r in records(out.read_text())] == [("a", None), ("b", None)]
+
+
+def test_a_csv_row_that_is_not_utf8_is_that_rows_error_and_the_rest_are_extracted(
+    sim: SimulatorThread, tmp_path: Path
+) -> None:
+    # Issue 15, L8: a bad byte in row 2 stopped the run (exit 2) and named the wrong line.
+    source = tmp_path / "in.csv"
+    source.write_bytes(
+        b"id,text\na,My name is Ann and I am 30 years old\nb,My name is Jos\xe9 and I am 31\n"
+        b"c,My name is Cy and I am 32 years old\n"
+    )
+    result = corral("run", str(source), "--schema", PERSON, "--base-url", sim.url)
+    assert result.returncode == 1, result.stderr
+    rows = records(result.stdout)
+    assert [(r["id"], r["error"] is None) for r in rows] == [("a", True), ("b", False), ("c", True)]
+    assert rows[1]["error"]["message"] == f"{source}:3: is not UTF-8 text: save the file as UTF-8"  # type: ignore[index]
+    assert f"corral: skipped {source}:3: is not UTF-8 text" in result.stderr

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+import re
 from pathlib import Path
 
 import pytest
@@ -77,3 +79,58 @@ def test_a_jsonl_file_with_a_byte_order_mark_keeps_its_first_row(tmp_path: Path)
         ("a", "first", None),
         ("b", "second", None),
     ]
+
+
+def test_a_csv_quote_never_closed_stops_at_its_line_after_the_rows_before_it(tmp_path: Path) -> None:
+    # Issue 15, L7: the open quote on line 5 made lines 5-7 one cell, and the run exited 0.
+    path = tmp_path / "a.csv"
+    path.write_text('id,text\nx1,"two\nlines, quoted"\nx2,plain\nx3,"never closed\nx4,lost\nx5,lost too\n')
+    stream = read_items(path)
+    assert [(item.id, item.text) for item in itertools.islice(stream, 2)] == [
+        ("x1", "two\nlines, quoted"),
+        ("x2", "plain"),
+    ]
+    with pytest.raises(InputError, match=rf"{re.escape(str(path))}:5: a quoted field .* never closed"):
+        next(stream)
+
+
+def test_a_csv_quote_never_closed_is_named_where_it_opens_within_a_multi_line_row(tmp_path: Path) -> None:
+    path = tmp_path / "a.csv"
+    path.write_bytes(b'id,text,note\r\nx1,"a\r\nb","opened here\r\nand on\r\nto the end')
+    with pytest.raises(InputError, match=r"a\.csv:3: a quoted field .* lines 3–5 would be one cell"):
+        list(read_items(path))
+
+
+def test_a_csv_quote_never_closed_is_not_closed_by_the_next_quote_below(tmp_path: Path) -> None:
+    # Without strict parsing the next quote (line 4) "closed" the field opened on line 3, the rows
+    # between became its text, and csv read on.
+    path = tmp_path / "a.csv"
+    path.write_text('id,text\nx1,"ok"\nx2,"never closed\nx3,"swallowed"\nx4,swallowed\nx5,"he said ""hi"""\n')
+    with pytest.raises(
+        InputError, match=r"a\.csv:3: the quoted field .* closed on line 4 by a quote followed by 's'"
+    ):
+        list(read_items(path))
+    path.write_text('id,text\nx1,"he said ""hi"" twice"\nx2,"he said "hi" once"\n')
+    stream = read_items(path)
+    assert next(stream).text == 'he said "hi" twice'
+    with pytest.raises(InputError, match=r"a\.csv:3: .* write it twice"):
+        next(stream)
+
+
+def test_a_csv_row_that_is_not_utf8_is_that_rows_error_at_its_line(tmp_path: Path) -> None:
+    # Issue 15, L8: a bad byte far into the file stopped the run, naming a line before the row.
+    rows = [b"r%d,row %d\n" % (n, n) for n in range(1, 2001)]
+    rows[1499] = b'r1500,"first line\nsecond, caf\xe9"\n'  # Latin-1, on the 2nd line of a 2-line row
+    path = tmp_path / "a.csv"
+    path.write_bytes(b"id,text\n" + b"".join(rows[:999]) + b'r1000,"one\nmore"\n' + b"".join(rows[1000:]))
+    items = list(read_items(path))
+    assert len(items) == 2000
+    bad = [item for item in items if item.problem is not None]
+    assert [(item.id, item.problem) for item in bad] == [
+        ("r1500", f"{path}:1503: is not UTF-8 text: save the file as UTF-8")
+    ]
+    assert items[999].text == "one\nmore" and items[-1].text == "row 2000"
+    # A header that is not UTF-8 still stops the read: without its columns no row can be read.
+    path.write_bytes(b"id,t\xe9xt\n1,one\n")
+    with pytest.raises(InputError, match=r"a\.csv:1: is not UTF-8 text"):
+        read_items(path)

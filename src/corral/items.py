@@ -3,13 +3,16 @@
 Readers are generators, so a million-line file is never held in memory. A whole-file problem (missing,
 empty, unknown format) raises :class:`InputError` before anything is sent. A bad *row* does not stop
 the run: it becomes an item that carries its own error (``Item.problem``), which the engine records as
-an error outcome naming the file and line, so no earlier or later result is lost.
+an error outcome naming the file and line, so no earlier or later result is lost; a line that is not
+UTF-8 is such a row in every format. A CSV quote that is never closed would make the rest of the file
+one cell: the rows before it are yielded, then :class:`InputError` names the line the quote opened on.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import re
 import sys
 from collections.abc import Generator, Iterable, Iterator
 from pathlib import Path
@@ -141,35 +144,153 @@ def _jsonl(stream: IO[bytes], name: str, text_field: str, id_field: str) -> Gene
 
 
 def _csv(stream: IO[bytes], name: str, text_field: str, id_field: str) -> Generator[Item, None, None]:
-    text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
+    # surrogateescape: a byte that is not UTF-8 becomes a lone surrogate instead of an exception
+    # raised for a whole 8 KiB chunk ahead of the row being read, so the row that holds it can be
+    # named and skipped while every other row is read.
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
     try:
-        yield from _csv_rows(text, name, text_field, id_field)
+        yield from _csv_rows(_Lines(text), name, text_field, id_field)
     finally:
         text.detach()  # the caller owns (and closes) the byte stream
 
 
-def _csv_rows(text: io.TextIOWrapper, name: str, text_field: str, id_field: str) -> Iterator[Item]:
-    reader = csv.DictReader(text)
-    try:
-        header = reader.fieldnames
-    except UnicodeDecodeError:
-        raise InputError("is not UTF-8 text", path=name, line=1) from None
+#: what surrogateescape decodes a byte that is not UTF-8 to
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")
+_NOT_UTF8_TEXT = "is not UTF-8 text: save the file as UTF-8"
+
+
+class _Lines:
+    """The physical lines of a CSV file for :func:`csv.reader`: counted (a record may span several),
+    each checked for bytes that are not UTF-8, the current record's kept (to say what went wrong in
+    it), and the end of the file noted."""
+
+    def __init__(self, text: io.TextIOWrapper) -> None:
+        self._text = text
+        #: lines read so far
+        self.number = 0
+        #: lines read since the last :meth:`take_bad` that hold bytes that are not UTF-8
+        self.bad: list[int] = []
+        #: the lines read since the current record began
+        self.record: list[str] = []
+        #: the reader asked for a line after the last one
+        self.ended = False
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        line = self._text.readline()
+        if not line:
+            self.ended = True
+            raise StopIteration
+        self.number += 1
+        if not line.isascii() and _NOT_UTF8.search(line):
+            self.bad.append(self.number)
+        self.record.append(line)
+        return line
+
+    def take_bad(self) -> list[int]:
+        bad, self.bad = self.bad, []
+        return bad
+
+
+def _csv_rows(lines: _Lines, name: str, text_field: str, id_field: str) -> Iterator[Item]:
+    # strict: a quote that closes a quoted field must be followed by a comma or the end of the line.
+    # Without it csv reads a quote that is never closed up to the next quote anywhere below and goes
+    # on, every row in between swallowed into one cell without a word.
+    reader = csv.reader(lines, strict=True)
+    header = _csv_record(reader, lines, name)
     if header is None:
         return
+    if bad := lines.take_bad():
+        raise InputError(_NOT_UTF8_TEXT, path=name, line=bad[0])
     if text_field not in header:
         columns = ", ".join(header)
         raise InputError(
             f"has no column {text_field!r} (columns: {columns}); pass --text-field", path=name, line=1
         )
-    rows = iter(reader)
-    while True:
-        try:
-            row = next(rows)
-        except StopIteration:
-            return
-        except (UnicodeDecodeError, csv.Error) as exc:
-            raise InputError(f"unreadable CSV row: {exc}", path=name, line=reader.line_num + 1) from None
-        yield _row_item(row, name, reader.line_num, text_field, id_field)
+    while (values := _csv_record(reader, lines, name)) is not None:
+        if not values:
+            continue  # a blank line, as csv.DictReader skips it
+        row = _as_dict(header, values)
+        if bad := lines.take_bad():
+            # As a TXT or JSONL line that is not UTF-8: this row's error; the rows after it are read.
+            raw_id = row.get(id_field)
+            readable = isinstance(raw_id, str) and raw_id != "" and not _NOT_UTF8.search(raw_id)
+            item_id = str(raw_id) if readable else str(lines.number)
+            yield _bad(item_id, name, bad[0], _NOT_UTF8_TEXT)
+            continue
+        yield _row_item(row, name, lines.number, text_field, id_field)
+
+
+def _csv_record(reader: Iterator[list[str]], lines: _Lines, name: str) -> list[str] | None:
+    """The next record's fields ([] for a blank line), or None at the end of the file."""
+    start = lines.number + 1
+    lines.record = []
+    try:
+        return next(reader)
+    except StopIteration:
+        return None
+    except csv.Error as exc:
+        # The reader has lost its place (it takes the next line for the start of a record), so the
+        # rest of the file cannot be trusted: stop here. Every row before this one has been yielded.
+        raise _unreadable(exc, lines, start, name) from None
+
+
+def _unreadable(exc: csv.Error, lines: _Lines, start: int, name: str) -> InputError:
+    opened, stray = _quote_trouble(lines.record, start)
+    if stray is not None:
+        line, char = stray
+        return InputError(
+            f"the quoted field that starts on this line is closed on line {line} by a quote followed "
+            f"by {char!r}, not by a comma or the end of the line: if the field's closing quote is "
+            'missing, add it where the field ends; if that quote is part of the text, write it twice ("")',
+            path=name,
+            line=opened,
+        )
+    if lines.ended and opened is not None:
+        return InputError(
+            f"a quoted field that starts on this line is never closed, so lines {opened}–{lines.number} "
+            'would be one cell; close the quote (a quote inside a quoted field is written twice: "")',
+            path=name,
+            line=opened,
+        )
+    return InputError(f"unreadable CSV row (reading line {lines.number}): {exc}", path=name, line=start)
+
+
+def _quote_trouble(record: list[str], first: int) -> tuple[int | None, tuple[int, str] | None]:
+    """Where the quoting of a record that csv refused went wrong, read as csv reads it: the line on
+    which its last quoted field opened (None: no field is quoted), and the line and character of a
+    closing quote followed by anything but a comma or a line break (None: there is none). Only run
+    on a refused record, so plain Python is fast enough."""
+    opened: int | None = None
+    state = "field"  # at the start of a field | "plain" | "quoted" | "quote" (a quote in "quoted")
+    for number, line in enumerate(record, start=first):
+        for char in line:
+            if state == "quoted":
+                state = "quote" if char == '"' else "quoted"
+            elif state == "quote" and char == '"':
+                state = "quoted"  # a doubled quote: one quote inside the field
+            elif state == "quote" and char not in ",\r\n":
+                return opened, (number, char)
+            elif char in ",\r\n":
+                state = "field"
+            elif state == "field" and char == '"':
+                state, opened = "quoted", number
+            elif state == "field":
+                state = "plain"
+    return (opened if state == "quoted" else None), None
+
+
+def _as_dict(header: list[str], values: list[str]) -> dict[Any, Any]:
+    """A record as csv.DictReader makes it: extra values under None, missing ones None."""
+    row: dict[Any, Any] = dict(zip(header, values, strict=False))
+    if len(values) > len(header):
+        row[None] = values[len(header) :]
+    else:
+        for key in header[len(values) :]:
+            row[key] = None
+    return row
 
 
 def _txt(stream: IO[bytes], name: str, text_field: str, id_field: str) -> Generator[Item, None, None]:
@@ -177,7 +298,7 @@ def _txt(stream: IO[bytes], name: str, text_field: str, id_field: str) -> Genera
         try:
             line = raw.decode("utf-8").strip()
         except UnicodeDecodeError:
-            yield _bad(str(number), name, number, "is not UTF-8 text")
+            yield _bad(str(number), name, number, _NOT_UTF8_TEXT)
             continue
         if line:
             yield Item(id=str(number), text=line)
