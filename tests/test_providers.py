@@ -4,8 +4,14 @@ schemas, the model traits), its prices and its model naming, while every request
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
+from conftest import PERSON, ROOT
 from corral import Extractor
 from corral.backends import open_backend
 from corral.backends.base import Mode, Request
@@ -74,3 +80,107 @@ def test_url_credentials_and_a_key_together_are_a_usage_error_not_a_traceback(
     assert "hunter2" not in str(raised.value)
     monkeypatch.delenv("OPENAI_API_KEY")
     assert open_backend("sim-1", base_url="http://someone:hunter2-secret@127.0.0.1:9/v1").model == "sim-1"
+
+
+# --- issue 15, L11: a key never goes over plain http to another machine unless asked -------------
+
+REMOTE_HTTP = "http://192.0.2.7:8000/v1"  # TEST-NET-1: never anyone's server
+
+
+@pytest.mark.parametrize(
+    ("model", "env", "base_url"),
+    [
+        ("sim-1", "OPENAI_API_KEY", REMOTE_HTTP),
+        ("openai/gpt-4o-mini", "OPENAI_API_KEY", REMOTE_HTTP),
+        ("vllm/qwen", "VLLM_API_KEY", "http://gpu-box.internal:8000/v1"),
+        ("anthropic/claude-haiku-4-5", "ANTHROPIC_API_KEY", "http://[2001:db8::1]:8080"),
+    ],
+)
+def test_a_key_is_not_sent_over_plain_http_to_another_machine(
+    monkeypatch: pytest.MonkeyPatch, model: str, env: str, base_url: str
+) -> None:
+    monkeypatch.setenv(env, "sk-test-only-0123456789")
+    with pytest.raises(ConfigError, match="--allow-plain-http") as refused:
+        open_backend(model, base_url=base_url)
+    message = str(refused.value)
+    assert "https://" in message and env in message, "it says why and how: https, or the flag"
+    assert "sk-test-only" not in message
+    # Asked for explicitly (a trusted network), it is built; nothing is sent until a request.
+    assert open_backend(model, base_url=base_url, allow_plain_http=True).base_url.startswith("http://")
+
+
+def test_the_variable_a_providers_sdk_reads_is_held_to_the_same_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-only-0123456789")
+    monkeypatch.setenv("OPENAI_BASE_URL", REMOTE_HTTP)
+    with pytest.raises(ConfigError, match="unencrypted"):
+        open_backend("openai/gpt-4o-mini")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-only-0123456789")
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", "http://proxy.example:8080")
+    with pytest.raises(ConfigError, match="unencrypted"):
+        open_backend("anthropic/claude-haiku-4-5")
+
+
+def test_a_password_in_a_plain_http_base_url_is_held_to_the_same_rule() -> None:
+    with pytest.raises(ConfigError, match="user and password") as refused:
+        open_backend("sim-1", base_url="http://someone:hunter2-secret@192.0.2.7/v1")
+    assert "hunter2" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    ["http://127.0.0.1:9/v1", "http://127.8.9.10:9/v1", "http://localhost:9/v1", "http://[::1]:9/v1",
+     "http://[::ffff:127.0.0.1]:9/v1"],
+)  # fmt: skip
+def test_loopback_http_keeps_its_key(monkeypatch: pytest.MonkeyPatch, base_url: str) -> None:
+    # The simulator, a vLLM started with --api-key on this machine: nothing crosses a network.
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-only-0123456789")
+    assert open_backend("sim-1", base_url=base_url).base_url == base_url
+
+
+def test_plain_http_without_a_key_stays_open() -> None:
+    # A llama.cpp or vLLM server on the LAN that takes no key: there is nothing to read.
+    assert open_backend("qwen", base_url=REMOTE_HTTP).base_url == REMOTE_HTTP
+    assert open_backend("ollama/llama3.2", base_url="http://gpu-box.internal:11434/v1").model == "llama3.2"
+
+
+def test_a_lookalike_of_localhost_is_not_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-only-0123456789")
+    for host in ("localhost.attacker.example", "127.0.0.1.nip.io", "[::ffff:192.0.2.7]", "0x7f.1"):
+        with pytest.raises(ConfigError, match="unencrypted"):
+            open_backend("sim-1", base_url=f"http://{host}/v1")
+
+
+def corral(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    return subprocess.run([sys.executable, "-m", "corral.cli", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120, env={**environment, **env}, check=False)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["run", "examples/people.txt", "--schema", PERSON],
+        ["batch", "submit", "examples/people.txt", "--schema", PERSON, "-o", "never.jsonl"],
+        ["bench"],
+    ],
+)
+def test_the_commands_refuse_a_key_bound_for_plain_http_elsewhere_before_sending(
+    command: list[str], tmp_path: Path
+) -> None:
+    key = "sk-test-only-must-stay-home-0123"
+    result = corral(*command, "--base-url", REMOTE_HTTP, "--model", "m",
+                    env={"OPENAI_API_KEY": key, "CORRAL_STORE": str(tmp_path / "store.db")})  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "unencrypted" in result.stderr and "--allow-plain-http" in result.stderr
+    assert "https://" in result.stderr
+    assert key not in result.stderr + result.stdout
+    assert not (ROOT / "never.jsonl").exists()
+
+
+@pytest.mark.parametrize(
+    "command", [["run"], ["batch", "submit"], ["batch", "collect"], ["serve"], ["bench"]]
+)
+def test_every_command_that_sends_to_a_base_url_takes_allow_plain_http(command: list[str]) -> None:
+    result = corral(*command, "--help", env={})
+    assert result.returncode == 0, result.stderr
+    assert "--allow-plain-http" in result.stdout

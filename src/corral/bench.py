@@ -64,6 +64,7 @@ async def article_table(
     model: str | None = None,
     base_url: str | None = None,
     api_key_env: str | None = None,
+    allow_plain_http: bool = False,
     latency_ms: float = 900.0,
     seed: int = 0,
 ) -> list[BenchRow]:
@@ -74,6 +75,7 @@ async def article_table(
             model=target_model,
             base_url=target_url,
             api_key_env=api_key_env,
+            allow_plain_http=allow_plain_http,
             concurrency=len(ARTICLE_TEXTS),
             # The article's strategies as it ran them: all at once, no slow start or pacing to find
             # limits (seven requests draw none).

@@ -188,6 +188,12 @@ def _add_target_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--api-key-env", metavar="NAME", help="environment variable holding the key (default OPENAI_API_KEY)"
     )
+    parser.add_argument(
+        "--allow-plain-http",
+        action="store_true",
+        help="send the key over http:// to a host that is not loopback (refused otherwise: anyone on "
+        "the way reads it); only on a network you trust",
+    )
 
 
 # --- corral report / serve / sim / bench -----------------------------------------------------
@@ -241,6 +247,7 @@ async def _cmd_bench(args: argparse.Namespace) -> int:
         model=args.model,
         base_url=args.base_url,
         api_key_env=args.api_key_env,
+        allow_plain_http=args.allow_plain_http,
         latency_ms=args.latency_ms,
         seed=args.seed,
     )

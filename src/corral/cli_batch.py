@@ -46,8 +46,8 @@ __all__ = ["add_batch_commands", "run_batches"]
 
 #: options of the submitting run that collect must reuse, and may not change
 _KEPT = (
-    "input", "schema", "many", "model", "base_url", "api_key_env", "prompt", "mode", "strategy",
-    "concurrency", "order", "max_retries", "max_tokens", "timeout", "rpm", "tpm", "retries",
+    "input", "schema", "many", "model", "base_url", "api_key_env", "allow_plain_http", "prompt", "mode",
+    "strategy", "concurrency", "order", "max_retries", "max_tokens", "timeout", "rpm", "tpm", "retries",
     "no_adaptive", "text_field", "id_field", "format", "output", "output_format", "no_cache",
     "max_cost", "prices", "batch_retries", "reask_online", "batch_token_limit", "csv_formulas",
 )  # fmt: skip
@@ -72,6 +72,11 @@ def add_batch_commands(batch: argparse.ArgumentParser, submit_arguments: Any) ->
             "--store", metavar="PATH", help=f"run store (default: beside OUT or here, or ${STORE_ENV})"
         )
         command.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary")
+        command.add_argument(
+            "--allow-plain-http",
+            action="store_true",
+            help="send the key over http:// to a host that is not loopback (as `submit --allow-plain-http`)",
+        )
         command.set_defaults(handler=handler)
         if name == "collect":
             command.add_argument(
@@ -126,6 +131,7 @@ async def run_batches(args: argparse.Namespace, *, wait: bool) -> int:
             api_key_env=args.api_key_env,
             concurrency=args.concurrency,
             timeout=args.timeout,
+            allow_plain_http=args.allow_plain_http,
         )
         cleanup.push_async_callback(online.aclose)
         await resolve_model(online)
@@ -272,7 +278,12 @@ async def _looking_at(saved: argparse.Namespace) -> AsyncIterator[tuple[RunStore
         job = store.find_job(name)
         if job is None:
             raise StoreError(f"no job writes {saved.output} in {store.path}")
-        online = open_backend(saved.model, base_url=saved.base_url, api_key_env=saved.api_key_env)
+        online = open_backend(
+            saved.model,
+            base_url=saved.base_url,
+            api_key_env=saved.api_key_env,
+            allow_plain_http=saved.allow_plain_http,
+        )
         try:
             await resolve_model(online)
             backend = BatchBackend(online, batch_api_for(online))
@@ -334,6 +345,8 @@ def _saved_args(args: argparse.Namespace) -> argparse.Namespace:
     saved.quiet = getattr(args, "quiet", False)
     saved.status_every = getattr(args, "status_every", 10.0)
     saved.poll_every = 10.0
+    # Allowed at submit (kept with the job), or now; a job kept before the option was there has none.
+    saved.allow_plain_http = bool(getattr(saved, "allow_plain_http", False) or args.allow_plain_http)
     return saved
 
 

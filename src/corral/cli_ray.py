@@ -93,6 +93,7 @@ def _extractor_options(args: argparse.Namespace) -> dict[str, Any]:
         "model": args.model,
         "base_url": args.base_url,
         "api_key_env": args.api_key_env,
+        "allow_plain_http": args.allow_plain_http,
         "mode": args.mode,
         "prompt": args.prompt,
         "max_retries": args.max_retries,

@@ -56,7 +56,8 @@ class Extractor(Generic[T]):
     5xx, timeouts and dropped connections (re-asks for invalid output are ``max_retries``).
     ``limits``: an :class:`~corral.limits.EndpointLimits` shared with other extractors sending to the
     same endpoint (then ``rpm``, ``tpm`` and ``adaptive`` are its, not given here); ``backend``: one
-    already open, which the extractor uses but does not close.
+    already open, which the extractor uses but does not close. ``allow_plain_http``: let a key go
+    over ``http://`` to a host that is not loopback (refused otherwise).
     """
 
     def __init__(
@@ -84,6 +85,7 @@ class Extractor(Generic[T]):
         prices: Mapping[str, Price] | None = None,
         budget: Budget | None = None,
         limits: EndpointLimits | None = None,
+        allow_plain_http: bool = False,
     ) -> None:
         if max_retries < 0:
             raise ConfigError(f"max_retries must be 0 or more, got {max_retries}")
@@ -91,7 +93,12 @@ class Extractor(Generic[T]):
             raise ConfigError(f"concurrency must be at least 1, got {concurrency}")
         self.spec: ResponseSpec[T] = load_spec(schema, many=many)
         self.backend: Backend = backend or open_backend(
-            model, base_url=base_url, api_key_env=api_key_env, concurrency=concurrency, timeout=timeout
+            model,
+            base_url=base_url,
+            api_key_env=api_key_env,
+            concurrency=concurrency,
+            timeout=timeout,
+            allow_plain_http=allow_plain_http,
         )
         self.concurrency = concurrency
         self.scheduler = Scheduler(

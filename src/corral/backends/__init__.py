@@ -8,15 +8,18 @@
                             $ANTHROPIC_BASE_URL if set, or at --base-url URL when given with it
     --base-url URL          any OpenAI-compatible server; --model is then the name sent to it
 
-Every problem found here (missing key, unknown prefix, extra not installed) is raised before any
-item is sent, as a one-line :class:`~corral.errors.ConfigError` that names the fix.
+Every problem found here (missing key, unknown prefix, extra not installed, a key that would go out
+over plain http) is raised before any item is sent, as a one-line :class:`~corral.errors.ConfigError`
+that names the fix.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from corral.backends.anthropic import DEFAULT_BASE_URL, KEY_ENV, AnthropicBackend
 from corral.backends.base import Backend, Completion, Message, Mode, Profile, Request
@@ -94,27 +97,34 @@ def open_backend(
     api_key_env: str | None = None,
     concurrency: int = 16,
     timeout: float = 120.0,
+    allow_plain_http: bool = False,
 ) -> Backend:
     """The backend for a model name, checked now so a bad set-up fails before any item is sent.
 
     With ``base_url`` and no ``model``, call :func:`resolve_model` (async) to ask the server.
+    ``allow_plain_http``: send a key over ``http://`` to a host that is not loopback (refused
+    otherwise: anyone on the way reads it).
     """
     if model is not None and model.startswith("anthropic/"):
         # Its own wire, not an OpenAI-format provider; --base-url moves it (to a simulator, a proxy).
         name = model.removeprefix("anthropic/")
-        return _anthropic(name, base_url, api_key_env=api_key_env, concurrency=concurrency, timeout=timeout)
+        return _anthropic(name, base_url, api_key_env=api_key_env, concurrency=concurrency,
+                          timeout=timeout, allow_plain_http=allow_plain_http)  # fmt: skip
     prefix, slash, name = (model or "").partition("/")
     provider = PROVIDERS.get(prefix) if slash and name else None
     if provider is not None:
         return _provider(provider, prefix, name, base_url, api_key_env=api_key_env,
-                         concurrency=concurrency, timeout=timeout)  # fmt: skip
+                         concurrency=concurrency, timeout=timeout,
+                         allow_plain_http=allow_plain_http)  # fmt: skip
     if base_url is not None:
         env = api_key_env or "OPENAI_API_KEY"
+        key = os.environ.get(env) or None  # local servers usually need none
+        _refuse_key_in_clear(base_url, key, env, allowed=allow_plain_http)
         return OpenAIBackend(
             base_url=base_url,
             model=model or "",
             profile=COMPATIBLE_PROFILE,
-            api_key=os.environ.get(env) or None,  # local servers usually need none
+            api_key=key,
             key_env=env,
             concurrency=concurrency,
             timeout=timeout,
@@ -140,6 +150,7 @@ def _provider(
     api_key_env: str | None,
     concurrency: int,
     timeout: float,
+    allow_plain_http: bool,
 ) -> OpenAIBackend:
     """A provider reached by its prefix: its profile, prices and model naming, at its own URL or at
     the one given (``--base-url``, or the variable its SDK reads: a proxy, a gateway, a region)."""
@@ -151,8 +162,10 @@ def _provider(
         raise ConfigError(
             f"no API key for {prefix}: set the {key_env} environment variable (or --api-key-env NAME)"
         )
+    url = moved or provider.base_url
+    _refuse_key_in_clear(url, key, key_env or "", allowed=allow_plain_http)
     return OpenAIBackend(
-        base_url=moved or provider.base_url,
+        base_url=url,
         model=name,
         profile=provider.profile,
         api_key=key,
@@ -163,7 +176,13 @@ def _provider(
 
 
 def _anthropic(
-    name: str, base_url: str | None, *, api_key_env: str | None, concurrency: int, timeout: float
+    name: str,
+    base_url: str | None,
+    *,
+    api_key_env: str | None,
+    concurrency: int,
+    timeout: float,
+    allow_plain_http: bool,
 ) -> AnthropicBackend:
     if not name:
         raise ConfigError("anthropic/ needs a model name, like anthropic/claude-haiku-4-5")
@@ -173,14 +192,52 @@ def _anthropic(
         raise ConfigError(
             f"no API key for anthropic: set the {key_env} environment variable (or --api-key-env NAME)"
         )
+    url = base_url or os.environ.get("ANTHROPIC_BASE_URL") or DEFAULT_BASE_URL
+    _refuse_key_in_clear(url, key, key_env, allowed=allow_plain_http)
     return AnthropicBackend(
         model=name,
         api_key=key,
-        base_url=base_url or os.environ.get("ANTHROPIC_BASE_URL") or DEFAULT_BASE_URL,
+        base_url=url,
         key_env=key_env,
         concurrency=concurrency,
         timeout=timeout,
     )
+
+
+def _refuse_key_in_clear(url: str, key: str | None, key_env: str, *, allowed: bool) -> None:
+    """A key (or a base URL's password) is never sent over plain http to another machine unless
+    asked: anyone on the network path reads it. Loopback stays open (the simulator, a local vLLM
+    with a key), and so does http without any key (local servers, a trusted gateway)."""
+    parts = urlsplit(url)
+    if allowed or parts.scheme.lower() != "http" or _is_loopback(parts.hostname):
+        return
+    if key:
+        what = f"the key in ${key_env}"
+        unset = f"unset {key_env} if the server needs no key, "
+    elif parts.username or parts.password:
+        what, unset = "the user and password in the base URL", ""
+    else:
+        return
+    host = f"[{parts.hostname}]" if ":" in (parts.hostname or "") else parts.hostname
+    raise ConfigError(
+        f"{what} would be sent unencrypted to http://{host}: use an https:// base URL, "
+        f"{unset}or pass --allow-plain-http (allow_plain_http=True) if the network to it is trusted"
+    )
+
+
+def _is_loopback(host: str | None) -> bool:
+    """localhost, 127.0.0.0/8 or ::1; a name that merely resolves there today does not count."""
+    if host is None:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    # ::ffff:127.0.0.1 reaches 127.0.0.1; Python counts it as loopback only from 3.13 on.
+    mapped = getattr(address, "ipv4_mapped", None)
+    return address.is_loopback or (mapped is not None and mapped.is_loopback)
 
 
 async def resolve_model(backend: Backend) -> None:
