@@ -314,6 +314,7 @@ def build_extractor(
         model=args.model,
         base_url=args.base_url,
         api_key_env=args.api_key_env,
+        allow_plain_http=getattr(args, "allow_plain_http", False),
         backend=backend,
         mode=args.mode,
         prompt=args.prompt,
