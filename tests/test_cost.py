@@ -210,7 +210,7 @@ def test_a_zero_budget_allows_only_free_requests() -> None:
 
 
 def test_a_negative_limit_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match=r"max cost must be 0 or more, got -1\.0"):
+    with pytest.raises(ConfigError, match=r"--max-cost must be 0 or more, got -1\.0"):
         Budget(-1.0)
 
 

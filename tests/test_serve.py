@@ -19,7 +19,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ import pytest
 
 from conftest import ROOT
 from corral.sim import ScriptCall, SimConfig, SimReply, SimulatorThread
+from serving import Server, start_server
 
 N = 50
 GAP_MS = 40
@@ -77,69 +77,6 @@ def texts(prefix: str, n: int = N) -> list[str]:
 
 def expected(prefix: str, item_id: str) -> dict[str, Any]:
     return {"name": f"{prefix}{item_id}", "age": 20 + int(item_id)}
-
-
-# --- the server, as a subprocess -------------------------------------------------------------
-
-
-@dataclass
-class Server:
-    url: str
-    process: subprocess.Popen[str]
-    lines: list[str]
-    reader: threading.Thread
-
-    @property
-    def log(self) -> str:
-        return "".join(self.lines)
-
-    def stop(self, sig: signal.Signals = signal.SIGINT) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-        try:
-            code = self.process.wait(timeout=60)
-        finally:
-            if self.process.poll() is None:
-                self.process.kill()
-                self.process.wait()
-            self.reader.join(timeout=10)
-            assert self.process.stderr is not None
-            self.process.stderr.close()
-        return code
-
-
-def start_server(sim: SimulatorThread, store: Path, *options: str, token: str | None = None) -> Server:
-    argv = [sys.executable, "-m", "corral.cli", "serve", "--port", "0", "--base-url", sim.url,
-            "--model", "sim-1", "--store", str(store), *options]  # fmt: skip
-    env = {key: value for key, value in os.environ.items() if key != "CORRAL_SERVE_TOKEN"}
-    if token is not None:
-        env["CORRAL_SERVE_TOKEN"] = token
-    process = subprocess.Popen(
-        argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    lines: list[str] = []
-    found: list[str] = []
-    ready = threading.Event()
-
-    def read() -> None:
-        assert process.stderr is not None
-        for line in process.stderr:
-            lines.append(line)
-            match = re.search(r"listening on (http://\S+/)", line)
-            if match:
-                found.append(match[1])
-                ready.set()
-        ready.set()
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    server = Server("", process, lines, reader)
-    if not ready.wait(60) or not found:
-        server.stop(signal.SIGKILL)
-        raise AssertionError(f"corral serve did not start:\n{server.log}")
-    server.url = found[0]
-    return server
 
 
 @pytest.fixture(scope="module")

@@ -410,7 +410,7 @@ def test_the_response_cache_round_trips_a_completion(store_dir: Path) -> None:
         rate_limits=RateLimitInfo(limit_requests=500),
     )
     expected = dataclasses.replace(completion, rate_limits=None)  # headers are not an answer: not kept
-    key = ResponseCache.key(backend(), request())
+    key = ResponseCache.request_key(backend(), request())
     with RunStore.open(store_dir) as store:
         cache = ResponseCache(store)
         assert cache.get(key) is None
@@ -435,29 +435,30 @@ def test_a_cache_that_does_not_read_still_records(store: RunStore) -> None:
 
 
 def test_the_cache_key_depends_on_everything_that_decides_the_answer() -> None:
-    base = ResponseCache.key(backend(), request())
+    base = ResponseCache.request_key(backend(), request())
     assert isinstance(base, bytes) and len(base) == 20
-    assert ResponseCache.key(backend(), request()) == base  # equal requests, equal keys
+    assert ResponseCache.request_key(backend(), request()) == base  # equal requests, equal keys
     variants = {
-        "endpoint": ResponseCache.key(backend(base_url="http://127.0.0.1:10/v1"), request()),
-        "model": ResponseCache.key(backend(model="sim-2"), request()),
-        "mode": ResponseCache.key(backend(), request(mode=Mode.TOOLS)),
-        "schema": ResponseCache.key(backend(), request(spec=OTHER_SPEC)),
-        "messages": ResponseCache.key(
+        "endpoint": ResponseCache.request_key(backend(base_url="http://127.0.0.1:10/v1"), request()),
+        "model": ResponseCache.request_key(backend(model="sim-2"), request()),
+        "mode": ResponseCache.request_key(backend(), request(mode=Mode.TOOLS)),
+        "schema": ResponseCache.request_key(backend(), request(spec=OTHER_SPEC)),
+        "messages": ResponseCache.request_key(
             backend(),
             request(
                 messages=[{"role": "system", "content": "Extract."}, {"role": "user", "content": "I am Bo."}]
             ),
         ),
-        "message roles": ResponseCache.key(
+        "message roles": ResponseCache.request_key(
             backend(),
             request(
                 messages=[{"role": "user", "content": "Extract."}, {"role": "user", "content": "I am Ann."}]
             ),
         ),
-        "max_tokens": ResponseCache.key(backend(), request(max_tokens=257)),
-        "temperature": ResponseCache.key(backend(), request(temperature=0.7)),
-        "no temperature": ResponseCache.key(backend(), request(temperature=None)),
+        "max_tokens": ResponseCache.request_key(backend(), request(max_tokens=257)),
+        "temperature": ResponseCache.request_key(backend(), request(temperature=0.7)),
+        "no temperature": ResponseCache.request_key(backend(), request(temperature=None)),
+        "scope": ResponseCache.request_key(backend(), request(), scope="client-a"),
     }
     for what, key in variants.items():
         assert key != base, what
@@ -465,27 +466,27 @@ def test_the_cache_key_depends_on_everything_that_decides_the_answer() -> None:
 
 
 def test_the_cache_key_ignores_what_does_not_decide_the_answer() -> None:
-    base = ResponseCache.key(backend(), request())
-    assert ResponseCache.key(backend(), request(item_id="other")) == base
-    assert ResponseCache.key(backend(base_url="http://127.0.0.1:9/v1/"), request()) == base
+    base = ResponseCache.request_key(backend(), request())
+    assert ResponseCache.request_key(backend(), request(item_id="other")) == base
+    assert ResponseCache.request_key(backend(base_url="http://127.0.0.1:9/v1/"), request()) == base
     same_messages = [{"content": "Extract.", "role": "system"}, {"content": "I am Ann.", "role": "user"}]
-    assert ResponseCache.key(backend(), request(messages=same_messages)) == base
+    assert ResponseCache.request_key(backend(), request(messages=same_messages)) == base
 
 
 def test_the_cache_key_never_depends_on_the_api_key() -> None:
     secret = backend(api_key="sk-secret")
     other = backend(api_key="sk-another-one")
     keyless = backend()
-    assert ResponseCache.key(secret, request()) == ResponseCache.key(other, request())
-    assert ResponseCache.key(secret, request()) == ResponseCache.key(keyless, request())
+    assert ResponseCache.request_key(secret, request()) == ResponseCache.request_key(other, request())
+    assert ResponseCache.request_key(secret, request()) == ResponseCache.request_key(keyless, request())
     assert "sk-secret" not in secret.endpoint
 
     with_credentials = backend(base_url="http://user:pw@127.0.0.1:9/v1")
     assert with_credentials.endpoint == "http://127.0.0.1:9/v1"
     assert "pw" not in with_credentials.endpoint and "user" not in with_credentials.endpoint
-    assert ResponseCache.key(with_credentials, request()) == ResponseCache.key(keyless, request())
-    assert ResponseCache.key(backend(base_url="http://user:other@127.0.0.1:9/v1"), request()) == (
-        ResponseCache.key(with_credentials, request())
+    assert ResponseCache.request_key(with_credentials, request()) == ResponseCache.request_key(keyless, request())
+    assert ResponseCache.request_key(backend(base_url="http://user:other@127.0.0.1:9/v1"), request()) == (
+        ResponseCache.request_key(with_credentials, request())
     )
 
 

@@ -166,7 +166,7 @@ class BatchBackend:
             self.ignore_through = int(rows[0][0])
 
     async def complete(self, request: Request) -> Completion:
-        key = ResponseCache.key(self.online, request)
+        key = ResponseCache.request_key(self.online, request)
         row = self.row(key)
         if row is not None and row.state != "pending" and row.batch <= (self.ignore_through or 0):
             row = None  # answered before this run, which was asked to ask again

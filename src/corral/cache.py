@@ -25,7 +25,7 @@ _VERSION = 2  # bump when the key's recipe or the entry's shape changes: old ent
 
 # The part of a key that a run's requests share (where, which model, which schema, which mode) is
 # hashed once; each request copies that state and adds its messages. Halves the key's cost.
-_PREFIXES: dict[tuple[str, str, str, Mode], Any] = {}
+_PREFIXES: dict[tuple[str, str, str, Mode, str], Any] = {}
 
 
 class ResponseCache:
@@ -35,18 +35,26 @@ class ResponseCache:
     must not replay the answers that failed).
     """
 
-    def __init__(self, store: RunStore, *, read: bool = True) -> None:
+    def __init__(self, store: RunStore, *, read: bool = True, scope: str = "") -> None:
         self.store = store
         self.read = read
+        #: whose answers these are: caches of different scopes share nothing. ``corral serve`` gives
+        #: each client its own, so that no client can tell from a quick answer what another sent.
+        self.scope = scope
+
+    def key(self, backend: Backend, request: Request) -> bytes:
+        return self.request_key(backend, request, scope=self.scope)
 
     @staticmethod
-    def key(backend: Backend, request: Request) -> bytes:
-        where = (backend.endpoint, backend.model, request.spec.schema_json, request.mode)
+    def request_key(backend: Backend, request: Request, *, scope: str = "") -> bytes:
+        where = (backend.endpoint, backend.model, request.spec.schema_json, request.mode, scope)
         prefix = _PREFIXES.get(where)
         if prefix is None:
             if len(_PREFIXES) > 64:  # schemas come and go in a long-lived process
                 _PREFIXES.clear()
             recipe = [_VERSION, *where[:3], request.mode.value]
+            if scope:  # no scope: the keys stay what they were, and earlier runs' entries still hit
+                recipe.append(scope)
             prefix = _PREFIXES[where] = hashlib.blake2b(orjson.dumps(recipe), digest_size=20)
         digest = prefix.copy()
         recipe_rest = [request.messages, request.max_tokens, request.temperature]

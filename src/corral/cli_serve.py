@@ -30,6 +30,12 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "required when --host is not a loopback address",
     )
     parser.add_argument(
+        "--tokens",
+        metavar="FILE",
+        help="one client per line, 'NAME TOKEN': each client sees, replaces and cancels only its own jobs, "
+        "and has its own cache (the file must be private: chmod 600)",
+    )
+    parser.add_argument(
         "--store", metavar="PATH", help="run store (default .corral/corral.db, or $CORRAL_STORE)"
     )
 
@@ -73,6 +79,46 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         default=16,
         metavar="N",
         help="jobs running at once; more are refused with 429 (default 16)",
+    )
+    service.add_argument(
+        "--max-cost",
+        type=float,
+        metavar="USD",
+        help="what one job (all its runs) may spend; its other items wait, kept for a resubmission",
+    )
+    service.add_argument(
+        "--max-total-cost",
+        type=float,
+        metavar="USD",
+        help="what all jobs together may spend while the server runs; then new jobs get 402",
+    )
+    service.add_argument(
+        "--prices",
+        metavar="FILE",
+        help='JSON prices per million tokens, for the caps: {"MODEL": {"input": 0.15, "output": 0.6}}',
+    )
+    service.add_argument(
+        "--max-connections",
+        type=positive_int,
+        default=1024,
+        metavar="N",
+        help="open connections at most; at the cap a new one replaces the one idle longest, and is "
+        "refused with 503 only when all are busy (default 1024)",
+    )
+    service.add_argument(
+        "--header-timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="seconds a client has to send a request's headers before it is disconnected (default 10)",
+    )
+    service.add_argument(
+        "--body-timeout",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="seconds a client has to send a request's whole body (default 60; raise it for large "
+        "uploads over slow links)",
     )
     service.add_argument("--access-log", action="store_true", help="log every request on stderr")
 

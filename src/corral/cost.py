@@ -122,14 +122,23 @@ def load_prices(path: str | Path) -> dict[str, Price]:
 
 
 class Budget:
-    """At most ``limit`` dollars for a job: what it spent before (``spent``), now, and in flight."""
+    """At most ``limit`` dollars for a job: what it spent before (``spent``), now, and in flight.
 
-    def __init__(self, limit: float, *, spent: float = 0.0) -> None:
-        if limit < 0:
-            raise ConfigError(f"max cost must be 0 or more, got {limit}")
+    A ``parent`` is a budget shared with other jobs (``corral serve --max-total-cost``): every
+    reservation must fit both, and every settlement counts in both. ``option`` names the limit in
+    messages, so that the user knows which one to raise.
+    """
+
+    def __init__(
+        self, limit: float, *, spent: float = 0.0, parent: Budget | None = None, option: str = "--max-cost"
+    ) -> None:
+        if not limit >= 0:
+            raise ConfigError(f"{option} must be 0 or more, got {limit}")
         self.limit = limit
         self.spent = spent
         self.reserved = 0.0
+        self.parent = parent
+        self.option = option
         #: set once a request was refused: the job stops starting new items
         self.reached = False
 
@@ -138,14 +147,22 @@ class Budget:
         if self.reached or self.spent + self.reserved + amount > self.limit:
             self.reached = True
             raise BudgetReached(
-                f"budget reached: ${self.spent:.4f} spent of --max-cost ${self.limit:.2f} "
+                f"budget reached: ${self.spent:.4f} spent of {self.option} ${self.limit:.2f} "
                 f"(${self.reserved:.4f} more in flight); the next request could cost up to ${amount:.4f}",
                 spent=self.spent,
                 limit=self.limit,
             )
+        if self.parent is not None:
+            try:
+                self.parent.reserve(amount)
+            except BudgetReached:
+                self.reached = True
+                raise
         self.reserved += amount
 
     def settle(self, reserved: float, actual: float) -> None:
         """The request came back (``actual`` dollars; 0 for a failure nobody bills)."""
         self.reserved = max(0.0, self.reserved - reserved)
         self.spent += actual
+        if self.parent is not None:
+            self.parent.settle(reserved, actual)

@@ -27,9 +27,9 @@ import hmac
 import importlib.resources
 import ipaddress
 import logging
-import urllib.parse
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import orjson
@@ -39,6 +39,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from corral import __version__
 from corral.errors import CorralError, StoreError, UsageError
@@ -93,7 +94,9 @@ class NDJSONResponse(StreamingResponse):
 class ServeSettings:
     """What the command line decides about the HTTP side."""
 
-    token: str | None = None
+    #: the bearer tokens clients may send, each to the name of its client ("" for the one client of
+    #: $CORRAL_SERVE_TOKEN); none: no token, loopback only
+    clients: Mapping[str, str] = field(default_factory=dict)
     max_body: int = 10_000_000
     max_items: int = 100_000
 
@@ -118,11 +121,10 @@ def create_app(manager: JobManager, settings: ServeSettings) -> FastAPI:
         swagger_ui_oauth2_redirect_url=None,
         lifespan=lifespan,
     )
-    guards = [Depends(_same_origin(loopback_only=settings.token is None))]
-    if settings.token:
-        guards.append(Depends(_bearer(settings.token)))
+    client = _bearer(settings.clients) if settings.clients else _nobody
+    guards = [Depends(_same_origin(loopback_only=not settings.clients)), Depends(client)]
     api = APIRouter(prefix="/v1", dependencies=guards, responses={401: _ERRORS[401], 403: _ERRORS[403]})
-    _add_job_routes(api, manager, settings)
+    _add_job_routes(api, manager, settings, Annotated[str, Depends(client)])
     app.include_router(api)
     _add_page_routes(app, manager)
     _add_error_handlers(app)
@@ -133,7 +135,8 @@ def create_app(manager: JobManager, settings: ServeSettings) -> FastAPI:
 # --- routes ------------------------------------------------------------------------------------
 
 
-def _add_job_routes(api: APIRouter, manager: JobManager, settings: ServeSettings) -> None:
+def _add_job_routes(api: APIRouter, manager: JobManager, settings: ServeSettings, Owner: Any) -> None:
+    # Owner: the client's name, from its token (a dependency). Every job route is scoped by it.
     stream_responses: dict[int | str, dict[str, Any]] = {
         200: {
             "model": Record,
@@ -161,11 +164,20 @@ def _add_job_routes(api: APIRouter, manager: JobManager, settings: ServeSettings
         responses={**stream_responses, **{k: v for k, v in _ERRORS.items() if k not in (401, 403)}},
         openapi_extra={"requestBody": _REQUEST_BODY},
     )
-    async def create_job(request: Request) -> StreamingResponse:
+    async def create_job(request: Request, owner: Owner) -> StreamingResponse:
         submission = await read_submission(request, max_body=settings.max_body, max_items=settings.max_items)
-        job = await manager.start(submission)
+        job = await manager.start(submission, owner)
         only = {item.id for item in submission.items}
-        return _stream(request, manager, job.id, job.store_id, job, only=only, after=None)
+        return _stream(
+            request,
+            manager,
+            owner=owner,
+            job_id=job.id,
+            store_id=job.store_id,
+            job=job,
+            only=only,
+            after=None,
+        )
 
     @api.get(
         "/jobs/{job_id}",
@@ -173,8 +185,8 @@ def _add_job_routes(api: APIRouter, manager: JobManager, settings: ServeSettings
         response_model=JobStatus,
         responses={404: {"model": ErrorBody, "description": "no such job"}},
     )
-    async def job_status(job_id: str) -> dict[str, Any]:
-        return manager.status(job_id)
+    async def job_status(job_id: str, owner: Owner) -> dict[str, Any]:
+        return manager.status(job_id, owner)
 
     @api.get(
         "/jobs/{job_id}/results",
@@ -188,19 +200,22 @@ def _add_job_routes(api: APIRouter, manager: JobManager, settings: ServeSettings
     async def job_results(
         job_id: str,
         request: Request,
+        owner: Owner,
         last_event_id: Annotated[str | None, Header(description="SSE: continue after this event")] = None,
         after: Annotated[
             int | None, Query(description="continue after this cursor (an SSE event id)")
         ] = None,
     ) -> StreamingResponse:
-        store_id, job = manager.find(job_id)
+        store_id, job = manager.find(job_id, owner)
         cursor = after
         if last_event_id is not None and last_event_id.strip().isdigit():
             cursor = int(last_event_id.strip())
         if cursor is not None and not 0 <= cursor <= _MAX_CURSOR:
             # SQLite's integers end at 2^63 - 1: a larger cursor failed mid-stream with OverflowError.
             raise ApiError(422, "invalid_cursor", f"a cursor is a result's event id, 0 to {_MAX_CURSOR}")
-        return _stream(request, manager, job_id, store_id, job, only=None, after=cursor)
+        return _stream(
+            request, manager, owner=owner, job_id=job_id, store_id=store_id, job=job, only=None, after=cursor
+        )
 
     @api.delete(
         "/jobs/{job_id}",
@@ -211,8 +226,8 @@ def _add_job_routes(api: APIRouter, manager: JobManager, settings: ServeSettings
             409: {"model": ErrorBody, "description": "the job is not running"},
         },
     )
-    async def cancel_job(job_id: str) -> dict[str, Any]:
-        return await manager.cancel(job_id)
+    async def cancel_job(job_id: str, owner: Owner) -> dict[str, Any]:
+        return await manager.cancel(job_id, owner)
 
 
 def _add_page_routes(app: FastAPI, manager: JobManager) -> None:
@@ -242,30 +257,33 @@ def _static(body: bytes, media: str) -> Callable[[], Response]:
 def _stream(
     request: Request,
     manager: JobManager,
+    *,
+    owner: str,
     job_id: str,
     store_id: int,
     job: Job | None,
-    *,
     only: set[str] | None,
     after: int | None,
 ) -> StreamingResponse:
     sse = SSE in request.headers.get("accept", "").lower()
     pages = manager.follow(store_id, job, after=after, only=only, heartbeat=_KEEPALIVE_S if sse else None)
-    body = _sse(manager, job_id, job, pages) if sse else _ndjson(manager, job_id, pages)
+    body = _sse(manager, owner, job_id, job, pages) if sse else _ndjson(manager, owner, job_id, pages)
     headers = {**_STREAM_HEADERS, "X-Corral-Job": job_id, "Location": f"/v1/jobs/{job_id}"}
     return StreamingResponse(body, media_type=SSE if sse else NDJSON, headers=headers)
 
 
-async def _ndjson(manager: JobManager, job_id: str, pages: AsyncIterator[Page]) -> AsyncIterator[bytes]:
+async def _ndjson(
+    manager: JobManager, owner: str, job_id: str, pages: AsyncIterator[Page]
+) -> AsyncIterator[bytes]:
     async for page in pages:
         yield b"".join([record + b"\n" for _, record in page])
-    problem = manager.unfinished(job_id)
+    problem = manager.unfinished(job_id, owner)
     if problem is not None:
         yield orjson.dumps({"error": problem}) + b"\n"
 
 
 async def _sse(
-    manager: JobManager, job_id: str, job: Job | None, pages: AsyncIterator[Page]
+    manager: JobManager, owner: str, job_id: str, job: Job | None, pages: AsyncIterator[Page]
 ) -> AsyncIterator[bytes]:
     head = {
         "id": job_id,
@@ -280,7 +298,7 @@ async def _sse(
             continue
         delivered += len(page)
         yield b"".join([b"id: %d\nevent: result\ndata: %b\n\n" % (cursor, record) for cursor, record in page])
-    yield _event("end", {**manager.status(job_id), "delivered": delivered})
+    yield _event("end", {**manager.status(job_id, owner), "delivered": delivered})
 
 
 def _event(name: str, data: object) -> bytes:
@@ -290,24 +308,36 @@ def _event(name: str, data: object) -> bytes:
 # --- auth and origin ---------------------------------------------------------------------------
 
 
-def _bearer(token: str) -> Callable[..., Awaitable[None]]:
-    expected = token.encode()
-    scheme = HTTPBearer(auto_error=False, description="the token in the server's environment")
+async def _nobody() -> str:
+    """No token is set: the server is loopback only, and all its jobs are one client's."""
+    return ""
+
+
+def _bearer(clients: Mapping[str, str]) -> Callable[..., Awaitable[str]]:
+    known = [(token.encode(), name) for token, name in clients.items()]
+    scheme = HTTPBearer(auto_error=False, description="a token the server was given")
 
     async def require_token(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(scheme)],
-    ) -> None:
+    ) -> str:
         if credentials is None:
             raise ApiError(
                 401, "unauthorized", "this server needs the header 'Authorization: Bearer <token>'",
                 headers={"WWW-Authenticate": "Bearer"},
             )  # fmt: skip
-        # Constant time: how much of a guess matched must not show in how long the answer takes.
-        if not hmac.compare_digest(credentials.credentials.encode(), expected):
+        sent = credentials.credentials.encode()
+        # Constant time, and every token compared: how much of a guess matched, or which token it
+        # came close to, must not show in how long the answer takes.
+        owner = None
+        for token, name in known:
+            if hmac.compare_digest(sent, token):
+                owner = name
+        if owner is None:
             raise ApiError(
                 401, "unauthorized", "the bearer token is not this server's",
                 headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
             )  # fmt: skip
+        return owner
 
     return require_token
 
@@ -316,17 +346,30 @@ def _same_origin(*, loopback_only: bool) -> Callable[[Request], Awaitable[None]]
     async def same_origin(request: Request) -> None:
         host = request.headers.get("host", "")
         origin = request.headers.get("origin")
-        if origin is not None and urllib.parse.urlsplit(origin).netloc.lower() != host.lower():
+        # Scheme and host and port, as browsers compare origins: https://name is another origin
+        # than http://name (what this server speaks).
+        if origin is not None and origin.lower() != f"{request.url.scheme}://{host}".lower():
             raise ApiError(
                 403, "forbidden", "cross-origin requests are refused (this server sends no CORS headers)"
             )
-        if loopback_only and not _loopback_name(urllib.parse.urlsplit(f"//{host}").hostname or ""):
+        if loopback_only and not _loopback_name(_host_name(host)):
             raise ApiError(
                 403, "forbidden", "this server has no token, so it answers only requests for localhost, "
                 f"not {host!r}; set a token to serve other names",
             )  # fmt: skip
 
     return same_origin
+
+
+#: a Host header: a name or an IPv4 address, or an IPv6 one in brackets, and an optional port.
+#: Nothing else: "evil.example@127.0.0.1" would parse as a URL whose host is loopback.
+_HOST = re.compile(r"(?P<name>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::[0-9]{1,5})?")
+
+
+def _host_name(host: str) -> str:
+    """The name in a Host header, without brackets or port; "" when it is not a plain host[:port]."""
+    match = _HOST.fullmatch(host)
+    return match["name"].strip("[]").lower() if match else ""
 
 
 def _loopback_name(host: str) -> bool:
@@ -368,6 +411,12 @@ def _add_error_handlers(app: FastAPI) -> None:
             exc.detail if exc.status_code != 404 else f"no such route: {request.method} {request.url.path}"
         )
         return _error(exc.status_code, kinds.get(exc.status_code, "http_error"), str(message), exc.headers)
+
+    @app.exception_handler(ClientDisconnect)
+    async def gone(request: Request, exc: ClientDisconnect) -> Response:
+        # The client left while sending its body (or stalled past --body-timeout): nobody reads an
+        # answer, nothing was started, and it is not the server's error to log.
+        return Response(status_code=400)
 
     @app.exception_handler(CorralError)
     async def corral_error(request: Request, exc: CorralError) -> JSONResponse:

@@ -26,6 +26,7 @@ from corral.backends import Backend
 from corral.cache import ResponseCache
 from corral.cli_run import job_settings
 from corral.client import Extractor
+from corral.cost import Budget, Price
 from corral.errors import ConfigError, CorralError, SchemaError, StoreError
 from corral.jobs import run_job
 from corral.limits import EndpointLimits
@@ -33,7 +34,7 @@ from corral.outcome import Item
 from corral.progress import RunCounters
 from corral.scheduler import RunStats
 from corral.serve.errors import ApiError
-from corral.serve.stored import PAGE, ServerStore, iso
+from corral.serve.stored import PAGE, ServerStore, iso, scoped
 from corral.store import JobInfo, RunStore
 
 __all__ = ["UNFINISHED", "Job", "JobManager", "JobOptions", "Page", "Submission"]
@@ -41,7 +42,7 @@ __all__ = ["UNFINISHED", "Job", "JobManager", "JobOptions", "Page", "Submission"
 #: finished jobs whose live counters are kept in memory (older ones are answered from the store)
 _KEEP_FINISHED = 1000
 #: statuses of a job that did not finish every item
-UNFINISHED = ("cancelled", "interrupted", "stopped", "failed")
+UNFINISHED = ("cancelled", "interrupted", "stopped", "failed", "budget")
 
 #: a page of results: (cursor, record as stored: one line of JSON)
 Page = list[tuple[int, bytes]]
@@ -61,6 +62,8 @@ class JobOptions:
     timeout: float = 120.0
     retries: int = 6
     concurrency: int = 16
+    #: what one job (all its runs) may spend, in USD; None: no cap of its own
+    max_cost: float | None = None
 
 
 @dataclass(slots=True)
@@ -78,8 +81,10 @@ class Submission:
 class Job:
     """One submission's run, kept in memory while the server lives; its results are in the store."""
 
-    def __init__(self, job_id: str, info: JobInfo, total: int) -> None:
+    def __init__(self, job_id: str, key: str, info: JobInfo, total: int) -> None:
         self.id = job_id
+        #: the job's name among all clients' jobs (see :func:`corral.serve.stored.scoped`)
+        self.key = key
         self.store_id = info.id
         self.total = total
         self.counters = RunCounters(total=total)
@@ -108,8 +113,13 @@ class JobManager:
         options: JobOptions,
         *,
         max_jobs: int,
+        prices: Mapping[str, Price] | None = None,
+        budget: Budget | None = None,
     ) -> None:
         self.store = store
+        self.prices = prices
+        #: what all jobs together may still spend while this server runs (--max-total-cost)
+        self.budget = budget
         self.stored = ServerStore(store)
         self.backend = backend
         self.limits = limits
@@ -129,13 +139,19 @@ class JobManager:
 
     # --- starting ------------------------------------------------------------------------------
 
-    async def start(self, submission: Submission) -> Job:
-        """Open the job in the store and start its run; raises :class:`ApiError` when refused."""
+    async def start(self, submission: Submission, owner: str = "") -> Job:
+        """Open ``owner``'s job in the store and start its run; raises :class:`ApiError` when refused."""
         if self._closing:
             raise ApiError(503, "shutting_down", "the server is shutting down", headers={"Retry-After": "10"})
+        if self.budget is not None and self.budget.reached:
+            raise ApiError(
+                402, "budget_reached", f"this server has spent what it may (${self.budget.spent:.4f} of "
+                f"--max-total-cost ${self.budget.limit:.2f}): its operator can restart it with a higher cap",
+            )  # fmt: skip
         job_id = submission.id or secrets.token_hex(8)
-        current = self._jobs.get(job_id)
-        if job_id in self._starting or (current is not None and not current.finished):
+        key = scoped(owner, job_id)
+        current = self._jobs.get(key)
+        if key in self._starting or (current is not None and not current.finished):
             raise ApiError(
                 409,
                 "job_running",
@@ -150,20 +166,24 @@ class JobManager:
                 "try again when one has finished",
                 headers={"Retry-After": "5"},
             )
-        self._starting.add(job_id)  # held across the awaits below: a second POST of the id is refused
+        self._starting.add(key)  # held across the awaits below: a second POST of the id is refused
         try:
-            return await self._open(job_id, submission)
+            return await self._open(job_id, key, submission, owner)
         finally:
-            self._starting.discard(job_id)
+            self._starting.discard(key)
 
-    async def _open(self, job_id: str, submission: Submission) -> Job:
+    async def _open(self, job_id: str, key: str, submission: Submission, owner: str) -> Job:
         options = self.options
+        budget = self._job_budget()
         try:
             extractor: Extractor[Any] = Extractor(
                 submission.schema,
                 backend=self.backend,
                 limits=self.limits,
-                cache=ResponseCache(self.store),
+                # Each client its own cache: a quick answer must not tell one what another sent.
+                cache=ResponseCache(self.store, scope=owner),
+                prices=self.prices,
+                budget=budget,
                 prompt=submission.prompt or options.prompt,
                 many=submission.many,
                 mode=options.mode,
@@ -181,8 +201,10 @@ class JobManager:
         try:
             await extractor.__aenter__()  # prices the model; sends nothing (it was resolved at start-up)
             settings = job_settings(extractor)
-            self._check_settings(job_id, settings, fresh=submission.fresh)
-            opened = self.stored.open(job_id, settings, fresh=submission.fresh)
+            self._check_settings(job_id, key, settings, fresh=submission.fresh)
+            opened = self.stored.open(key, settings, fresh=submission.fresh)
+            if budget is not None:
+                budget.spent = opened.spent_before  # the job's cap counts all its runs, as run's does
         except StoreError as exc:
             await extractor.aclose()
             # The store's message names its file: the client is told what it can act on.
@@ -198,11 +220,11 @@ class JobManager:
             self.stored.release(opened)
             await extractor.aclose()
             raise
-        job = Job(job_id, opened, len(submission.items))
+        job = Job(job_id, key, opened, len(submission.items))
         job.stats = extractor.scheduler.stats
         job.priced = extractor.scheduler.price is not None
-        self._jobs.pop(job_id, None)  # re-inserted last: the dict stays oldest first
-        self._jobs[job_id] = job
+        self._jobs.pop(key, None)  # re-inserted last: the dict stays oldest first
+        self._jobs[key] = job
         self._prune()
         job.task = asyncio.create_task(
             self._run(job, extractor, submission.items, opened), name=f"corral-serve-{job_id}"
@@ -224,12 +246,19 @@ class JobManager:
         log.info("job %s: %s items%s%s", job_id, f"{job.total:,}", earlier, changed)
         return job
 
-    def _check_settings(self, job_id: str, settings: Mapping[str, Any], *, fresh: bool) -> None:
+    def _job_budget(self) -> Budget | None:
+        """The job's own cap (--max-cost), within the server's (--max-total-cost)."""
+        if self.options.max_cost is None and self.budget is None:
+            return None
+        limit = self.options.max_cost if self.options.max_cost is not None else float("inf")
+        return Budget(limit, parent=self.budget)
+
+    def _check_settings(self, job_id: str, key: str, settings: Mapping[str, Any], *, fresh: bool) -> None:
         """A resubmission must ask for what the job's stored results answer (the store checks this
         too; here the client gets a message about ids instead of command-line options)."""
         if fresh:
             return
-        stored = self.stored.settings(job_id)
+        stored = self.stored.settings(key)
         if stored is None:
             return
         changed = [key for key in sorted({*stored, *settings}) if stored.get(key) != settings.get(key)]
@@ -258,6 +287,12 @@ class JobManager:
                 order="completion",
             )  # fmt: skip
             job.status = result.status
+            if result.status == "budget":
+                job.error = {
+                    "type": "budget_reached",
+                    "message": f"job {job.id!r} stopped: {result.budget_message}; its finished results "
+                    "are kept: post the job again with the same id when there is budget to finish it",
+                }
         except asyncio.CancelledError:
             # Ours (DELETE, or the server stopping): run_job has committed every finished result.
             job.status = "cancelled" if job.cancel_requested else "interrupted"
@@ -295,12 +330,14 @@ class JobManager:
 
     # --- following -----------------------------------------------------------------------------
 
-    def find(self, job_id: str) -> tuple[int, Job | None]:
-        """The job's id in the store, and its live state if it runs (or ran) in this server."""
-        store_id = self.stored.find(job_id)
+    def find(self, job_id: str, owner: str = "") -> tuple[int, Job | None]:
+        """``owner``'s job: its id in the store, and its live state if it runs (or ran) in this server.
+        Another client's job is not found: not even its existence is told."""
+        key = scoped(owner, job_id)
+        store_id = self.stored.find(key)
         if store_id is None:
             raise ApiError(404, "not_found", f"there is no job {job_id!r}")
-        job = self._jobs.get(job_id)
+        job = self._jobs.get(key)
         return store_id, job if job is not None and job.store_id == store_id else None
 
     async def follow(
@@ -344,9 +381,9 @@ class JobManager:
 
     # --- answering -----------------------------------------------------------------------------
 
-    def status(self, job_id: str) -> dict[str, Any]:
+    def status(self, job_id: str, owner: str = "") -> dict[str, Any]:
         """What GET /v1/jobs/{id} answers: live counters if the job ran here, the store's otherwise."""
-        store_id, job = self.find(job_id)
+        store_id, job = self.find(job_id, owner)
         record = self.stored.record(store_id)
         answer: dict[str, Any] = {
             "id": job_id,
@@ -377,9 +414,9 @@ class JobManager:
         }
         return answer
 
-    def unfinished(self, job_id: str) -> dict[str, str] | None:
+    def unfinished(self, job_id: str, owner: str = "") -> dict[str, str] | None:
         """Why the job's results are incomplete (it did not complete), or None."""
-        error: dict[str, str] | None = self.status(job_id).get("error")
+        error: dict[str, str] | None = self.status(job_id, owner).get("error")
         return error
 
     def _unfinished(self, job_id: str, status: str, done: int, job: Job | None) -> dict[str, str] | None:
@@ -398,16 +435,16 @@ class JobManager:
 
     # --- stopping ------------------------------------------------------------------------------
 
-    async def cancel(self, job_id: str) -> dict[str, Any]:
+    async def cancel(self, job_id: str, owner: str = "") -> dict[str, Any]:
         """Cancel a running job (DELETE); its finished results stay in the store."""
-        _, job = self.find(job_id)
+        _, job = self.find(job_id, owner)
         if job is None or job.finished or job.task is None:
-            status = self.status(job_id)["status"]
+            status = self.status(job_id, owner)["status"]
             raise ApiError(409, "not_running", f"job {job_id!r} is not running ({status}): nothing to cancel")
         job.cancel_requested = True
         job.task.cancel()
         await job.done.wait()
-        return self.status(job_id)
+        return self.status(job_id, owner)
 
     def stop_all(self) -> int:
         """Cancel every running job (the server is stopping); returns how many there were."""

@@ -16,22 +16,26 @@ import contextlib
 import ipaddress
 import logging
 import os
+import re
 import signal
 import socket
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 
 import uvicorn
 
-from corral.backends import Mode, open_backend, resolve_model
+from corral.backends import Backend, Mode, open_backend, resolve_model
 from corral.cli_run import store_path
+from corral.cost import Budget, Price, load_prices, price_for
 from corral.errors import ConfigError
 from corral.limits import EndpointLimits
 from corral.serve.app import ServeSettings, create_app
+from corral.serve.connections import ConnectionGuard, GuardedApp, file_limit_for
 from corral.serve.jobs import JobManager, JobOptions
 from corral.store import RunStore
 
-__all__ = ["is_loopback", "serve"]
+__all__ = ["is_loopback", "read_clients", "serve"]
 
 _BACKLOG = 2048
 #: once the jobs are cancelled their streams end within a commit; this only guards against a hang
@@ -42,14 +46,19 @@ log = logging.getLogger("corral.serve")
 
 async def serve(args: argparse.Namespace) -> int:
     """Run ``corral serve`` until Ctrl-C or SIGTERM; 0 after a clean shutdown."""
-    token = os.environ.get(args.token_env) or None
-    if token is None and not is_loopback(args.host):
+    clients = read_clients(args.token_env, args.tokens)
+    if not clients and not is_loopback(args.host):
         raise ConfigError(
             f"--host {args.host} can be reached from other machines: set a bearer token in "
-            f"${args.token_env} first (clients then send 'Authorization: Bearer <token>')"
+            f"${args.token_env}, or give each client its own with --tokens FILE, first (clients then "
+            "send 'Authorization: Bearer <token>')"
         )
+    prices = load_prices(args.prices) if args.prices else None
     if args.max_body_mb <= 0:
         raise ConfigError(f"--max-body-mb must be positive, got {args.max_body_mb:g}")
+    for option, value in (("--header-timeout", args.header_timeout), ("--body-timeout", args.body_timeout)):
+        if not value > 0:
+            raise ConfigError(f"{option} must be a positive number of seconds, got {value:g}")
     path = store_path(None, args.store)
     store = RunStore.open(path)
     backend = None
@@ -60,9 +69,11 @@ async def serve(args: argparse.Namespace) -> int:
             api_key_env=args.api_key_env,
             concurrency=args.concurrency,
             timeout=args.timeout,
+            allow_plain_http=getattr(args, "allow_plain_http", False),
         )
         await resolve_model(backend)  # once, so no job waits on it (or fails on it) later
         _check_mode(args.mode, backend.profile.modes, backend.profile.name)
+        budget = _server_budget(args, backend, prices)
         ceiling = backend.profile.max_concurrency
         limits = EndpointLimits(
             rpm=args.rpm,
@@ -82,17 +93,28 @@ async def serve(args: argparse.Namespace) -> int:
             timeout=args.timeout,
             retries=args.retries,
             concurrency=args.concurrency,
+            max_cost=args.max_cost,
         )
-        manager = JobManager(store, backend, limits, options, max_jobs=args.max_jobs)
+        manager = JobManager(
+            store, backend, limits, options, max_jobs=args.max_jobs, prices=prices, budget=budget
+        )
         settings = ServeSettings(
-            token=token, max_body=int(args.max_body_mb * 1_000_000), max_items=args.max_items
+            clients=clients, max_body=int(args.max_body_mb * 1_000_000), max_items=args.max_items
         )
         app = create_app(manager, settings)
         with _listening(args.host, args.port) as sock, _logging(access=args.access_log):
+            guard = ConnectionGuard(
+                max_connections=file_limit_for(args.max_connections),
+                header_timeout=args.header_timeout,
+                body_timeout=args.body_timeout,
+            )
             port = sock.getsockname()[1]
             host = f"[{args.host}]" if ":" in args.host else args.host
             model = f"{backend.profile.name}/{backend.model}"
-            auth = "bearer token required" if token else "no token: loopback only"
+            auth = (
+                "no token: loopback only" if not clients else "bearer token required" if len(clients) == 1
+                else f"{len(clients)} clients, each with its own token and jobs"
+            )  # fmt: skip
 
             def ready() -> None:
                 print(
@@ -108,7 +130,8 @@ async def serve(args: argparse.Namespace) -> int:
                 print(f"corral serve: stopping ({name}){jobs}", file=sys.stderr, flush=True)
 
             config = uvicorn.Config(
-                app,
+                GuardedApp(app, guard),
+                http=guard.protocol(),
                 log_config=None,
                 access_log=args.access_log,
                 lifespan="on",
@@ -165,6 +188,69 @@ class _Server(uvicorn.Server):
         if not self.should_exit:
             self._on_stop(signal.Signals(sig).name)
         super().handle_exit(sig, None)
+
+
+#: a client's name in --tokens (it names the client's jobs in the store, and in the log)
+_CLIENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+#: shorter tokens can be guessed; 16 printable characters are ~100 bits
+_MIN_TOKEN = 16
+
+
+def read_clients(token_env: str, tokens_file: str | None) -> dict[str, str]:
+    """Every token the server takes, each to its client's name: the one in ``$token_env`` (client "",
+    whose jobs are named as they always were), and each line "NAME TOKEN" of ``tokens_file``.
+    Errors name the file and line, never a token."""
+    clients: dict[str, str] = {}
+    single = os.environ.get(token_env) or None
+    if single is not None:
+        clients[single] = ""
+    if tokens_file is None:
+        return clients
+    path = Path(tokens_file)
+    try:
+        if path.stat().st_mode & 0o077:
+            raise ConfigError(f"--tokens {path} can be read by other users of this machine: chmod 600 {path}")
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--tokens {path} cannot be read: {exc}") from None
+    names: set[str] = set()
+    for number, line in enumerate(lines, start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        where = f"--tokens {path}, line {number}"
+        name, _, token = line.strip().partition(" ")
+        token = token.strip()
+        if not _CLIENT_NAME.fullmatch(name) or not token:
+            raise ConfigError(f"{where}: write 'NAME TOKEN' (a name of letters, digits, '.', '_' or '-')")
+        if len(token) < _MIN_TOKEN or not token.isprintable() or " " in token:
+            raise ConfigError(f"{where}: the token of {name!r} must be {_MIN_TOKEN} or more printable "
+                              "characters without spaces (e.g. from: openssl rand -hex 24)")  # fmt: skip
+        if name in names or token in clients:
+            which = f"the name {name!r}" if name in names else "its token"
+            raise ConfigError(f"{where}: {which} is used twice; every client needs its own")
+        names.add(name)
+        clients[token] = name
+    if not names:
+        raise ConfigError(f"--tokens {path} names no client: write one 'NAME TOKEN' per line")
+    return clients
+
+
+def _server_budget(
+    args: argparse.Namespace, backend: Backend, prices: Mapping[str, Price] | None
+) -> Budget | None:
+    """The cap on what all jobs spend while the server runs; a cap needs a price, checked now."""
+    if args.max_cost is None and args.max_total_cost is None:
+        return None
+    if price_for(backend.model, backend.profile, prices) is None:
+        raise ConfigError(
+            f"no price is known for model {backend.model!r}, so --max-cost / --max-total-cost cannot be "
+            'kept: pass --prices FILE with {"MODEL": {"input": USD_PER_M, "output": USD_PER_M}}'
+        )
+    if args.max_cost is not None:
+        Budget(args.max_cost)  # checks it
+    if args.max_total_cost is None:
+        return None
+    return Budget(args.max_total_cost, option="--max-total-cost")
 
 
 def is_loopback(host: str) -> bool:

@@ -104,7 +104,8 @@ class JobStatus(BaseModel):
     id: str
     status: str = Field(
         description="running, completed, cancelled (DELETE), interrupted (the server stopped), "
-        "stopped (the provider refused: bad key, unknown model) or failed"
+        "stopped (the provider refused: bad key, unknown model), budget (--max-cost or --max-total-cost "
+        "reached) or failed"
     )
     total: int | None = Field(None, description="items of the latest submission (unknown after a restart)")
     done: int = Field(description="results finished (in the store)")

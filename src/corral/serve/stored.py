@@ -1,7 +1,8 @@
 """What the run store knows about the server's jobs: opening and releasing them, reading their
 results by cursor, and their record after the fact (also after a restart).
 
-A job of the server is the store's job named ``serve/<id>``. Its results are the ``items`` rows,
+A job of the server is the store's job named ``serve/<id>`` (``serve/@<client>/<id>`` when the server
+has several clients). Its results are the ``items`` rows,
 and the rowid of a row is its cursor: rows are appended as batches commit, so rowid order is commit
 order, which is the order the items completed in.
 """
@@ -18,7 +19,7 @@ import orjson
 from corral.outcome import Item
 from corral.store import JobInfo, RunStore, input_hash
 
-__all__ = ["JOB_PREFIX", "PAGE", "JobRecord", "ServerStore", "iso"]
+__all__ = ["JOB_PREFIX", "PAGE", "JobRecord", "ServerStore", "iso", "scoped"]
 
 #: a job's name in the store: ``serve/<id>`` (``corral run`` names its jobs after their output files)
 JOB_PREFIX = "serve/"
@@ -51,18 +52,18 @@ class ServerStore:
     def __init__(self, store: RunStore) -> None:
         self.store = store
 
-    def find(self, job_id: str) -> int | None:
-        """The store's id of the job, None if there is none."""
-        rows = self.store.query("SELECT id FROM jobs WHERE name = ?", (JOB_PREFIX + job_id,))
+    def find(self, key: str) -> int | None:
+        """The store's id of the job (``key`` from :func:`scoped`), None if there is none."""
+        rows = self.store.query("SELECT id FROM jobs WHERE name = ?", (JOB_PREFIX + key,))
         return int(rows[0][0]) if rows else None
 
-    def settings(self, job_id: str) -> dict[str, Any] | None:
-        rows = self.store.query("SELECT settings FROM jobs WHERE name = ?", (JOB_PREFIX + job_id,))
+    def settings(self, key: str) -> dict[str, Any] | None:
+        rows = self.store.query("SELECT settings FROM jobs WHERE name = ?", (JOB_PREFIX + key,))
         return orjson.loads(rows[0][0]) if rows else None
 
-    def open(self, job_id: str, settings: Mapping[str, Any], *, fresh: bool) -> JobInfo:
+    def open(self, key: str, settings: Mapping[str, Any], *, fresh: bool) -> JobInfo:
         """Start a run of the job (the store refuses one running elsewhere, or other settings)."""
-        return self.store.open_job(JOB_PREFIX + job_id, settings, fresh=fresh)
+        return self.store.open_job(JOB_PREFIX + key, settings, fresh=fresh)
 
     def release(self, job: JobInfo) -> None:
         """The run is over: the same job may run again in this process, and its counters are no
@@ -102,6 +103,12 @@ class ServerStore:
         runs = self.store.query("SELECT status FROM runs WHERE job = ? ORDER BY id DESC LIMIT 1", (store_id,))
         last_run = runs[0][0] if runs else "interrupted"
         return JobRecord(created, updated, orjson.loads(settings), done, ok, errors, last_run)
+
+
+def scoped(owner: str, job_id: str) -> str:
+    """A job's name among every client's jobs: its id, under the client's name when the server has
+    several (``--tokens``). Ids cannot hold "@" or "/", so two clients' names never meet."""
+    return f"@{owner}/{job_id}" if owner else job_id
 
 
 def iso(timestamp: float) -> str:

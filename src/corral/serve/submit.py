@@ -117,7 +117,7 @@ async def _from_form(request: Request, max_body: int) -> Submission:
         schema_text = schema_part if isinstance(schema_part, str) else await schema_part.read()
         fields = {key: value for key, value in form.items() if isinstance(value, str)}
         data = await upload.read()
-        filename = Path(upload.filename or "upload").name
+        filename = _shown_name(upload.filename)
     try:
         schema = orjson.loads(schema_text)
     except orjson.JSONDecodeError as exc:
@@ -153,7 +153,8 @@ async def _from_form(request: Request, max_body: int) -> Submission:
 def _read_file(data: bytes, filename: str, fmt: Format, text_field: str, id_field: str) -> list[Item]:
     """The items of an uploaded file, read by corral's own readers (a bad row is an item's error)."""
     with tempfile.TemporaryDirectory(prefix="corral-serve-") as folder:
-        path = Path(folder) / filename
+        # Never the client's name on disk: "..", "", a NUL or 300 characters are all valid to send.
+        path = Path(folder) / f"upload.{fmt}"
         path.write_bytes(data)
         try:
             items = list(read_items(path, format=fmt, text_field=text_field, id_field=id_field))
@@ -167,6 +168,15 @@ def _read_file(data: bytes, filename: str, fmt: Format, text_field: str, id_fiel
         dataclasses.replace(item, problem=item.problem.replace(str(path), filename)) if item.problem else item
         for item in items
     ]
+
+
+def _shown_name(sent: str | None) -> str:
+    """The upload's name as messages show it: its last part, printable, at most 100 characters."""
+    name = (sent or "").replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(char if char.isprintable() else "?" for char in name)
+    if len(name) > 100:
+        name = name[:80] + "..." + name[-17:]  # the end holds the suffix that may name the format
+    return name if name.strip(". ") else "upload"
 
 
 def _flag(fields: dict[str, str], name: str) -> bool:
