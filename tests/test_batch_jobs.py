@@ -346,6 +346,40 @@ def test_retry_errors_resubmits_only_the_failed_items_once(source: Path, tmp_pat
     assert sum(count for (count,) in batches[1:]) == len(failed), "only the failed items went again"
 
 
+def test_a_base_urls_password_never_reaches_the_store_and_collect_asks_for_it_again(tmp_path: Path) -> None:
+    # Issue 15, L12: job_args kept --base-url as given, user:password@ included, for collect to reuse.
+    source = tmp_path / "in.txt"
+    source.write_text("\n".join(TEXTS[:20]) + "\n")
+    out = tmp_path / "out.jsonl"
+    with SimulatorThread(SimConfig(seed=9, batch_seconds=0.2)) as sim:
+        secret_url = sim.url.replace("http://", "http://someone:hunter2-secret@")
+        submitted = corral("batch", "submit", str(source), "--schema", PERSON, "--model", "sim-1",
+                           "--base-url", secret_url, "-o", str(out))  # fmt: skip
+        assert submitted.returncode == 0, submitted.stderr
+        ((kept,),) = store_rows(tmp_path, "SELECT args FROM job_args")
+        assert json.loads(kept)["base_url"] == sim.url
+        for path in (tmp_path / "store").iterdir():  # the database and any journal beside it
+            assert b"hunter2" not in path.read_bytes(), path
+
+        # A new process has nothing to take them from: it says so, and sends nothing.
+        for command in ("status", "collect", "cancel"):
+            bare = corral("batch", command, "-o", str(out))
+            assert bare.returncode == 2, bare.stderr
+            assert "--base-url" in bare.stderr and "hunter2" not in bare.stderr
+        elsewhere = corral("batch", "collect", "-o", str(out), "--base-url", "http://u:p@127.0.0.1:9/v1")
+        assert elsewhere.returncode == 2 and "not the job's base URL" in elsewhere.stderr
+        assert "hunter2" not in elsewhere.stderr
+
+        collected = corral("batch", "collect", "-o", str(out), "--base-url", secret_url,
+                           "--poll-every", "0.05")  # fmt: skip
+        created = sim.stats.batches
+    assert collected.returncode == 0, collected.stderr
+    assert [row["output"] for row in records(out)] == [expected(n) for n in range(1, 21)]
+    assert created == 1, "the same batch, collected: nothing submitted twice"
+    for path in (tmp_path / "store").iterdir():
+        assert b"hunter2" not in path.read_bytes(), path
+
+
 class SmallBatches(OpenAIBatchAPI):
     """The OpenAI batch API with a provider that takes at most 120 lines per batch."""
 

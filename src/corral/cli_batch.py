@@ -4,8 +4,9 @@ A batch job is an ordinary job (one output, one row in the run store) whose requ
 provider batches. ``submit`` sends them and returns; ``collect`` waits, reads the answers, re-asks
 what failed in follow-up batches and writes the output; ``run --batch`` does both. What ``collect``
 needs to carry on — the input, the schema, the model, the options — is kept with the job in the run
-store (never a key: only the name of the variable holding it), so it works in a new process, after
-a crash or a reboot, with nothing but the output's name.
+store (never a key: only the name of the variable holding it; never a base URL's ``user:password@``:
+those are given again with ``--base-url``), so it works in a new process, after a crash or a reboot,
+with nothing but the output's name.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -40,7 +42,7 @@ from corral.errors import ConfigError, ProviderError, StoreError
 from corral.progress import RunCounters, format_duration, summary_line
 from corral.scheduler import RunStats
 from corral.sinks import check_output, sink_format
-from corral.store import RunStore
+from corral.store import RunStore, without_credentials
 
 __all__ = ["add_batch_commands", "run_batches"]
 
@@ -72,6 +74,11 @@ def add_batch_commands(batch: argparse.ArgumentParser, submit_arguments: Any) ->
             "--store", metavar="PATH", help=f"run store (default: beside OUT or here, or ${STORE_ENV})"
         )
         command.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary")
+        command.add_argument(
+            "--base-url",
+            metavar="URL",
+            help="the job's base URL again, when it has a user:password@ (the run store keeps it without)",
+        )
         command.add_argument(
             "--allow-plain-http",
             action="store_true",
@@ -306,6 +313,12 @@ def _save_args(store: RunStore, job_id: int, args: argparse.Namespace) -> None:
     kept["input"] = str(Path(args.input).resolve())
     kept["output"] = str(Path(args.output).resolve())
     kept["schema"] = _absolute_spec(args.schema)
+    if args.base_url:
+        # The store is a file anyone with a copy of it reads: a base URL's user:password@ stays out,
+        # and status, collect and cancel take them again with --base-url.
+        kept["base_url"] = without_credentials(args.base_url)
+        parts = urlsplit(args.base_url)
+        kept["base_url_credentials"] = bool(parts.username or parts.password)
     if args.prices:
         kept["prices"] = str(Path(args.prices).resolve())
     with store.transaction() as db:
@@ -340,6 +353,7 @@ def _saved_args(args: argparse.Namespace) -> argparse.Namespace:
         names = ", ".join(orjson.loads(row[0])["output"] for row in chosen)
         raise ConfigError(f"{path} holds several batch jobs ({names}): name one with -o OUT")
     saved = argparse.Namespace(**orjson.loads(chosen[0][0]))
+    _give_back_credentials(saved, args.base_url, needed=vars(saved).pop("base_url_credentials", False))
     saved.store = args.store
     saved.fresh = saved.retry_errors = saved.no_store = False
     saved.quiet = getattr(args, "quiet", False)
@@ -348,6 +362,23 @@ def _saved_args(args: argparse.Namespace) -> argparse.Namespace:
     # Allowed at submit (kept with the job), or now; a job kept before the option was there has none.
     saved.allow_plain_http = bool(getattr(saved, "allow_plain_http", False) or args.allow_plain_http)
     return saved
+
+
+def _give_back_credentials(saved: argparse.Namespace, given: str | None, *, needed: bool) -> None:
+    """The job's base URL with the ``user:password@`` the store does not keep, from ``--base-url``."""
+    if given is not None:
+        kept = (saved.base_url or "").rstrip("/")
+        if without_credentials(given).rstrip("/") != kept:
+            raise ConfigError(
+                f"--base-url {without_credentials(given)} is not the job's base URL ({kept or 'none'}): "
+                "its batches are there; give that URL (with its user:password@ if it has them)"
+            )
+        saved.base_url = given
+    elif needed:
+        raise ConfigError(
+            f"the job's base URL ({saved.base_url}) carried a user and password, which the run store "
+            "does not keep: pass it again with --base-url URL, user:password@ included"
+        )
 
 
 def _status_line(info: BatchInfo) -> str:

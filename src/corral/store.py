@@ -39,7 +39,16 @@ import orjson
 from corral.errors import StoreError
 from corral.limits import KnownLimits
 
-__all__ = ["DEFAULT_DIR", "STORE_FILE", "JobInfo", "RunStore", "StoredItem", "input_hash", "key_hash"]
+__all__ = [
+    "DEFAULT_DIR",
+    "STORE_FILE",
+    "JobInfo",
+    "RunStore",
+    "StoredItem",
+    "input_hash",
+    "key_hash",
+    "without_credentials",
+]
 
 DEFAULT_DIR = ".corral"
 STORE_FILE = "corral.db"
@@ -457,7 +466,7 @@ class RunStore:
         """What an earlier run learned of ``endpoint`` serving ``model`` (empty: nothing)."""
         rows = self.query(
             "SELECT rpm, tpm, adaptive_rpm FROM endpoints WHERE endpoint = ? AND model = ?",
-            (_without_credentials(endpoint), model),
+            (without_credentials(endpoint), model),
         )
         return KnownLimits(*rows[0]) if rows else KnownLimits()
 
@@ -471,7 +480,7 @@ class RunStore:
         """The structured-output mode ``endpoint`` serving ``model`` was last seen to take."""
         rows = self.query(
             "SELECT mode FROM endpoints WHERE endpoint = ? AND model = ?",
-            (_without_credentials(endpoint), model),
+            (without_credentials(endpoint), model),
         )
         return str(rows[0][0]) if rows and rows[0][0] is not None else None
 
@@ -487,7 +496,7 @@ class RunStore:
             conn.execute(
                 f"INSERT INTO endpoints (endpoint, model, {names}, updated) VALUES (?, ?, {marks}, ?) "
                 f"ON CONFLICT (endpoint, model) DO UPDATE SET {updates}",
-                (_without_credentials(endpoint), model, *columns.values(), time.time()),
+                (without_credentials(endpoint), model, *columns.values(), time.time()),
             )
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -637,7 +646,7 @@ def _prepare(conn: sqlite3.Connection, path: Path, existed: bool) -> None:
         )
 
 
-def _without_credentials(endpoint: str) -> str:
+def without_credentials(endpoint: str) -> str:
     """An endpoint as the store keeps it: a URL's ``user:password@`` never reaches the disk."""
     parts = urlsplit(endpoint)
     if not parts.scheme or (parts.password is None and parts.username is None):
