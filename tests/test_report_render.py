@@ -6,13 +6,18 @@ hundred items (ok and failed, unicode, hostile markup), plots with a few hundred
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import http.server
 import json
 import math
 import random
 import re
 import struct
 import sys
+import threading
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -292,6 +297,36 @@ def test_items_note_is_shown_when_the_table_is_capped(report: RunReport) -> None
     assert "Items (5,000)" in page
 
 
+def _policy(page: str) -> dict[str, list[str]]:
+    match = re.search(r'<meta http-equiv="Content-Security-Policy" content="([^"]*)">', page)
+    assert match is not None, "the page has no Content-Security-Policy"
+    directives = [part.split() for part in match.group(1).split(";") if part.strip()]
+    return {name: values for name, *values in directives}
+
+
+def _sha256(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+
+def test_the_page_allows_only_its_own_script_and_style(report: RunReport) -> None:
+    # Issue 15, I4: the page had no policy, so markup that got past the escaping would have run.
+    page = render_html(report)
+    head = page[: page.index("</head>")]
+    assert head.index("Content-Security-Policy") < head.index("<style>")  # before what it governs
+    script = re.findall(r"<script>(.*?)</script>", page, re.S)
+    style = re.findall(r"<style>(.*?)</style>", page, re.S)
+    assert len(script) == 1 and len(style) == 1
+    assert _policy(page) == {
+        "default-src": ["'none'"],
+        "script-src": [_sha256(script[0])],
+        "style-src": [_sha256(style[0])],
+        "img-src": ["data:"],
+        "base-uri": ["'none'"],
+        "form-action": ["'none'"],
+    }
+    assert " style=" not in page  # an inline style attribute would be refused: there is none to refuse
+
+
 # --- HTML, in the browser -----------------------------------------------------------------------
 
 
@@ -420,6 +455,73 @@ def test_page_fits_a_phone_screen(browser_page: BrowserPage, report: RunReport, 
     expect(page.locator("#item-rows tr")).to_have_count(PAGE_SIZE)
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     assert browser_page.problems == []
+
+
+@pytest.fixture
+def witness() -> Iterator[tuple[str, list[str]]]:
+    """A loopback server that counts what is asked of it: a page that calls out is caught here."""
+    hits: list[str] = []
+
+    class Count(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            hits.append(self.path)
+            body = b"window.smuggled = 'external';" if self.path.endswith(".js") else b"x"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Count)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", hits
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_markup_smuggled_into_the_page_neither_runs_nor_calls_out(
+    browser_page: BrowserPage, report: RunReport, tmp_path: Path, witness: tuple[str, list[str]]
+) -> None:
+    from dataclasses import replace
+
+    from playwright.sync_api import Page, expect
+
+    base, hits = witness
+    page = browser_page.page
+    assert isinstance(page, Page)
+    # As an escaping bug would let them in: raw markup in the body, and in an item's text.
+    smuggled = (
+        f'<img src="{base}/img.png"><script src="{base}/external.js"></script>'
+        f"<script>window.smuggled = 'inline'; fetch('{base}/fetch');</script>"
+        "<img src=x onerror=\"window.smuggled = 'handler'\">"
+        f'<link rel="stylesheet" href="{base}/style.css">'
+        f"<style>body {{ background: url({base}/bg.png) }}</style>"
+        f'<iframe src="{base}/frame.html"></iframe><object data="{base}/object"></object>'
+    )
+    items = (replace(report.items[0], input=f"<img src={base}/item.png> <script>window.smuggled=1</script>"),)
+    html = render_html(replace(report, items=items + report.items[1:])).replace(
+        "<main>", smuggled + "<main>", 1
+    )
+    path = tmp_path / "report.html"
+    path.write_text(html, encoding="utf-8")
+    page.goto(path.as_uri())
+    # The page's own script still runs (allowed by its hash) and builds the table; the styles apply.
+    expect(page.locator("#item-rows tr")).to_have_count(PAGE_SIZE)
+    expect(page.locator("#item-rows tr").first.locator(".input-text")).to_have_text(items[0].input)
+    assert page.evaluate("getComputedStyle(document.body).backgroundImage") == "none"
+    assert page.evaluate("getComputedStyle(document.querySelector('main')).maxWidth") != "none"
+    page.wait_for_timeout(300)  # time for a refused fetch or a late load to reach the witness
+    assert hits == []
+    assert page.evaluate("window.smuggled") is None
+    refused = browser_page.problems  # each refusal is a console error: nothing else went wrong
+    assert refused and all("Content Security Policy" in p or p.endswith("(csp)") for p in refused)
+    assert any("Executing inline script" in p for p in refused)
+    assert any("Executing inline event handler" in p for p in refused)
 
 
 # --- PNG ----------------------------------------------------------------------------------------

@@ -6,10 +6,17 @@ written here goes through :func:`html.escape`; the items travel as JSON inside a
 ``<script type="application/json">`` with ``<``, ``>``, ``&`` and the JavaScript line separators
 escaped, so no text can close the element; the page's script builds the table with DOM text nodes
 only. The script and styles live in ``assets/`` as real files (linted, diffable) and are read here.
+
+Should anything still get through, the page's Content-Security-Policy stops it from doing harm: only
+the page's own script and styles run (allowed by their SHA-256, computed here from what is embedded),
+and nothing is loaded from anywhere (``default-src 'none'``; images only as ``data:``), so a smuggled
+``<script>``, ``<img src=http://…>`` or ``onerror=`` neither runs nor calls out.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 import json
 import math
@@ -20,7 +27,10 @@ from typing import Any
 from corral.report.model import ErrorGroup, Fact, ItemRow, Plot, RunLine, RunReport
 from corral.report.svg import plot_svg
 
-__all__ = ["items_json", "render_html"]
+__all__ = ["GENERATOR_META", "content_security_policy", "items_json", "render_html"]
+
+#: how corral recognises a page it wrote (and may overwrite): in the first few hundred bytes of every one
+GENERATOR_META = '<meta name="generator" content="corral report">'
 
 # Lone surrogates cannot be written as UTF-8: in page text they become U+FFFD.
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -33,7 +43,22 @@ def _esc(text: str) -> str:
 
 
 def _asset(name: str) -> str:
-    return (files("corral.report") / "assets" / name).read_text(encoding="utf-8")
+    text = (files("corral.report") / "assets" / name).read_text(encoding="utf-8")
+    # A browser hashes an inline script or style after turning CR LF into LF: so must we.
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _sha256(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii") + "'"
+
+
+def content_security_policy(style: str, script: str) -> str:
+    """The page's policy: its one ``<style>`` and one ``<script>`` (by hash), images only inline,
+    nothing else from anywhere. (``frame-ancestors`` and ``sandbox`` are not honoured in a ``<meta>``.)"""
+    return (
+        f"default-src 'none'; script-src {_sha256(script)}; style-src {_sha256(style)}; img-src data:; "
+        "base-uri 'none'; form-action 'none'"
+    )
 
 
 def _finite(value: float) -> float | None:
@@ -42,6 +67,8 @@ def _finite(value: float) -> float | None:
 
 #: a list or object that fits in this many characters stays on one line in a shown record
 _INLINE_WIDTH = 56
+#: the share-of-items bar of an error kind, in CSS pixels (as .share-bar in report.css)
+_BAR_WIDTH = 56
 
 
 def _pretty(value: Any, indent: str = "") -> str:
@@ -141,10 +168,11 @@ def _share(share: float, biggest: float) -> str:
     """The share as a percentage, and a bar against the most common error (so kinds compare)."""
     percent = share * 100 if math.isfinite(share) else 0.0
     text = "<0.1%" if 0 < percent < 0.1 else f"{percent:.1f}%"
-    width = min(max(share / biggest * 100, 0.0), 100.0) if biggest > 0 and math.isfinite(share) else 0.0
+    width = min(max(share / biggest, 0.0), 1.0) * _BAR_WIDTH if biggest > 0 and math.isfinite(share) else 0.0
+    # Drawn, not sized by a style attribute: the page's policy allows no inline style.
     return (
-        f'<span class="share"><span class="share-bar"><span style="width:{width:.1f}%"></span></span>'
-        f"{_esc(text)}</span>"
+        f'<span class="share"><svg class="share-bar" viewBox="0 0 {_BAR_WIDTH} 6" aria-hidden="true">'
+        f'<rect width="{width:.1f}" height="6" rx="3"/></svg>{_esc(text)}</span>'
     )
 
 
@@ -259,15 +287,17 @@ def render_html(report: RunReport) -> str:
     sections.append(_items(report))
     toc.append(("sec-items", f"Items ({report.items_total:,})"))
     facts = _facts(report.facts) if report.facts else ""
+    style, script = _asset("report.css"), _asset("report.js")
     return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">{GENERATOR_META}'
+        f'<meta http-equiv="Content-Security-Policy" content="{content_security_policy(style, script)}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        '<meta name="color-scheme" content="light dark"><meta name="generator" content="corral report">'
+        '<meta name="color-scheme" content="light dark">'
         f'<title>{_esc(report.title)}</title><link rel="icon" href="data:,">'
-        f"<style>{_asset('report.css')}</style></head>\n"
+        f"<style>{style}</style></head>\n"
         f"<body><main>{_header(report)}{_toc(toc)}{facts}{''.join(sections)}"
         "<footer>Written by <code>corral report</code>: this page is self-contained and works offline."
         "</footer></main>\n"
         f'<script type="application/json" id="items">{items_json(report.items)}</script>\n'
-        f"<script>{_asset('report.js')}</script>\n</body></html>\n"
+        f"<script>{script}</script>\n</body></html>\n"
     )
