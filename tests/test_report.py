@@ -228,3 +228,62 @@ def test_the_page_of_a_real_run_renders_cleanly_in_chromium(
     for slug in ("completions", "throughput", "in_flight", "latency", "retries"):
         assert page.locator(f"#{slug} svg").count() == 1, slug
     assert browser_page.problems == []
+
+
+def test_a_report_is_never_written_over_a_file_corral_did_not_write(
+    source: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Issue 15, L1: `corral report -o FILE` overwrote whatever FILE was, the job's own output included.
+    out = tmp_path / "out.jsonl"
+    with SimulatorThread(SimConfig(latency_ms=1)) as sim:
+        assert run(sim, source, out) == 0
+    notes = tmp_path / "notes.html"
+    notes.write_text("<html><body>my own notes</body></html>\n")
+    link = tmp_path / "link.html"
+    link.symlink_to(out)
+    kept = {path: path.read_bytes() for path in (source, out, notes)}
+    for target, why in [
+        (notes, "is not a report corral wrote"),
+        (source, "is not a report corral wrote"),
+        (out, "is the job's output"),
+        (link, "is the job's output"),
+        (store_path(tmp_path), "is the run store"),
+    ]:
+        assert main(["report", str(out), "-o", str(target)]) == 2
+        err = capsys.readouterr().err
+        assert f"corral: error: {target} " in err and why in err and "choose another -o" in err
+    assert {path: path.read_bytes() for path in kept} == kept
+    # What may be written: corral's own earlier report, again and again, and an empty file.
+    page, empty = tmp_path / "page.html", tmp_path / "empty.html"
+    empty.touch()
+    for target in (page, page, empty):
+        assert main(["report", str(out), "-o", str(target)]) == 0
+        assert '<meta name="generator" content="corral report">' in target.read_text()[:200]
+
+
+def test_a_run_refuses_a_report_over_its_input_output_or_a_stranger_before_it_starts(
+    source: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, notes = tmp_path / "out.jsonl", tmp_path / "notes.html"
+    notes.write_text("<p>not corral's</p>")
+    link = tmp_path / "in-link.html"
+    link.symlink_to(source)
+    before = source.read_bytes()
+    with SimulatorThread(SimConfig(latency_ms=1)) as sim:
+        for target, why in [
+            (source, "is the input"),
+            (link, "is the input"),
+            (out, "is the output"),  # not written yet: the report would have replaced it at the end
+            (notes, "is not a report corral wrote"),
+        ]:
+            for mode in ([], ["--batch"]):
+                assert run(sim, source, out, "--report", str(target), *mode) == 2
+                err = capsys.readouterr().err
+                assert why in err and "choose another --report" in err
+        assert sim.stats.requests == 0
+        assert not out.exists() and not store_path(tmp_path).exists()  # nothing was opened for writing
+        assert source.read_bytes() == before and notes.read_text() == "<p>not corral's</p>"
+        page = tmp_path / "run.html"
+        assert run(sim, source, out, "--report", str(page)) == 0
+        assert run(sim, source, out, "--report", str(page)) == 0  # its own earlier report: replaced
+    assert "run 2 (2 of 2 of this job)" in page.read_text()

@@ -1,18 +1,27 @@
-"""``corral report``: one run of a job as a self-contained HTML page (and its plots as PNG)."""
+"""``corral report``: one run of a job as a self-contained HTML page (and its plots as PNG).
+
+A report is only ever written over nothing, an empty file, or a report corral wrote (its head carries
+corral's generator tag), and never over the job's input, output or run store: checked before anything
+is opened for writing, and again just before the page is written.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from corral.cli_run import positive_int, store_path
 from corral.errors import OutputError, StoreError
+from corral.sinks import same_file
 from corral.store import STORE_FILE, RunStore
 
-__all__ = ["add_report_arguments", "cmd_report", "write_report"]
+__all__ = ["add_report_arguments", "check_report", "cmd_report", "write_report"]
 
 DEFAULT_OUTPUT = "corral-report.html"
+#: how much of an existing file is read to tell a report corral wrote (its tag is in the first 200 bytes)
+_HEAD_BYTES = 4096
 
 
 def add_report_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,6 +56,9 @@ async def cmd_report(args: argparse.Namespace) -> int:
     from corral.report.data import find_run
 
     path = _store_for(args.run, args.store)
+    target = Path(args.output or DEFAULT_OUTPUT)
+    job_output = args.run if args.run is not None and not args.run.isdigit() else None
+    check_report(target, option="-o", others={"the job's output": job_output, "the run store": str(path)})
     if not path.exists():
         raise StoreError(
             f"there is no run store at {path}: a report reads the store a run keeps "
@@ -54,18 +66,60 @@ async def cmd_report(args: argparse.Namespace) -> int:
         )
     with RunStore.open(path) as store:
         run = find_run(store, args.run)
-        write_report(store, run, Path(args.output or DEFAULT_OUTPUT), png=args.png, max_items=args.max_items)
+        write_report(store, run, target, png=args.png, max_items=args.max_items)
     return 0
 
 
+def check_report(target: str | Path, *, option: str, others: Mapping[str, str | None] | None = None) -> None:
+    """Raise :class:`OutputError` unless a report may be written at ``target``: not over one of the
+    job's files (``others``: what each is -> its path), and not over an existing file (empty ones
+    aside) that is not a report corral wrote. ``option``: the flag that named ``target``."""
+    from corral.report.html import GENERATOR_META  # the report's modules load only when one is made
+
+    path = Path(target)
+    for role, other in (others or {}).items():
+        if same_file(other, str(path)):
+            raise OutputError(
+                f"{target} is {role} {other}: a report there would destroy it; choose another {option}"
+            )
+    if path.is_dir():
+        raise OutputError(f"{target} is a directory: give a file name, e.g. {option} {path / DEFAULT_OUTPUT}")
+    if not path.parent.is_dir():
+        raise OutputError(f"cannot write {target}: directory {path.parent} does not exist; create it first")
+    if not path.is_file() or path.stat().st_size == 0:
+        return  # new, empty, or a device such as /dev/null: nothing of anyone's to lose
+    try:
+        with path.open("rb") as existing:
+            head = existing.read(_HEAD_BYTES)
+    except OSError as exc:
+        raise OutputError(
+            f"{target} exists and cannot be read to tell whether corral wrote it: {exc.strerror}"
+        ) from None
+    if GENERATOR_META.encode() not in head:
+        raise OutputError(
+            f"{target} exists and is not a report corral wrote (its head has no corral generator tag); "
+            f"corral never overwrites a file that is not its own: choose another {option}, or delete it "
+            "if it is not needed"
+        )
+
+
 def write_report(
-    store: RunStore, run: int, target: Path, *, png: str | None = None, max_items: int = 20_000
+    store: RunStore,
+    run: int,
+    target: Path,
+    *,
+    png: str | None = None,
+    max_items: int = 20_000,
+    option: str = "-o",
 ) -> None:
-    """Write run ``run``'s page to ``target`` (and its plots into the directory ``png``)."""
+    """Write run ``run``'s page to ``target`` (and its plots into the directory ``png``).
+    ``option``: the flag that named ``target``, for the message if it may not be written."""
     from corral.report.data import load_report
     from corral.report.html import render_html
 
     report = load_report(store, run, max_items=max_items)
+    # Again, just before writing: a long run gives anyone time to put a file there.
+    check_report(target, option=option)
     try:
         target.write_text(render_html(report), encoding="utf-8")
     except OSError as exc:

@@ -1,9 +1,9 @@
 """``corral run``: read a dataset, extract every item durably, write the output, show progress.
 
 Everything that can be refused is checked before the output is touched: the input, the output
-file (never overwrite what is not ours), the run store (corrupt, foreign, another job's settings),
-the prices when a cost cap is set. Then the output is rewritten from the start: items finished by
-an earlier run come from the store, the rest are extracted.
+file and the ``--report`` file (never overwrite what is not ours, nor the input), the run store
+(corrupt, foreign, another job's settings), the prices when a cost cap is set. Then the output is
+rewritten from the start: items finished by an earlier run come from the store, the rest are extracted.
 """
 
 from __future__ import annotations
@@ -259,6 +259,8 @@ def non_negative_int(text: str) -> int:
 
 
 async def cmd_run(args: argparse.Namespace) -> int:
+    if args.report:
+        _check_report_target(args)
     if args.ray is not None:
         from corral.cli_ray import run_with_ray  # here: cli_ray builds on this module
 
@@ -478,11 +480,22 @@ def report_latest(args: argparse.Namespace) -> None:
             report_run(store, int(runs[0][0]), args.report)
 
 
+def _check_report_target(args: argparse.Namespace) -> None:
+    """Refuse ``--report`` before the run starts when it names the input, the output, the store or
+    a file corral did not write (the run would end with its report refused)."""
+    from corral.cli_report import check_report  # the report is only built when asked for
+
+    store = store_path(args.output, args.store)
+    store_file = store / STORE_FILE if store.is_dir() else store
+    others = {"the input": args.input, "the output": args.output, "the run store": str(store_file)}
+    check_report(args.report, option="--report", others=others)
+
+
 def report_run(store: RunStore, run: int, target: str) -> None:
     from corral.cli_report import write_report  # the report is only built when asked for
 
     try:
-        write_report(store, run, Path(target))
+        write_report(store, run, Path(target), option="--report")
     except CorralError as exc:  # the run's own outcome (and exit code) matters more than its report
         print(f"corral: no report: {exc}", file=sys.stderr)
 

@@ -33,7 +33,7 @@ from corral.schema import ResponseSpec
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["SINK_FORMATS", "Sink", "SinkFormat", "check_output", "open_sink", "sink_format"]
+__all__ = ["SINK_FORMATS", "Sink", "SinkFormat", "check_output", "open_sink", "same_file", "sink_format"]
 
 SinkFormat = Literal["jsonl", "csv", "parquet"]
 SINK_FORMATS: tuple[SinkFormat, ...] = ("jsonl", "csv", "parquet")
@@ -70,7 +70,7 @@ def check_output(path: str | None, fmt: SinkFormat, *, source: str | None = None
     if path is None or path == "-":
         return
     file = Path(path)
-    if _same_file(source, path):
+    if same_file(source, path):
         raise OutputError(
             f"{path} is the input {source}: writing it would destroy the input while it is being "
             "read; choose another -o"
@@ -89,12 +89,18 @@ def check_output(path: str | None, fmt: SinkFormat, *, source: str | None = None
         )
 
 
-def _same_file(source: str | None, path: str) -> bool:
-    if source is None or source == "-":
+def same_file(one: str | None, other: str | None) -> bool:
+    """Whether two paths name one file: by any name (a link, a relative path), or, while one of them
+    is not written yet, by the path it will have. ``-`` and None (stdin, stdout) are no file."""
+    if one is None or other is None or "-" in (one, other):
         return False
     try:
-        return os.path.samefile(source, path)
-    except OSError:  # one of them does not exist (yet): they are not the same file
+        return os.path.samefile(one, other)
+    except OSError:  # one of them does not exist (yet): the same file only if it would be created there
+        pass
+    try:
+        return Path(one).resolve() == Path(other).resolve()
+    except (OSError, RuntimeError):  # a loop of links: nothing can be written there anyway
         return False
 
 
