@@ -133,3 +133,75 @@ def test_a_recursive_schema_that_descends_into_the_value_is_fine() -> None:
     spec = load_spec(tree)
     value = {"name": "a", "children": [{"name": "b", "children": []}]}
     assert spec.parse('{"name": "a", "children": [{"name": "b", "children": []}]}') == value
+
+
+# --- issue 15, I1: a value that breaks its format is an invalid reply -----------------------------
+
+
+def dated(fmt: str) -> dict[str, Any]:
+    properties = {"name": {"type": "string"}, "value": {"type": "string", "format": fmt}}
+    return {"type": "object", "properties": properties, "required": ["name", "value"]}
+
+
+@pytest.mark.parametrize(
+    ("fmt", "wrong", "right"),
+    [
+        ("date", "2024-13-45", "2024-02-29"),
+        ("date", "2023-02-29", "2024-02-29"),
+        ("date-time", "2024-01-01T25:00:00Z", "2024-01-01T10:00:00.5+02:00"),
+        ("date-time", "yesterday at noon", "2024-01-01T10:00:00Z"),
+        ("time", "24:61:00Z", "10:00:00Z"),
+        ("email", "nobody", "ann@example.com"),
+        ("uuid", "not-a-uuid-at-all", "6b6f7f5e-4c1e-4d1a-9e36-0e1f3a2b4c5d"),
+        ("ipv4", "256.1.1.1", "10.0.0.1"),
+        ("ipv6", "1::2::3", "fd00::1"),
+        ("uri", "not a uri", "https://example.com/a?b=c#d"),
+    ],
+)
+def test_a_value_that_breaks_its_format_is_an_invalid_reply(fmt: str, wrong: str, right: str) -> None:
+    spec = load_spec(dated(fmt))
+    with pytest.raises(OutputInvalid, match=f"is not a '{fmt}'"):
+        spec.parse(f'{{"name": "Ann", "value": "{wrong}"}}')
+    assert spec.parse(f'{{"name": "Ann", "value": "{right}"}}') == {"name": "Ann", "value": right}
+
+
+def test_a_regex_format_is_never_compiled_from_model_output() -> None:
+    # Checking "regex" would run re.compile on whatever the model wrote: "(" would fail it, and a
+    # crafted pattern would cost what compiling it costs. It is not checked: any string passes.
+    spec = load_spec(dated("regex"))
+    for value in ("(", "[z-a]", "(?P<x" + "(" * 5000):
+        assert spec.parse(f'{{"name": "Ann", "value": "{value}"}}')["value"] == value
+
+
+def test_formats_run_inside_the_replys_time_budget() -> None:
+    # Patterns that spent the whole budget leave none for the formats after them: the reply is
+    # refused, not checked further at leisure.
+    schema = {"type": "object", "properties": {
+        "names": {"type": "array", "items": {"type": "string", "pattern": "^(a|aa)+$"}},
+        "when": {"type": "string", "format": "date"}}}  # fmt: skip
+    validator = bounded_validator(jsonschema.Draft202012Validator, schema)
+    hostile = {"names": ["a" * 60 + "!"] * 8, "when": "2024-01-01"}
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        errors = pool.submit(lambda: list(validator.iter_errors(hostile))).result(timeout=60)
+    late = [error.message for error in errors if list(error.absolute_path) == ["when"]]
+    assert len(late) == 1 and "'date'" in late[0] and "spent" in late[0]
+    # The budget is the reply's: the next one starts afresh, and its date is checked.
+    assert list(validator.iter_errors({"names": ["aa"], "when": "2024-01-01"})) == []
+    refused = [error.message for error in validator.iter_errors({"when": "2024-13-45"})]
+    assert refused == ["'2024-13-45' is not a 'date'"]
+
+
+async def test_a_reply_with_an_impossible_date_is_asked_again() -> None:
+    from corral import Extractor
+    from corral.sim import ScriptCall, SimReply, Simulator
+
+    def script(call: ScriptCall) -> SimReply | None:
+        return SimReply(answer_text='{"name": "Ann", "value": "2024-13-45"}') if call.repeat == 0 else None
+
+    async with Simulator(script=script) as sim, Extractor(dated("date"), model="sim-1", base_url=sim.url,
+                                                          adaptive=False) as extractor:  # fmt: skip
+        outcome = await extractor.extract("My name is Ann, born 2024-02-29")
+        requests = sim.stats.requests
+    assert outcome.ok, outcome.error
+    assert outcome.value == {"name": "Ann", "value": "2024-02-29"}
+    assert requests == 2, "the first reply was refused and the item asked again"

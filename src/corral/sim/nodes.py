@@ -258,7 +258,7 @@ class String(Node):
             return {
                 "date": day.isoformat(),
                 "date-time": f"{day.isoformat()}T{hhmm}Z",
-                "time": hhmm,
+                "time": f"{hhmm}Z",  # JSON Schema's time is RFC 3339's full-time: the offset is part of it
                 "duration": f"P{1 + h % 30}D",
                 "uuid": f"{h:08x}-{h >> 16:04x}-4{h & 0xFFF:03x}-8{h >> 4 & 0xFFF:03x}-{node_id}",
                 "ipv4": f"10.{h >> 16 & 255}.{h >> 8 & 255}.{h & 255}",
