@@ -267,7 +267,6 @@ def test_an_output_that_is_the_input_is_refused_before_anything_is_written(tmp_p
     assert source.read_bytes() == before
 
 
-
 def test_a_csv_quote_never_closed_keeps_the_rows_before_it_and_fails_the_run(
     sim: SimulatorThread, tmp_path: Path
 ) -> None:
