@@ -142,7 +142,7 @@ def test_a_thousand_idle_and_slow_sockets_do_not_lock_out_healthz_or_jobs(
 ) -> None:
     # The review's set-up: a server allowed 1,024 open files, 1,100 sockets that send nothing or
     # half a request head. They took it down; now the oldest idle ones make room for real requests.
-    server = serve(sim, tmp_path, "--header-timeout", "60", open_files=1024)
+    server = serve(sim, tmp_path, open_files=1024)
     sockets = []
     try:
         for number in range(1100):

@@ -484,7 +484,9 @@ def test_the_cache_key_never_depends_on_the_api_key() -> None:
     with_credentials = backend(base_url="http://user:pw@127.0.0.1:9/v1")
     assert with_credentials.endpoint == "http://127.0.0.1:9/v1"
     assert "pw" not in with_credentials.endpoint and "user" not in with_credentials.endpoint
-    assert ResponseCache.request_key(with_credentials, request()) == ResponseCache.request_key(keyless, request())
+    assert ResponseCache.request_key(with_credentials, request()) == ResponseCache.request_key(
+        keyless, request()
+    )
     assert ResponseCache.request_key(backend(base_url="http://user:other@127.0.0.1:9/v1"), request()) == (
         ResponseCache.request_key(with_credentials, request())
     )
