@@ -334,6 +334,112 @@ async def test_bad_requests_get_openai_errors(sim: Simulator, http: aiohttp.Clie
     assert sim.stats.by_status == {400: 2}
 
 
+# --- recursive schemas (issue 15, L13: every one of them was a 500, and clients retried for 20 s) --
+
+NODE = {"type": "object", "properties": {"name": {"type": "string"},
+        "children": {"type": "array", "items": {"$ref": "#/$defs/node"}}}}  # fmt: skip
+ENDING = {
+    # The review's tree, hung off a property.
+    "tree": {"type": "object", "$defs": {"node": NODE}, "properties": {"root": {"$ref": "#/$defs/node"}},
+             "required": ["root"]},
+    # A linked list whose only property is the next link.
+    "list": {"type": "object", "properties": {"next": {"$ref": "#"}}},
+    # The reference stands beside keywords of its own.
+    "ref-and-siblings": {"type": "object", "$defs": {"node": NODE}, "required": ["root"], "properties": {
+        "root": {"$ref": "#/$defs/node", "type": "object", "minProperties": 1}}},
+    # An expression: the first branch recurses, the second ends it.
+    "expression": {"type": "object", "required": ["left", "right"], "properties": {
+        "left": {"anyOf": [{"$ref": "#"}, {"type": "integer"}]},
+        "right": {"anyOf": [{"$ref": "#"}, {"type": "integer"}]}}},
+    # Lists of lists, no object in between.
+    "arrays": {"type": "object", "$defs": {"a": {"type": "array", "items": {"$ref": "#/$defs/a"}}},
+               "properties": {"nested": {"$ref": "#/$defs/a"}}, "required": ["nested"]},
+}  # fmt: skip
+NO_END = {
+    "root-self": {"$ref": "#"},
+    "a-b-a": {"$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"},
+    "required-self": {"type": "object", "properties": {"next": {"$ref": "#"}}, "required": ["next"]},
+    "required-non-empty-children": {"type": "object", "required": ["children"], "properties": {
+        "children": {"type": "array", "minItems": 1, "items": {"$ref": "#"}}}},
+    # Not a cycle, but the same 500 had it: deeper than the simulator can write out.
+    "nested-300": json.loads('{"type": "object", "properties": {"a": ' * 300 + "{}" + "}}" * 300),
+}  # fmt: skip
+
+
+async def ask(http: aiohttp.ClientSession, sim: Simulator, wire: str, schema: JSON) -> tuple[int, JSON]:
+    text = "My name is Ann and I am 30 years old"
+    if wire == "anthropic":
+        body = {"model": "claude-haiku-4-5", "max_tokens": 100_000,
+                "messages": [{"role": "user", "content": text}],
+                "tools": [{"name": "extract", "input_schema": schema}],
+                "tool_choice": {"type": "tool", "name": "extract"}}  # fmt: skip
+        headers = {"anthropic-version": "2023-06-01", "x-api-key": "sk-ant-test"}
+        async with http.post(f"{sim.anthropic_url}/v1/messages", json=body, headers=headers) as response:
+            return response.status, await response.json()
+    return await post(http, sim, chat_body(wire, schema, text, max_completion_tokens=100_000))
+
+
+def answer_on(wire: str, reply: JSON) -> Any:
+    if wire == "anthropic":
+        return reply["content"][0]["input"]
+    return json.loads(answer_of(reply))
+
+
+@pytest.mark.parametrize("wire", ["tools", "json_schema", "anthropic"])
+@pytest.mark.parametrize("name", list(ENDING))
+async def test_a_recursive_schema_that_can_end_gets_a_finite_valid_answer(
+    sim: Simulator, http: aiohttp.ClientSession, wire: str, name: str
+) -> None:
+    schema = ENDING[name]
+    status, reply = await ask(http, sim, wire, schema)
+    assert status == 200, reply
+    value = answer_on(wire, reply)
+    jsonschema.Draft202012Validator(schema).validate(value)
+    assert len(json.dumps(value)) < 1_000_000, "it stopped growing"
+
+
+@pytest.mark.parametrize("name", list(NO_END))
+async def test_a_schema_no_value_satisfies_is_a_400_in_each_wires_words(
+    sim: Simulator, http: aiohttp.ClientSession, name: str
+) -> None:
+    schema = NO_END[name]
+    status, reply = await ask(http, sim, "json_schema", schema)
+    assert status == 400
+    assert reply["error"]["type"] == "invalid_request_error"
+    assert (reply["error"]["param"], reply["error"]["code"]) == ("response_format", "invalid_json_schema")
+    assert reply["error"]["message"].startswith("Invalid schema for response_format 'x': In context=(), ")
+    status, reply = await ask(http, sim, "tools", schema)
+    assert status == 400
+    assert (reply["error"]["param"], reply["error"]["code"]) == (
+        "tools[0].function.parameters",
+        "invalid_function_parameters",
+    )
+    assert reply["error"]["message"].startswith("Invalid schema for function 'extract': In context=(), ")
+    status, reply = await ask(http, sim, "anthropic", schema)
+    assert status == 400
+    assert reply["type"] == "error" and reply["error"]["type"] == "invalid_request_error"
+    assert reply["error"]["message"].startswith("tools.0.custom.input_schema: JSON schema is invalid")
+    assert sim.stats.by_status == {400: 3}, "refused, never a 500 that a client retries"
+    # A schema written in the prompt reaches no check: the model answers (what it answers fails).
+    status, reply = await ask(http, sim, "json_object", schema)
+    assert status == 200 and isinstance(answer_on("json_object", reply), dict)
+
+
+async def test_the_openai_sdk_reads_the_refusal_as_a_bad_request_and_does_not_retry(sim: Simulator) -> None:
+    async with openai.AsyncOpenAI(base_url=sim.url, api_key="sk-test", max_retries=2) as client:
+        with pytest.raises(openai.BadRequestError) as raised:
+            await client.chat.completions.create(
+                model="gpt-test",
+                messages=[{"role": "user", "content": "hi"}],
+                response_format={
+                    "type": "json_schema",
+                    "json_schema": {"name": "x", "schema": {"$ref": "#"}},
+                },
+            )
+    assert raised.value.code == "invalid_json_schema"
+    assert sim.stats.requests == 1
+
+
 # --- faults, latency, scripting --------------------------------------------------------------
 
 

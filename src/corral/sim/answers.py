@@ -9,6 +9,11 @@ always gets the same answer.
 Nullable fields stay null unless the text has evidence for them, as a careful model would answer.
 The "many" shape ``{"items": [entity, ...]}`` (and any list of objects with a name field) gets one
 entity per person named in the text.
+
+A recursive schema (a tree: ``children`` holding more of the same) gets a finite answer: past a
+depth the answer stops growing (:mod:`corral.sim.nodes`). A schema no finite value satisfies
+(``{"$ref": "#"}``, a required cycle with no way out) has a :attr:`Filler.problem`, which the wires
+answer with a 400, as the providers refuse a schema they cannot use.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from corral.sim.faults import Breaker, breakers
 from corral.sim.nodes import (
     Array,
     Bool,
+    Choice,
     Const,
     Ctx,
     Enum,
@@ -37,7 +43,7 @@ from corral.sim.nodes import (
 )
 from corral.sim.text import Facts
 
-__all__ = ["Filler", "filler_for"]
+__all__ = ["Filler", "filler_for", "rank_graph", "schema_key", "schema_problem"]
 
 JSON = dict[str, Any]
 _FILLER_CACHE_SIZE = 256
@@ -56,7 +62,8 @@ def _is_null(schema: Any) -> bool:
 class _Compiler:
     def __init__(self, root: JSON) -> None:
         self.root = root
-        self.refs: dict[tuple[str, str], Node] = {}
+        #: one node per reference and place: a cycle of references closes on itself, not for ever
+        self.refs: dict[tuple[str, str, bool], Node] = {}
 
     def resolve(self, ref: str) -> JSON:
         """A local JSON pointer (``#/$defs/Person``); anything unresolvable is a free-form value."""
@@ -74,25 +81,36 @@ class _Compiler:
         return node if isinstance(node, dict) else {}
 
     def deref(self, schema: Any) -> JSON:
-        for _ in range(32):  # a chain of refs; a cycle of bare refs ends as a free-form value
+        """What a chain of references leads to, to look at (not to compile: see :meth:`ref_node`)."""
+        for _ in range(32):  # a cycle of bare refs ends as a free-form value
             if not isinstance(schema, dict) or "$ref" not in schema:
                 break
-            schema = {**self.resolve(schema["$ref"]), **{k: v for k, v in schema.items() if k != "$ref"}}
+            schema = self._deref_once(schema)
         return schema if isinstance(schema, dict) else {}
 
-    def ref_node(self, ref: str, key: str) -> Node:
-        slot = (ref, key)
+    def ref_node(self, schema: JSON, key: str, entities: bool) -> Node:
+        """A ``$ref`` (with what stands beside it) at ``key``, compiled once."""
+        ref = schema["$ref"]
+        bare = set(schema) - _META == {"$ref"} and isinstance(ref, str)
+        name = ref if bare else orjson.dumps(schema, option=orjson.OPT_SORT_KEYS).decode()
+        slot = (name, key, entities)
         if slot not in self.refs:
-            self.refs[slot] = self.node(self.resolve(ref), key)
+            # Followed one step only: a reference that leads to another is another Ref node.
+            target = self.resolve(ref) if bare else self._deref_once(schema)
+            self.refs[slot] = self.node(target, key, entities)
         return self.refs[slot]
+
+    def _deref_once(self, schema: JSON) -> JSON:
+        ref = schema["$ref"]
+        target = self.resolve(ref) if isinstance(ref, str) else {}
+        return {**target, **{k: v for k, v in schema.items() if k != "$ref"}}
 
     def node(self, schema: Any, key: str, entities: bool = False) -> Node:  # noqa: PLR0911 - one per keyword
         if not isinstance(schema, dict):
             return String(key, {})  # `true` / `{}`: anything goes, a string is the likeliest
         if "$ref" in schema:
-            if set(schema) - _META == {"$ref"} and not entities:
-                return Ref(self.ref_node, schema["$ref"], key)
-            return self.node(self.deref(schema), key, entities)
+            # Compiled when first filled (or ranked): a recursive schema compiles in finite time.
+            return Ref(lambda: self.ref_node(schema, key, entities))
         if "const" in schema:
             return Const(schema["const"])
         if schema.get("enum"):
@@ -100,8 +118,8 @@ class _Compiler:
         for combinator in ("anyOf", "oneOf"):
             if combinator in schema:
                 branches = schema[combinator]
-                real = [b for b in branches if not _is_null(b)]
-                inner = self.node(real[0], key, entities) if real else Null()
+                real = [self.node(b, key, entities) for b in branches if not _is_null(b)]
+                inner = (real[0] if len(real) == 1 else Choice(real)) if real else Null()
                 return Nullable(inner) if len(real) < len(branches) and real else inner
         if "allOf" in schema:
             return self.node(self._merge(schema), key, entities)
@@ -158,20 +176,69 @@ class _Compiler:
 # --- the compiled schema -------------------------------------------------------------------------
 
 
+def rank_graph(root: Node) -> None:
+    """Set every reachable node's ``rank`` (see :mod:`corral.sim.nodes`): compile every reference,
+    then raise ranks from the leaves up until nothing changes. Walked without recursion."""
+    nodes: list[Node] = []
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) not in seen:
+            seen.add(id(node))
+            node.rank = None
+            nodes.append(node)
+            stack.extend(node.children())
+    nodes.reverse()  # children before parents, mostly: one pass ranks a schema without cycles
+    pending = nodes
+    while pending:
+        for node in pending:
+            node.rank = node.rank_now()
+        left = [node for node in pending if node.rank is None]
+        if len(left) == len(pending):
+            return  # what is left has no finite value
+        pending = left
+
+
+_TOO_DEEP = "the schema is nested too deeply"
+_NO_END = (
+    "no finite value satisfies this schema: its references go round without ever reaching a value, "
+    "or every way out of its recursion is required"
+)
+
+
 class Filler:
     """Answers for one schema: valid ones, schema-violating ones and unparseable ones."""
 
     def __init__(self, schema: JSON) -> None:
         self.schema = schema
-        self._root = _Compiler(schema).node(schema, "", entities=True)
+        #: why no value can satisfy the schema (the API refuses it); None: it can be answered
+        self.problem: str | None = None
+        self._root: Node | None = None
+        try:
+            root = _Compiler(schema).node(schema, "", entities=True)
+            rank_graph(root)
+        except RecursionError:
+            self.problem = _TOO_DEEP
+        else:
+            if root.rank is None:
+                self.problem = _NO_END
+            else:
+                self._root = root
         self._answers: dict[str, str] = {}
         self._breakers: list[Breaker] | None = None
 
     def value(self, text: str) -> Any:
-        """A fresh (mutable) answer for ``text``."""
+        """A fresh (mutable) answer for ``text``; ``{}`` for a schema no value satisfies (asked for in
+        a prompt, where no API checks it: a model can only answer something that fails it)."""
+        if self._root is None:
+            return {}
         facts = Facts(text)
         ctx = Ctx(facts, text, list(facts.names), list(facts.numbers), depth=0, top=True)
-        return self._root.fill(ctx, text_seed(text))
+        try:
+            return self._root.fill(ctx, text_seed(text))
+        except RecursionError:  # a schema so deep that even its smallest value is out of reach
+            return {}
 
     def answer(self, text: str) -> str:
         """The valid answer as JSON text; the same text always gets the same answer."""
@@ -192,6 +259,19 @@ class Filler:
 
 
 _FILLERS: dict[bytes, Filler] = {}
+
+
+def schema_key(schema: JSON) -> bytes | None:
+    """The schema's canonical JSON (sorted keys); None when it nests too deeply to write out."""
+    try:
+        return orjson.dumps(schema, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # orjson's recursion limit (255 levels)
+        return None
+
+
+def schema_problem(key: bytes | None, schema: JSON) -> str | None:
+    """Why no value can satisfy ``schema`` (its :func:`schema_key` is ``key``); None: it can be answered."""
+    return _TOO_DEEP if key is None else filler_for(key, schema).problem
 
 
 def filler_for(key: bytes, schema: JSON) -> Filler:

@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from corral.sim.answers import schema_key, schema_problem
 from corral.sim.protocol import RequestError, SimMode, SimRequest, estimate_tokens, find_schema
 
 __all__ = [
@@ -75,7 +76,16 @@ def parse_messages_body(body: JSON, default_model: str) -> SimRequest:
 
     chars, user_text = _read_messages(messages)
     mode, schema, tool_name, forced, extra = _structure(body, system, messages)
-    key = orjson.dumps(schema, option=orjson.OPT_SORT_KEYS) if schema is not None else None
+    key = schema_key(schema) if schema is not None else None
+    if key is None and mode == "json_object":
+        schema, mode = None, "text"  # one in the prompt too deep to read: answered as plain text
+    if mode == "tools" and schema is not None:
+        # The API checks a tool's input_schema (a schema asked for in the prompt, it never sees).
+        problem = schema_problem(key, schema)
+        if problem is not None:
+            index = next(i for i, tool in enumerate(body["tools"]) if tool["name"] == tool_name)
+            raise RequestError(f"tools.{index}.custom.input_schema: JSON schema is invalid: {problem}",
+                               param="tools")  # fmt: skip
     return SimRequest(
         body=body,
         model=model,

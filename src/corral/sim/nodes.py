@@ -3,6 +3,13 @@
 Each node answers ``fill(ctx, h)`` (a value, from the text where it can, else from the path hash
 ``h``) and ``evidence(ctx, h)`` (only what the text supports, or :data:`MISSING`: nullable fields
 are null without evidence). :mod:`corral.sim.answers` builds the tree from a schema.
+
+A recursive schema makes the tree a graph (a :class:`Ref` leads back up). Each node's ``rank`` says
+how it ends: the height of its smallest finite value (0 for a string, a number, null), or None when
+it has none (a ``$ref`` that only leads to itself, a required cycle with no way out).
+:func:`corral.sim.answers.rank_graph` sets it. Past :data:`MAX_DEPTH` objects (or :data:`MAX_HOPS`
+references) a fill stops growing: optional parts are left out, lists keep their minimum, and a union
+takes its lowest-ranked branch; every step down then lowers the rank, so every fill ends.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ __all__ = [
     "MISSING",
     "Array",
     "Bool",
+    "Choice",
     "Const",
     "Ctx",
     "Enum",
@@ -38,6 +46,9 @@ __all__ = [
 JSON = dict[str, Any]
 MISSING: Final = object()
 MAX_DEPTH = 8  # recursive schemas (trees) stop growing here: optional parts left out, lists empty
+#: references followed in one branch before it stops growing the same way (a recursion through
+#: arrays or unions only, which never nests an object, stops here)
+MAX_HOPS = MAX_DEPTH
 _FALLBACK_NAMES = ("Alex", "Sam", "Robin", "Kim", "Charlie", "Jordan", "Taylor", "Morgan")
 _EPOCH = datetime.date(1970, 1, 1)
 
@@ -64,24 +75,39 @@ def text_seed(text: str) -> int:
 class Ctx:
     """What one object (or one entity of a list) is being filled from."""
 
-    __slots__ = ("depth", "facts", "name_pos", "names", "numbers", "text", "top")
+    __slots__ = ("depth", "facts", "hops", "name_pos", "names", "numbers", "text", "top")
 
     def __init__(
-        self, facts: Facts, text: str, names: list[str], numbers: list[TextNumber], *, depth: int, top: bool
+        self,
+        facts: Facts,
+        text: str,
+        names: list[str],
+        numbers: list[TextNumber],
+        *,
+        depth: int,
+        top: bool,
+        hops: int = 0,
     ) -> None:
         self.facts = facts
         self.text = text
         self.names = names
         self.name_pos = 0
         self.numbers = numbers
-        #: nesting of objects, to stop recursive schemas
+        #: nesting of objects, and references followed, to stop recursive schemas
         self.depth = depth
+        self.hops = hops
         #: the whole text (not one entity's slice): lists of people here use every entity
         self.top = top
 
+    @property
+    def deep(self) -> bool:
+        """Past the point where a recursive schema stops growing."""
+        return self.depth >= MAX_DEPTH or self.hops >= MAX_HOPS
+
     def entity(self, entity: Entity) -> Ctx:
         names = [entity.name] if entity.name else []
-        return Ctx(self.facts, entity.text, names, list(entity.numbers), depth=self.depth, top=False)
+        return Ctx(self.facts, entity.text, names, list(entity.numbers), depth=self.depth, top=False,
+                   hops=self.hops)  # fmt: skip
 
     def take_number(self, fits: Callable[[int | float], bool], prefer_age: bool) -> int | float | None:
         """The next unused number that fits; for an age, one next to "years" or at least below 130."""
@@ -139,10 +165,20 @@ def field_kind(key: str, fmt: str | None) -> str:
 
 
 class Node:
-    __slots__ = ()
+    __slots__ = ("rank",)
+    #: the height of the smallest finite value; None: there is none (see the module's doc)
+    rank: int | None
 
     def fill(self, ctx: Ctx, h: int) -> Any:
         raise NotImplementedError
+
+    def children(self) -> list[Node]:
+        """The nodes a value of this one may hold (all of them, to rank the graph)."""
+        return []
+
+    def rank_now(self) -> int | None:
+        """The rank, from the children's ranks as known so far (None: not known to end, yet)."""
+        return 0
 
     def evidence(self, ctx: Ctx, h: int) -> Any:
         """The value the text supports, or MISSING: decides whether a nullable field is null."""
@@ -343,11 +379,45 @@ class Nullable(Node):
         self.inner = inner
 
     def fill(self, ctx: Ctx, h: int) -> Any:
+        if ctx.deep or self.inner.rank is None:
+            return None  # how a recursion through Optional[...] ends
         found = self.inner.evidence(ctx, h)
         return None if found is MISSING else found
 
     def evidence(self, ctx: Ctx, h: int) -> Any:
-        return self.inner.evidence(ctx, h)
+        return MISSING if self.inner.rank is None else self.inner.evidence(ctx, h)
+
+    def children(self) -> list[Node]:
+        return [self.inner]
+
+
+class Choice(Node):
+    """``anyOf`` / ``oneOf`` of several branches: the first that can end; past the depth limit, the
+    one that ends soonest (a tree's leaf, not another subtree)."""
+
+    __slots__ = ("branches",)
+
+    def __init__(self, branches: list[Node]) -> None:
+        self.branches = branches
+
+    def _pick(self, ctx: Ctx) -> Node:
+        ending = [branch for branch in self.branches if branch.rank is not None]
+        if ctx.deep:
+            return min(ending, key=lambda branch: branch.rank or 0)
+        return ending[0]
+
+    def fill(self, ctx: Ctx, h: int) -> Any:
+        return self._pick(ctx).fill(ctx, h)
+
+    def evidence(self, ctx: Ctx, h: int) -> Any:
+        return self._pick(ctx).evidence(ctx, h)
+
+    def children(self) -> list[Node]:
+        return self.branches
+
+    def rank_now(self) -> int | None:
+        known = [branch.rank for branch in self.branches if branch.rank is not None]
+        return min(known) + 1 if known else None
 
 
 class Array(Node):
@@ -369,9 +439,17 @@ class Array(Node):
         n = max(n, self.min_items)
         return n if self.max_items is None else min(n, self.max_items)
 
+    def children(self) -> list[Node]:
+        return [*self.prefix, self.item]
+
+    def rank_now(self) -> int | None:
+        needed = [*self.prefix, self.item] if self.min_items > len(self.prefix) else self.prefix
+        ranks = [node.rank for node in needed]
+        return None if None in ranks else max((r for r in ranks if r is not None), default=0) + 1
+
     def fill(self, ctx: Ctx, h: int) -> Any:
         values: list[Any] = [node.fill(ctx, step(h, i + 1)) for i, node in enumerate(self.prefix)]
-        if ctx.depth >= MAX_DEPTH:
+        if ctx.deep or self.item.rank is None:  # an item that cannot end: none beyond the prefix
             return values + [self.item.fill(ctx, step(h, i + 1)) for i in range(len(values), self.min_items)]
         if self.entities:
             entities = _entities_for(ctx)
@@ -416,16 +494,22 @@ class Object(Node):
         self.fields = fields
         self.min_props = int(schema.get("minProperties", 0))
 
+    def children(self) -> list[Node]:
+        return [node for _, node, _, _ in self.fields]
+
+    def rank_now(self) -> int | None:
+        ranks = [node.rank for _, node, _, required in self.fields if required]
+        return None if None in ranks else max((r for r in ranks if r is not None), default=0) + 1
+
     def fill(self, ctx: Ctx, h: int) -> Any:
-        if ctx.depth >= 2 * MAX_DEPTH:
-            return {}  # a schema that requires infinite nesting: give up politely
-        deep = ctx.depth >= MAX_DEPTH
+        deep = ctx.deep
         ctx.depth += 1
         try:
+            # An optional field that cannot end is left out, as a model would leave it.
             out = {
                 key: node.fill(ctx, step(h, salt))
                 for key, node, salt, required in self.fields
-                if required or not deep
+                if required or (not deep and node.rank is not None)
             }
         finally:
             ctx.depth -= 1
@@ -440,26 +524,40 @@ class Object(Node):
 
 
 class Ref(Node):
-    """A ``$ref``, compiled on first use so that recursive schemas compile in finite time."""
+    """A ``$ref``, compiled on first use so that recursive schemas compile in finite time. Following
+    one counts as a hop: a recursion that nests no object still stops growing."""
 
-    __slots__ = ("key", "ref", "resolve", "target")
+    __slots__ = ("make", "target")
 
-    def __init__(self, resolve: Callable[[str, str], Node], ref: str, key: str) -> None:
-        self.resolve = resolve
-        self.ref = ref
-        self.key = key
+    def __init__(self, make: Callable[[], Node]) -> None:
+        self.make = make
         self.target: Node | None = None
 
     def _node(self) -> Node:
         if self.target is None:
-            self.target = self.resolve(self.ref, self.key)
+            self.target = self.make()
         return self.target
 
     def fill(self, ctx: Ctx, h: int) -> Any:
-        return self._node().fill(ctx, h)
+        ctx.hops += 1
+        try:
+            return self._node().fill(ctx, h)
+        finally:
+            ctx.hops -= 1
 
     def evidence(self, ctx: Ctx, h: int) -> Any:
-        return self._node().evidence(ctx, h)
+        ctx.hops += 1
+        try:
+            return self._node().evidence(ctx, h)
+        finally:
+            ctx.hops -= 1
 
     def choices(self) -> list[Any]:
-        return self._node().choices()
+        return [] if self.rank is None else self._node().choices()
+
+    def children(self) -> list[Node]:
+        return [self._node()]
+
+    def rank_now(self) -> int | None:
+        rank = self._node().rank
+        return None if rank is None else rank + 1

@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 import orjson
 
+from corral.sim.answers import schema_key, schema_problem
+
 __all__ = [
     "RequestError",
     "SimMode",
@@ -113,7 +115,11 @@ def parse_body(body: JSON, default_model: str) -> SimRequest:
 
     _refuse_what_the_model_does_not_take(body, model)
     mode, schema, tool_name, forced, extra_chars = _structure(body, messages)
-    key = orjson.dumps(schema, option=orjson.OPT_SORT_KEYS) if schema is not None else None
+    key = schema_key(schema) if schema is not None else None
+    if schema is not None and mode in ("tools", "json_schema"):
+        _refuse_a_schema_without_an_answer(body, mode, tool_name, key, schema)
+    elif key is None:
+        schema = None  # one in the prompt too deep to read: answered as a prompt without one
     max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
     if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
         raise RequestError("max_tokens must be a positive integer", param="max_tokens")
@@ -169,6 +175,30 @@ def _refuse_what_the_model_does_not_take(body: JSON, model: str) -> None:
             param="temperature",
             code="unsupported_value",
         )
+
+
+def _refuse_a_schema_without_an_answer(
+    body: JSON, mode: SimMode, tool_name: str | None, key: bytes | None, schema: JSON
+) -> None:
+    """OpenAI checks the schema it is given (a schema in the prompt, json_object's, it never sees):
+    one no value can satisfy is a 400 in its words, ``Invalid schema for ...: In context=(), ...``."""
+    problem = schema_problem(key, schema)
+    if problem is None:
+        return
+    if mode == "tools":
+        functions = [t.get("function") if isinstance(t, dict) else None for t in body["tools"]]
+        index = next(i for i, f in enumerate(functions) if isinstance(f, dict) and f.get("name") == tool_name)
+        raise RequestError(
+            f"Invalid schema for function '{tool_name}': In context=(), {problem}.",
+            param=f"tools[{index}].function.parameters",
+            code="invalid_function_parameters",
+        )
+    name = body["response_format"]["json_schema"].get("name")
+    raise RequestError(
+        f"Invalid schema for response_format '{name}': In context=(), {problem}.",
+        param="response_format",
+        code="invalid_json_schema",
+    )
 
 
 def _content_text(content: Any) -> str:
