@@ -198,9 +198,10 @@ async def test_a_reply_with_an_impossible_date_is_asked_again() -> None:
     def script(call: ScriptCall) -> SimReply | None:
         return SimReply(answer_text='{"name": "Ann", "value": "2024-13-45"}') if call.repeat == 0 else None
 
-    async with Simulator(script=script) as sim, Extractor(dated("date"), model="sim-1", base_url=sim.url,
-                                                          adaptive=False) as extractor:  # fmt: skip
-        outcome = await extractor.extract("My name is Ann, born 2024-02-29")
+    async with Simulator(script=script) as sim:
+        extractor: Extractor[Any] = Extractor(dated("date"), model="sim-1", base_url=sim.url, adaptive=False)
+        async with extractor:
+            outcome = await extractor.extract("My name is Ann, born 2024-02-29")
         requests = sim.stats.requests
     assert outcome.ok, outcome.error
     assert outcome.value == {"name": "Ann", "value": "2024-02-29"}

@@ -106,7 +106,7 @@ def test_a_key_is_not_sent_over_plain_http_to_another_machine(
     assert "https://" in message and env in message, "it says why and how: https, or the flag"
     assert "sk-test-only" not in message
     # Asked for explicitly (a trusted network), it is built; nothing is sent until a request.
-    assert open_backend(model, base_url=base_url, allow_plain_http=True).base_url.startswith("http://")
+    assert open_backend(model, base_url=base_url, allow_plain_http=True).endpoint.startswith("http://")
 
 
 def test_the_variable_a_providers_sdk_reads_is_held_to_the_same_rule(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -134,12 +134,13 @@ def test_a_password_in_a_plain_http_base_url_is_held_to_the_same_rule() -> None:
 def test_loopback_http_keeps_its_key(monkeypatch: pytest.MonkeyPatch, base_url: str) -> None:
     # The simulator, a vLLM started with --api-key on this machine: nothing crosses a network.
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-only-0123456789")
-    assert open_backend("sim-1", base_url=base_url).base_url == base_url
+    backend = open_backend("sim-1", base_url=base_url)
+    assert isinstance(backend, OpenAIBackend) and backend.base_url == base_url
 
 
 def test_plain_http_without_a_key_stays_open() -> None:
     # A llama.cpp or vLLM server on the LAN that takes no key: there is nothing to read.
-    assert open_backend("qwen", base_url=REMOTE_HTTP).base_url == REMOTE_HTTP
+    assert open_backend("qwen", base_url=REMOTE_HTTP).endpoint == REMOTE_HTTP
     assert open_backend("ollama/llama3.2", base_url="http://gpu-box.internal:11434/v1").model == "llama3.2"
 
 
