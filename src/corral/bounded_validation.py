@@ -22,6 +22,7 @@ the hostname, IRI, JSON-pointer and URI-template formats: those values pass unch
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -54,8 +55,9 @@ def _refuse(uri: str) -> Resource[Any]:
 NO_RETRIEVAL: Registry[Any] = Registry(retrieve=_refuse)  # type: ignore[call-arg]
 
 
-class _Budget:
-    """The time left for the validation in progress (one per validator; validation is synchronous)."""
+class _Budget(threading.local):
+    """The time left for the validation in progress: one per validator and thread, because replies
+    are validated in worker threads (:attr:`corral.schema.ResponseSpec.offload`), several at once."""
 
     deadline = 0.0
 
@@ -66,7 +68,8 @@ def _search(budget: _Budget, pattern: str, text: str) -> bool | None:
     if left <= 0:
         return None
     try:
-        return regex.search(pattern, text, timeout=min(_MATCH_S, left)) is not None
+        # concurrent: the GIL is released while matching, so the event loop runs meanwhile
+        return regex.search(pattern, text, timeout=min(_MATCH_S, left), concurrent=True) is not None
     except TimeoutError:
         return None
 

@@ -8,6 +8,7 @@ the run; any other ends this item with a recorded error.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
@@ -168,7 +169,7 @@ async def extract_item(
             max_tokens = min(max_tokens * 2, settings.max_tokens * _MAX_TOKEN_GROWTH)
         else:
             try:
-                value = settings.spec.parse(completion.text)
+                value = await _parsed(settings.spec, completion.text)
             except OutputInvalid as exc:
                 problem = str(exc)
                 feedback = _correction(exc)
@@ -186,6 +187,14 @@ async def extract_item(
         messages = [*messages, completion.reply, _feedback_message(completion, feedback)]
     message = f"no valid output after {settings.max_retries + 1} attempts; last problem: {problem}"
     return _failed(item, OutputInvalid.kind, message, tally=tally, usage=usage, started=started)
+
+
+async def _parsed(spec: ResponseSpec[Any], text: str) -> Any:
+    """The reply validated: in a worker thread when that may take a while (a JSON Schema's patterns
+    can spend up to the validation budget), so the event loop, and a server on it, keeps answering."""
+    if spec.offload:
+        return await asyncio.to_thread(spec.parse, text)
+    return spec.parse(text)
 
 
 def _correction(exc: OutputInvalid) -> str:

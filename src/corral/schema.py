@@ -41,7 +41,17 @@ _TOOL_NAME = re.compile(r"[^a-zA-Z0-9_-]")
 class ResponseSpec(Generic[T]):
     """Everything corral needs to ask for, and check, one kind of structured answer."""
 
-    __slots__ = ("_dump", "_parse", "description", "many", "name", "schema", "schema_json", "strict_schema")
+    __slots__ = (
+        "_dump",
+        "_parse",
+        "description",
+        "many",
+        "name",
+        "offload",
+        "schema",
+        "schema_json",
+        "strict_schema",
+    )
 
     def __init__(
         self,
@@ -52,6 +62,7 @@ class ResponseSpec(Generic[T]):
         parse: Callable[[str | bytes], T],
         dump: Callable[[T], Any],
         many: bool,
+        offload: bool = False,
     ) -> None:
         self.name = _TOOL_NAME.sub("_", name)[:64] or "extract"
         self.description = description
@@ -65,6 +76,9 @@ class ResponseSpec(Generic[T]):
         self.many = many
         self._parse = parse
         self._dump = dump
+        #: validation may take a while (a JSON Schema's patterns and formats, up to the validation
+        #: budget, in pure Python): callers on an event loop run :meth:`parse` in a worker thread
+        self.offload = offload
 
     def parse(self, text: str | bytes) -> T:
         """Parse and validate a reply. Raises :class:`OutputInvalid` listing the problems."""
@@ -410,6 +424,7 @@ def _jsonschema_spec(schema: JSON, name: str, many: bool, origin: str = "JSON Sc
         parse=parse,
         dump=lambda value: value,
         many=many,
+        offload=True,
     )
 
 
