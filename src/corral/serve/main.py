@@ -69,7 +69,7 @@ async def serve(args: argparse.Namespace) -> int:
             api_key_env=args.api_key_env,
             concurrency=args.concurrency,
             timeout=args.timeout,
-            allow_plain_http=getattr(args, "allow_plain_http", False),
+            allow_plain_http=args.allow_plain_http,
         )
         await resolve_model(backend)  # once, so no job waits on it (or fails on it) later
         _check_mode(args.mode, backend.profile.modes, backend.profile.name)
