@@ -14,7 +14,7 @@ from pathlib import Path
 
 from corral.cli_run import positive_int, store_path
 from corral.errors import OutputError, StoreError
-from corral.sinks import same_file
+from corral.sinks import holds_a_file, same_file
 from corral.store import STORE_FILE, RunStore
 
 __all__ = ["add_report_arguments", "check_report", "cmd_report", "write_report"]
@@ -82,12 +82,8 @@ def check_report(target: str | Path, *, option: str, others: Mapping[str, str | 
             raise OutputError(
                 f"{target} is {role} {other}: a report there would destroy it; choose another {option}"
             )
-    if path.is_dir():
-        raise OutputError(f"{target} is a directory: give a file name, e.g. {option} {path / DEFAULT_OUTPUT}")
-    if not path.parent.is_dir():
-        raise OutputError(f"cannot write {target}: directory {path.parent} does not exist; create it first")
-    if not path.is_file() or path.stat().st_size == 0:
-        return  # new, empty, or a device such as /dev/null: nothing of anyone's to lose
+    if not holds_a_file(path, option=option, example=DEFAULT_OUTPUT):
+        return
     try:
         with path.open("rb") as existing:
             head = existing.read(_HEAD_BYTES)

@@ -64,6 +64,17 @@ def sink_format(path: str | None, explicit: str | None = None) -> SinkFormat:
     return fmt
 
 
+def holds_a_file(path: Path, *, option: str, example: str) -> bool:
+    """Whether there is a file at ``path`` that writing there would replace (new and empty files,
+    and devices such as /dev/null, hold nothing of anyone's); an :class:`OutputError` if nothing can
+    be written there (a directory, or no directory to write in). ``option`` named the path."""
+    if path.is_dir():
+        raise OutputError(f"{path} is a directory: give a file name, e.g. {option} {path / example}")
+    if not path.parent.is_dir():
+        raise OutputError(f"cannot write {path}: directory {path.parent} does not exist; create it first")
+    return path.is_file() and path.stat().st_size > 0
+
+
 def check_output(path: str | None, fmt: SinkFormat, *, source: str | None = None) -> None:
     """Raise :class:`OutputError` unless ``path`` can be (over)written as a ``fmt`` output; never the
     input ``source`` (the same file by any name: a link, a relative path)."""
@@ -75,12 +86,8 @@ def check_output(path: str | None, fmt: SinkFormat, *, source: str | None = None
             f"{path} is the input {source}: writing it would destroy the input while it is being "
             "read; choose another -o"
         )
-    if file.is_dir():
-        raise OutputError(f"{path} is a directory: give a file name, e.g. -o {file / ('out.' + fmt)}")
-    if not file.parent.is_dir():
-        raise OutputError(f"cannot write {path}: directory {file.parent} does not exist; create it first")
-    if not file.is_file() or file.stat().st_size == 0:
-        return  # new, empty, or a device such as /dev/null: nothing of anyone's to lose
+    if not holds_a_file(file, option="-o", example=f"out.{fmt}"):
+        return
     why = _parquet_problem(path) if fmt == "parquet" else _text_problem(file, fmt)
     if why:
         raise OutputError(
