@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, run_command
+from corral.limits import _BURST_S
 from corral.sim import SimConfig, SimulatorThread
 
 pytest.importorskip("ray", reason="the ray extra is not installed")
@@ -74,8 +75,11 @@ def test_two_workers_learn_the_limit_from_headers_without_a_start_up_burst(tmp_p
     assert stats.by_status.get(200) == n
     assert stats.by_status.get(429, 0) <= 0.01 * n, "at most 1% refused"
     assert sum(1 for t in arrived if t < arrived[0] + 0.05) == 1, "one request until the limits are known"
-    per_second = RPM // 60
-    assert max(sum(1 for t in arrived if start <= t < start + 1.0) for start in arrived) <= per_second + 1
+    # The pace's promise: a second's budget plus its burst tolerance (a quarter second of budget),
+    # whatever the workers' timing. A worker held up by a busy machine sends its granted requests
+    # late and together; that is within the promise, and the provider's per-second bucket took them.
+    most = int(RPM / 60 * (1 + _BURST_S))
+    assert max(sum(1 for t in arrived if start <= t < start + 1.0) for start in arrived) <= most
     check_every_item_once(out, n)
 
 
