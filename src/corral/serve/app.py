@@ -14,7 +14,8 @@ Results stream as NDJSON (``application/x-ndjson``, the default: one record per 
 An NDJSON stream of a job that did not finish ends with one ``{"error": {...}}`` line saying why.
 
 Every refusal is ``{"error": {"type", "message"}}`` with a 4xx (corral's own errors are translated
-here). With a token set every ``/v1`` route needs ``Authorization: Bearer <token>``; without one the
+here). With tokens set every ``/v1`` route needs ``Authorization: Bearer <token>``, and the token
+names the client: a client's jobs are its own (another's id is a 404). Without one the
 server is bound to loopback and answers only requests addressed to loopback names, so a web page
 elsewhere cannot reach it through the user's browser (DNS rebinding). Cross-origin requests are
 refused either way: a form on another site must not spend the user's API budget.
@@ -72,6 +73,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     for status, description in {
         400: "the body (or the schema field) is not valid JSON, or a multipart body is malformed",
         401: "a token is set and the request does not carry it",
+        402: "the server has spent what it may (--max-total-cost)",
         403: "a cross-origin request, or one addressed to a non-loopback name without a token set",
         409: "the job is running, or was created with other settings",
         413: "the body or the number of items is over the server's limit",
