@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -59,7 +59,8 @@ class _Connection:
     transport: asyncio.BaseTransport
     #: a request is being answered: never closed to make room
     busy: bool = False
-    deadline: asyncio.TimerHandle | None = field(default=None)
+    #: closes the connection if its request head has not arrived by then; None: not timed now
+    deadline: asyncio.TimerHandle | None = None
 
     def disarm(self) -> None:
         if self.deadline is not None:
@@ -77,13 +78,6 @@ class ConnectionGuard:
         self._open: dict[Peer, _Connection] = {}
         #: connections with no request in progress, longest waiting first
         self._waiting: dict[Peer, _Connection] = {}
-        self.closed_slow = 0
-        self.made_room = 0
-        self.refused = 0
-
-    @property
-    def open(self) -> int:
-        return len(self._open)
 
     # --- the protocol side -------------------------------------------------------------------------
 
@@ -92,11 +86,8 @@ class ConnectionGuard:
         peer = _peer(transport.get_extra_info("peername"))
         if len(self._open) >= self.max_connections:
             if self._waiting:
-                oldest = next(iter(self._waiting))
-                self.made_room += 1
-                self._close(oldest)
+                self._close(next(iter(self._waiting)))
             else:
-                self.refused += 1
                 if isinstance(transport, asyncio.WriteTransport):
                     transport.write(_BUSY % (len(_BUSY_BODY), _BUSY_BODY))
                 transport.close()
@@ -112,8 +103,12 @@ class ConnectionGuard:
         """Bytes arrived: if no request is in progress they begin one, whose head is now timed."""
         peer = _peer(transport.get_extra_info("peername"))
         connection = self._open.get(peer) if peer is not None else None
-        if connection is not None and not connection.busy and connection.deadline is None:
-            assert peer is not None
+        if (
+            peer is not None
+            and connection is not None
+            and not connection.busy
+            and connection.deadline is None
+        ):
             self._arm(peer, connection)
 
     def lost(self, transport: asyncio.BaseTransport) -> None:
@@ -130,23 +125,22 @@ class ConnectionGuard:
     def began(self, peer: Peer | None) -> None:
         """The request's head is complete (the app is called)."""
         connection = self._open.get(peer) if peer is not None else None
-        if connection is not None:
+        if peer is not None and connection is not None:
             connection.disarm()
             connection.busy = True
-            self._waiting.pop(peer, None)  # type: ignore[arg-type]
+            self._waiting.pop(peer, None)
 
     def ended(self, peer: Peer | None) -> None:
         """The response is complete: the connection waits for its next request (at the back)."""
         connection = self._open.get(peer) if peer is not None else None
-        if connection is not None:
+        if peer is not None and connection is not None:
             connection.busy = False
-            self._waiting.pop(peer, None)  # type: ignore[arg-type]
-            self._waiting[peer] = connection  # type: ignore[index]
+            self._waiting.pop(peer, None)
+            self._waiting[peer] = connection
 
     def stalled(self, peer: Peer | None) -> None:
         """The request's body did not arrive in time: the client is dropped."""
-        if peer is not None and peer in self._open:
-            self.closed_slow += 1
+        if peer is not None:
             self._close(peer)
 
     # --- inside ------------------------------------------------------------------------------------
@@ -158,7 +152,6 @@ class ConnectionGuard:
     def _too_slow(self, peer: Peer) -> None:
         connection = self._open.get(peer)
         if connection is not None and not connection.busy:
-            self.closed_slow += 1
             self._close(peer)
 
     def _close(self, peer: Peer) -> None:

@@ -81,10 +81,8 @@ class Submission:
 class Job:
     """One submission's run, kept in memory while the server lives; its results are in the store."""
 
-    def __init__(self, job_id: str, key: str, info: JobInfo, total: int) -> None:
+    def __init__(self, job_id: str, info: JobInfo, total: int) -> None:
         self.id = job_id
-        #: the job's name among all clients' jobs (see :func:`corral.serve.stored.scoped`)
-        self.key = key
         self.store_id = info.id
         self.total = total
         self.counters = RunCounters(total=total)
@@ -220,7 +218,7 @@ class JobManager:
             self.stored.release(opened)
             await extractor.aclose()
             raise
-        job = Job(job_id, key, opened, len(submission.items))
+        job = Job(job_id, opened, len(submission.items))
         job.stats = extractor.scheduler.stats
         job.priced = extractor.scheduler.price is not None
         self._jobs.pop(key, None)  # re-inserted last: the dict stays oldest first
