@@ -20,7 +20,7 @@ from typing import Any, Generic, Self, TypeVar
 from corral.backends import Backend, Mode, open_backend, resolve_model
 from corral.backends.models import ModelTraits
 from corral.cache import ResponseCache
-from corral.cost import Budget, Price, price_for
+from corral.cost import Budget, Price, price_for, unpriced
 from corral.engine import Order, Process, Strategy, run_strategy
 from corral.errors import ConfigError
 from corral.extract import DEFAULT_INSTRUCTION, ExtractSettings, extract_item
@@ -161,10 +161,7 @@ class Extractor(Generic[T]):
         self.scheduler.price = price_for(self.backend.model, self.backend.profile, self._prices)
         if self.scheduler.budget is not None and self.scheduler.price is None:
             await self.aclose()
-            raise ConfigError(
-                f"no price is known for model {self.backend.model!r}, so a cost cap cannot be kept: "
-                'pass --prices FILE with {"MODEL": {"input": USD_PER_M, "output": USD_PER_M}}'
-            )
+            raise unpriced(self.backend.model)
         return self
 
     def _check_reasoning_effort(self) -> None:

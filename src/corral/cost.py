@@ -27,7 +27,7 @@ from corral.backends.base import Profile
 from corral.errors import BudgetReached, ConfigError
 from corral.outcome import Usage
 
-__all__ = ["PRICES", "PRICES_DATE", "Budget", "Price", "load_prices", "price_for"]
+__all__ = ["PRICES", "PRICES_DATE", "Budget", "Price", "load_prices", "price_for", "unpriced"]
 
 #: when the table below was last checked against the providers' pricing pages
 PRICES_DATE = "2025-11-01"
@@ -119,6 +119,14 @@ def load_prices(path: str | Path) -> dict[str, Price]:
             raise ConfigError(f"prices file {name}: {model!r} needs prices of 0 or more, got {values}")
         prices[str(model)] = price
     return prices
+
+
+def unpriced(model: str, caps: str = "a cost cap") -> ConfigError:
+    """The error for a cost cap on a model whose price is unknown: corral does not run blind."""
+    return ConfigError(
+        f"no price is known for model {model!r}, so {caps} cannot be kept: "
+        'pass --prices FILE with {"MODEL": {"input": USD_PER_M, "output": USD_PER_M}}'
+    )
 
 
 class Budget:

@@ -36,6 +36,7 @@ __all__ = [
     "Profile",
     "Provider",
     "Request",
+    "is_loopback",
     "open_backend",
     "resolve_model",
 ]
@@ -209,7 +210,7 @@ def _refuse_key_in_clear(url: str, key: str | None, key_env: str, *, allowed: bo
     asked: anyone on the network path reads it. Loopback stays open (the simulator, a local vLLM
     with a key), and so does http without any key (local servers, a trusted gateway)."""
     parts = urlsplit(url)
-    if allowed or parts.scheme.lower() != "http" or _is_loopback(parts.hostname):
+    if allowed or parts.scheme.lower() != "http" or is_loopback(parts.hostname):
         return
     if key:
         what = f"the key in ${key_env}"
@@ -225,11 +226,13 @@ def _refuse_key_in_clear(url: str, key: str | None, key_env: str, *, allowed: bo
     )
 
 
-def _is_loopback(host: str | None) -> bool:
-    """localhost, 127.0.0.0/8 or ::1; a name that merely resolves there today does not count."""
-    if host is None:
+def is_loopback(host: str | None) -> bool:
+    """Whether ``host`` is this machine: localhost, 127.0.0.0/8 or ::1 (bracketed or not). A name
+    that merely resolves there today does not count: it may resolve anywhere tomorrow."""
+    if not host:
         return False
-    if host.lower() == "localhost":
+    host = host.strip("[]").lower()
+    if host in ("localhost", "localhost."):
         return True
     try:
         address = ipaddress.ip_address(host)

@@ -26,7 +26,6 @@ refused either way: a form on another site must not spend the user's API budget.
 import contextlib
 import hmac
 import importlib.resources
-import ipaddress
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -43,6 +42,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from corral import __version__
+from corral.backends import is_loopback
 from corral.errors import CorralError, StoreError, UsageError
 from corral.serve.errors import ApiError
 from corral.serve.jobs import Job, JobManager, Page
@@ -354,7 +354,7 @@ def _same_origin(*, loopback_only: bool) -> Callable[[Request], Awaitable[None]]
             raise ApiError(
                 403, "forbidden", "cross-origin requests are refused (this server sends no CORS headers)"
             )
-        if loopback_only and not _loopback_name(_host_name(host)):
+        if loopback_only and not is_loopback(_host_name(host)):
             raise ApiError(
                 403, "forbidden", "this server has no token, so it answers only requests for localhost, "
                 f"not {host!r}; set a token to serve other names",
@@ -369,18 +369,9 @@ _HOST = re.compile(r"(?P<name>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::[0-9]{1,5})?
 
 
 def _host_name(host: str) -> str:
-    """The name in a Host header, without brackets or port; "" when it is not a plain host[:port]."""
+    """The name in a Host header, without its port; "" when it is not a plain host[:port]."""
     match = _HOST.fullmatch(host)
-    return match["name"].strip("[]").lower() if match else ""
-
-
-def _loopback_name(host: str) -> bool:
-    if host in ("localhost", "localhost."):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return match["name"] if match else ""
 
 
 # --- errors ------------------------------------------------------------------------------------

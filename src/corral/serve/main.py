@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import os
 import re
@@ -25,9 +24,9 @@ from pathlib import Path
 
 import uvicorn
 
-from corral.backends import Backend, Mode, open_backend, resolve_model
+from corral.backends import Backend, Mode, is_loopback, open_backend, resolve_model
 from corral.cli_run import store_path
-from corral.cost import Budget, Price, load_prices, price_for
+from corral.cost import Budget, Price, load_prices, price_for, unpriced
 from corral.errors import ConfigError
 from corral.limits import EndpointLimits
 from corral.serve.app import ServeSettings, create_app
@@ -35,7 +34,7 @@ from corral.serve.connections import ConnectionGuard, GuardedApp, file_limit_for
 from corral.serve.jobs import JobManager, JobOptions
 from corral.store import RunStore
 
-__all__ = ["is_loopback", "read_clients", "serve"]
+__all__ = ["read_clients", "serve"]
 
 _BACKLOG = 2048
 #: once the jobs are cancelled their streams end within a commit; this only guards against a hang
@@ -242,25 +241,12 @@ def _server_budget(
     if args.max_cost is None and args.max_total_cost is None:
         return None
     if price_for(backend.model, backend.profile, prices) is None:
-        raise ConfigError(
-            f"no price is known for model {backend.model!r}, so --max-cost / --max-total-cost cannot be "
-            'kept: pass --prices FILE with {"MODEL": {"input": USD_PER_M, "output": USD_PER_M}}'
-        )
+        raise unpriced(backend.model, "--max-cost / --max-total-cost")
     if args.max_cost is not None:
         Budget(args.max_cost)  # checks it
     if args.max_total_cost is None:
         return None
     return Budget(args.max_total_cost, option="--max-total-cost")
-
-
-def is_loopback(host: str) -> bool:
-    """Whether binding ``host`` keeps the server on this machine."""
-    if host.lower() in ("localhost", "localhost."):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False  # any other name may resolve to anything
 
 
 def _check_mode(mode: str | None, modes: tuple[Mode, ...], backend: str) -> None:
