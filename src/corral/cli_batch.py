@@ -26,19 +26,12 @@ from corral.backends import open_backend, resolve_model
 from corral.batch_jobs import BatchInfo, BatchJob, Poll, batches_of
 from corral.batching import BatchBackend, batch_api_for
 from corral.cache import ResponseCache
-from corral.cli_run import (
-    STORE_ENV,
-    build_extractor,
-    items_of,
-    job_name,
-    job_settings,
-    run_pass,
-    stop_on_signals,
-    store_path,
-)
+from corral.cli_pass import build_extractor, items_of, run_pass
+from corral.cli_signals import stop_on_signals
 from corral.client import Extractor
 from corral.cost import Budget, load_prices
 from corral.errors import ConfigError, ProviderError, StoreError
+from corral.jobs import STORE_ENV, job_name, job_settings, store_path
 from corral.progress import RunCounters, format_duration, summary_line
 from corral.scheduler import RunStats
 from corral.sinks import check_output, sink_format

@@ -8,7 +8,8 @@ import sys
 import threading
 from typing import Any
 
-from corral.cli_run import report_latest, stop_on_signals
+from corral.cli_report import report_latest
+from corral.cli_signals import stop_on_signals
 from corral.cost import load_prices
 from corral.errors import ConfigError
 from corral.items import count_items

@@ -12,12 +12,21 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from corral.cli_run import positive_int, store_path
-from corral.errors import OutputError, StoreError
+from corral.cli_options import positive_int
+from corral.errors import CorralError, OutputError, StoreError
+from corral.jobs import job_name, store_path
 from corral.sinks import holds_a_file, same_file
 from corral.store import STORE_FILE, RunStore
 
-__all__ = ["add_report_arguments", "check_report", "cmd_report", "write_report"]
+__all__ = [
+    "add_report_arguments",
+    "check_report",
+    "check_report_target",
+    "cmd_report",
+    "report_latest",
+    "report_run",
+    "write_report",
+]
 
 DEFAULT_OUTPUT = "corral-report.html"
 #: how much of an existing file is read to tell a report corral wrote (its tag is in the first 200 bytes)
@@ -133,3 +142,28 @@ def _store_for(selector: str | None, explicit: str | None) -> Path:
     output = selector if selector is not None and not selector.isdigit() and Path(selector).exists() else None
     path = store_path(output, explicit)
     return path / STORE_FILE if path.is_dir() else path
+
+
+def report_latest(args: argparse.Namespace) -> None:
+    """The report of the job's latest run (a batch job's runs are several, one per round)."""
+    with RunStore.open(store_path(args.output, args.store)) as store:
+        job = store.find_job(job_name(args.output, args.input, store=args.store))
+        runs = store.query("SELECT MAX(id) FROM runs WHERE job = ?", (job.id,)) if job else []
+        if runs and runs[0][0] is not None:
+            report_run(store, int(runs[0][0]), args.report)
+
+
+def check_report_target(args: argparse.Namespace) -> None:
+    """Refuse ``--report`` before the run starts when it names the input, the output, the store or
+    a file corral did not write (the run would end with its report refused)."""
+    store = store_path(args.output, args.store)
+    store_file = store / STORE_FILE if store.is_dir() else store
+    others = {"the input": args.input, "the output": args.output, "the run store": str(store_file)}
+    check_report(args.report, option="--report", others=others)
+
+
+def report_run(store: RunStore, run: int, target: str) -> None:
+    try:
+        write_report(store, run, Path(target), option="--report")
+    except CorralError as exc:  # the run's own outcome (and exit code) matters more than its report
+        print(f"corral: no report: {exc}", file=sys.stderr)

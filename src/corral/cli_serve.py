@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from corral.cli_run import add_limit_arguments, add_request_arguments, positive_int
+from corral.cli_options import add_limit_arguments, add_request_arguments, positive_int
 
 __all__ = ["SERVE_TOKEN_ENV", "add_serve_arguments", "cmd_serve"]
 

@@ -36,6 +36,7 @@ from corral.backends.base import RateLimitInfo
 from corral.client import Extractor
 from corral.errors import ConfigError, CorralError
 from corral.items import Format
+from corral.jobs import job_name, job_settings, store_path
 from corral.limits import EndpointLimits, KnownLimits
 from corral.outcome import Item, Outcome
 from corral.progress import RunCounters
@@ -357,7 +358,6 @@ def run_job_on_ray(
     CPUs); ``options`` are each worker's :class:`~corral.client.Extractor` options (``model``,
     ``base_url``, ``concurrency``, ...). The job is the same job an online run of ``output`` is: a
     re-run, with or without Ray, skips what either finished."""
-    from corral.cli_run import job_name, store_path
     from corral.items import read_items
     from corral.sinks import open_sink, sink_format
 
@@ -409,8 +409,6 @@ async def _prepare(
 ) -> tuple[dict[str, Any], dict[str, Any], Any, _Endpoint]:
     """The job's settings, the workers' options, the spec and the endpoint, from one extractor on
     the driver: it checks the schema and the model once and names the job (it sends no extraction)."""
-    from corral.cli_run import job_settings
-
     async with Extractor[Any](schema, **options) as extractor:
         if options.get("base_url"):
             options["model"] = extractor.backend.model  # the name the server gave, if it was asked

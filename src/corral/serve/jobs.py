@@ -24,11 +24,10 @@ from typing import Any
 
 from corral.backends import Backend
 from corral.cache import ResponseCache
-from corral.cli_run import job_settings
 from corral.client import Extractor
 from corral.cost import Budget, Price
 from corral.errors import ConfigError, CorralError, SchemaError, StoreError
-from corral.jobs import run_job
+from corral.jobs import job_settings, run_job
 from corral.limits import EndpointLimits
 from corral.outcome import Item
 from corral.progress import RunCounters
