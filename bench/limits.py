@@ -33,12 +33,12 @@ import uvloop
 from throughput import Person, simulator
 
 from corral import Extractor
+from corral.cli._tuning import tune_gc
+from corral.engine._stats import RunCounters
+from corral.io.sinks import open_sink
 from corral.jobs import run_job
-from corral.outcome import Item, Outcome
-from corral.progress import RunCounters
-from corral.sinks import open_sink
 from corral.store import RunStore
-from corral.tuning import tune_gc
+from corral.types import Item, Outcome
 
 LIMIT_RPM = 1200
 LATENCY_S = 0.3

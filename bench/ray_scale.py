@@ -21,7 +21,7 @@ from pathlib import Path
 
 import ray
 
-from corral.ray_job import run_job_on_ray
+from corral.jobs._ray import run_job_on_ray
 from corral.sim import SimConfig, SimulatorThread
 
 PERSON = str(Path(__file__).resolve().parent.parent / "examples" / "person.py") + ":Person"

@@ -31,13 +31,13 @@ import uvloop
 from throughput import TEXTS, Person, run_instructor, simulator
 
 from corral import Extractor
-from corral.cache import ResponseCache
-from corral.items import as_items
+from corral.cli._tuning import tune_gc
+from corral.engine._stats import RunCounters
+from corral.io.items import as_items
+from corral.io.sinks import open_sink
 from corral.jobs import run_job
-from corral.progress import RunCounters
-from corral.sinks import open_sink
 from corral.store import RunStore
-from corral.tuning import tune_gc
+from corral.store._cache import ResponseCache
 
 SETTINGS = {"model": "sim-1", "schema": "Person", "prompt": "bench", "mode": "tools", "many": False}
 

@@ -35,7 +35,7 @@ import uvloop
 from pydantic import BaseModel
 
 from corral import Extractor
-from corral.tuning import tune_gc
+from corral.cli._tuning import tune_gc
 
 TEXTS = [f"My name is Person{n} and I am {20 + n % 60} years old" for n in range(1000)]
 

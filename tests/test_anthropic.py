@@ -39,7 +39,7 @@ from corral.schema import load_spec
 from corral.sim import ScriptCall, SimConfig, SimReply, Simulator, SimulatorThread
 from corral.sim.anthropic import parse_messages_body
 from corral.sim.core import SimCore
-from corral.sim.protocol import RequestError
+from corral.sim.openai import RequestError
 
 JSON = dict[str, Any]
 MODEL = "anthropic/claude-haiku-4-5"

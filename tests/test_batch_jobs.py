@@ -24,20 +24,20 @@ from typing import Any
 import pytest
 
 from conftest import PERSON, ROOT
+from corral._extractor import Extractor
 from corral.backends import COMPATIBLE_PROFILE
+from corral.backends.batch import BatchLimits, OpenAIBatchAPI
 from corral.backends.openai import OpenAIBackend
-from corral.batch_jobs import BatchJob, Poll
-from corral.batchapi import BatchLimits, OpenAIBatchAPI
-from corral.batching import BatchBackend
-from corral.cache import ResponseCache
-from corral.client import Extractor
 from corral.cost import PRICES
+from corral.engine._stats import RunCounters
+from corral.io.sinks import open_sink
 from corral.jobs import run_job
-from corral.outcome import Item
-from corral.progress import RunCounters
+from corral.jobs._batch import BatchBackend
+from corral.jobs._rounds import BatchJob, Poll
 from corral.sim import SimConfig, Simulator, SimulatorThread
-from corral.sinks import open_sink
 from corral.store import RunStore
+from corral.store._cache import ResponseCache
+from corral.types import Item
 
 N = 500
 TEXTS = [f"My name is Person{n} and I am {18 + n % 60} years old" for n in range(N)]

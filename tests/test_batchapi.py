@@ -12,8 +12,8 @@ import pytest
 
 from corral.backends.anthropic import AnthropicBackend
 from corral.backends.base import Mode, Profile, Request
+from corral.backends.batch import AnthropicBatchAPI, BatchAPI, LineResult, OpenAIBatchAPI, RemoteBatch
 from corral.backends.openai import OpenAIBackend
-from corral.batchapi import AnthropicBatchAPI, BatchAPI, LineResult, OpenAIBatchAPI, RemoteBatch
 from corral.errors import (
     BadRequest,
     BatchCanceled,

@@ -207,7 +207,7 @@ def test_stdin_many_and_prompt(tmp_path: Path) -> None:
 
 def test_ray_without_the_extra_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
     from corral.errors import ConfigError
-    from corral.ray_job import import_ray
+    from corral.jobs._ray import import_ray
 
     monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed
     with pytest.raises(ConfigError, match=r"pip install 'corral\[ray\]'"):

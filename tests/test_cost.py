@@ -10,7 +10,7 @@ import pytest
 from corral.backends.base import Mode, Profile
 from corral.cost import FREE, PRICES, PRICES_DATE, Budget, Price, load_prices, price_for
 from corral.errors import BudgetReached, ConfigError
-from corral.outcome import Usage
+from corral.types import Usage
 
 CLOUD = Profile("openai", (Mode.JSON_SCHEMA, Mode.TOOLS))
 SELF_HOSTED = Profile("ollama", (Mode.JSON_SCHEMA,), self_hosted=True)

@@ -312,13 +312,13 @@ def test_a_reader_that_closes_the_pipe_ends_the_run_quietly(source: Path) -> Non
 async def test_two_runs_sharing_a_store_each_write_every_record(tmp_path: Path) -> None:
     """One run's commit takes the other's rows too (a server runs many jobs on one store): each run
     must still hand every record it committed to its own output."""
-    from corral.client import Extractor
+    from corral._extractor import Extractor
+    from corral.engine._stats import RunCounters
+    from corral.io.sinks import open_sink
     from corral.jobs import run_job
-    from corral.outcome import Item
-    from corral.progress import RunCounters
     from corral.sim import Simulator
-    from corral.sinks import open_sink
     from corral.store import RunStore
+    from corral.types import Item
 
     async with Simulator(SimConfig(latency_ms=2, seed=1)) as sim:
         with RunStore.open(tmp_path / "store") as store:

@@ -11,8 +11,8 @@ import pytest
 from pydantic import BaseModel
 
 from corral import AuthError, Extractor, InputError, Item, ModelNotFound, Outcome
-from corral.bench import ARTICLE_TEXTS, Person
-from corral.engine import Order, Strategy
+from corral.cli.bench import ARTICLE_TEXTS, Person
+from corral.engine._strategies import Order, Strategy
 from corral.sim import ScriptCall, SimConfig, SimReply, Simulator
 
 TEXTS = [f"My name is Name{chr(65 + n % 26)}{n} and I am {20 + n} years old" for n in range(40)]

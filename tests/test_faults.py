@@ -9,7 +9,7 @@ from pathlib import Path
 
 from conftest import ROOT, run_command
 from corral import Extractor, Item
-from corral.bench import Person
+from corral.cli.bench import Person
 from corral.sim import ScriptCall, SimConfig, SimReply, Simulator, SimulatorThread
 
 N = 2000

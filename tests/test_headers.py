@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
+from corral.backends._headers import duration_s, rate_limits
 from corral.backends.base import RateLimitInfo
-from corral.backends.headers import duration_s, rate_limits
 
 
 @pytest.mark.parametrize(

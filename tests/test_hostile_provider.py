@@ -8,9 +8,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from corral import ConfigError, Extractor, ModelNotFound
-from corral.bench import Person
+from corral.cli.bench import Person
 from corral.sim import ScriptCall, SimConfig, SimReply, Simulator
-from corral.sim.protocol import error_body
+from corral.sim.openai import error_body
 
 KEY = "sk-test-hostile-0123456789abcdef"
 

@@ -13,7 +13,7 @@ import jsonschema
 import pytest
 from referencing.exceptions import Unresolvable
 
-from corral.bounded_validation import bounded_validator
+from corral._validation import bounded_validator
 from corral.errors import OutputInvalid, SchemaError
 from corral.schema import load_spec
 

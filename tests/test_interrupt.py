@@ -13,7 +13,7 @@ import pytest
 
 from conftest import ROOT, run_command
 from corral import Extractor
-from corral.bench import Person
+from corral.cli.bench import Person
 from corral.sim import SimConfig, SimulatorThread
 
 TEXTS = [f"My name is Name{n} and I am {20 + n % 50} years old" for n in range(200)]

@@ -14,7 +14,7 @@ SRC = ROOT / "src"
 
 
 def is_cli(name: str) -> bool:
-    """The command line: ``corral.cli`` and its ``cli_*`` modules (not ``corral.client``)."""
+    """The command line: ``corral.cli`` and its ``cli_*`` modules (not ``corral._extractor``)."""
     return name == "corral.cli" or name.startswith(("corral.cli.", "corral.cli_"))
 
 
@@ -96,7 +96,7 @@ def test_the_reader_of_the_graph_sees_a_cycle_and_a_lazy_import() -> None:
     assert cycles(edges) == [["a", "b", "c"]]
     edges = graph()
     assert "corral.jobs" in edges["corral.serve.jobs"]
-    assert "corral.report.html" in edges["corral.cli_report"]  # imported inside check_report
+    assert "corral.report._html" in edges["corral.cli.report"]  # imported inside check_report
 
 
 def test_no_module_imports_itself_round_a_cycle() -> None:

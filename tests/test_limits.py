@@ -9,8 +9,8 @@ import time
 import pytest
 
 from corral.backends.base import RateLimitInfo
+from corral.engine._limits import AdaptiveRate, EndpointLimits, KnownLimits, Pace, Slots
 from corral.errors import ConfigError
-from corral.limits import AdaptiveRate, EndpointLimits, KnownLimits, Pace, Slots
 
 
 class Clock:

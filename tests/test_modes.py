@@ -17,14 +17,14 @@ from pathlib import Path
 import pytest
 
 from corral import Extractor
-from corral.bench import Person
+from corral.cli.bench import Person
+from corral.engine._stats import RunCounters
 from corral.errors import ModeRefused
+from corral.io.sinks import open_sink
 from corral.jobs import run_job
-from corral.outcome import Item
-from corral.progress import RunCounters
 from corral.sim import SimConfig, Simulator
-from corral.sinks import open_sink
 from corral.store import RunStore
+from corral.types import Item
 
 TEXTS = [f"My name is Person{k} and I am {20 + k} years old" for k in range(30)]
 LACKS_JSON_SCHEMA = SimConfig(latency_ms=20, latency_dist="fixed", refused_modes=("json_schema",))

@@ -12,15 +12,15 @@ from collections.abc import Callable
 
 import pytest
 
-from corral.progress import (
+from corral.cli._progress import (
     DisplayMode,
-    RunCounters,
     choose_display,
     format_duration,
     show_progress,
     status_line,
     summary_line,
 )
+from corral.engine._stats import RunCounters
 
 
 class TtyStream(io.StringIO):
@@ -289,5 +289,5 @@ async def test_cancelling_the_body_stops_the_display(
 
 
 def test_importing_corral_progress_does_not_import_rich() -> None:
-    code = "import sys, corral.progress; assert 'rich' not in sys.modules, 'rich imported eagerly'"
+    code = "import sys, corral.cli._progress; assert 'rich' not in sys.modules, 'rich imported eagerly'"
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -16,7 +16,7 @@ from corral import Extractor
 from corral.backends import open_backend
 from corral.backends.base import Mode, Request
 from corral.backends.openai import OpenAIBackend
-from corral.bench import Person
+from corral.cli.bench import Person
 from corral.errors import ConfigError
 from corral.schema import load_spec
 from corral.sim import SimConfig, Simulator

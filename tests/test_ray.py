@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, run_command
-from corral.limits import _BURST_S
+from corral.engine._limits import _BURST_S
 from corral.sim import SimConfig, SimulatorThread
 
 pytest.importorskip("ray", reason="the ray extra is not installed")

@@ -17,8 +17,8 @@ import pytest
 from browser import BrowserPage
 from conftest import PERSON
 from corral.cli import main
-from corral.report.data import find_run, load_report
-from corral.report.model import Plot, RunReport
+from corral.report._data import find_run, load_report
+from corral.report._model import Plot, RunReport
 from corral.sim import SimConfig, SimulatorThread
 from corral.store import RunStore
 

@@ -1,6 +1,6 @@
 """The report's renderers: SVG plots, the HTML page (driven in headless Chromium) and PNG images.
 
-The report here is built by hand, as :mod:`corral.report.data` would build it from a store: a few
+The report here is built by hand, as :mod:`corral.report._data` would build it from a store: a few
 hundred items (ok and failed, unicode, hostile markup), plots with a few hundred points, an empty one.
 """
 
@@ -25,10 +25,10 @@ import pytest
 
 from browser import BrowserPage
 from corral.errors import ConfigError, OutputError
-from corral.report.html import render_html
-from corral.report.model import ErrorGroup, Fact, ItemRow, Plot, RunLine, RunReport, Series
-from corral.report.png import write_pngs
-from corral.report.svg import plot_svg, x_axis, y_axis
+from corral.report._html import render_html
+from corral.report._model import ErrorGroup, Fact, ItemRow, Plot, RunLine, RunReport, Series
+from corral.report._png import write_pngs
+from corral.report._svg import plot_svg, x_axis, y_axis
 
 HOSTILE = 'Note: </script><img src=x onerror=alert(1)> and <b onmouseover="alert(2)">bold</b>'
 QUOTED = 'She said "yes" & left — Tom & Jerry\'s <friends>'

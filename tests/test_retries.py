@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from corral import AuthError, Extractor
-from corral.bench import ARTICLE_TEXTS, Person
+from corral.cli.bench import ARTICLE_TEXTS, Person
 from corral.sim import ScriptCall, SimConfig, SimReply, Simulator
 
 JOHN = ARTICLE_TEXTS[0]

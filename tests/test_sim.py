@@ -32,7 +32,7 @@ from corral.sim.answers import Filler
 from corral.sim.args import add_arguments, config_from_args
 from corral.sim.core import SimCore
 from corral.sim.limits import RateLimits, format_duration, overdraft
-from corral.sim.protocol import parse_request
+from corral.sim.openai import parse_request
 
 JSON = dict[str, Any]
 

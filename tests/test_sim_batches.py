@@ -30,7 +30,7 @@ from corral.sim import SimConfig, Simulator
 from corral.sim.args import add_arguments, config_from_args
 from corral.sim.batches import BatchLine, BatchStore, SimBatch, shuffled
 from corral.sim.core import SimCore
-from corral.sim.protocol import parse_body
+from corral.sim.openai import parse_body
 
 JSON = dict[str, Any]
 OPENAI_TERMINAL = ("completed", "failed", "expired", "cancelled")

@@ -22,7 +22,7 @@ import corral.sim.server
 from corral.sim import LogEntry, SimConfig, Simulator
 from corral.sim.anthropic import parse_messages_body
 from corral.sim.limits import RateLimits, overdraft
-from corral.sim.protocol import parse_request
+from corral.sim.openai import parse_request
 
 JSON = dict[str, Any]
 PERSON: JSON = {

@@ -12,10 +12,10 @@ import orjson
 import pytest
 from pydantic import BaseModel
 
-from corral import sinks
 from corral.errors import ConfigError, OutputError
+from corral.io import sinks
+from corral.io.sinks import SINK_FORMATS, SinkFormat, check_output, open_sink, sink_format
 from corral.schema import ResponseSpec, load_spec
-from corral.sinks import SINK_FORMATS, SinkFormat, check_output, open_sink, sink_format
 
 
 class Address(BaseModel):

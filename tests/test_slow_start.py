@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from corral import Extractor
-from corral.bench import Person
+from corral.cli.bench import Person
+from corral.engine._limits import EndpointLimits, KnownLimits
+from corral.engine._stats import RunCounters
+from corral.io.sinks import open_sink
 from corral.jobs import run_job
-from corral.limits import EndpointLimits, KnownLimits
-from corral.outcome import Item
-from corral.progress import RunCounters
 from corral.sim import SimConfig, Simulator
-from corral.sinks import open_sink
 from corral.store import RunStore
+from corral.types import Item
 
 
 def texts(n: int, tag: str = "") -> list[str]:

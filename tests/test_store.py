@@ -19,10 +19,8 @@ import pytest
 from corral.backends import COMPATIBLE_PROFILE
 from corral.backends.base import Completion, Mode, RateLimitInfo, Request
 from corral.backends.openai import OpenAIBackend
-from corral.cache import ResponseCache
+from corral.engine._limits import KnownLimits
 from corral.errors import StoreError
-from corral.limits import KnownLimits
-from corral.outcome import Usage
 from corral.schema import ResponseSpec, load_spec
 from corral.store import (
     APPLICATION_ID,
@@ -33,6 +31,8 @@ from corral.store import (
     StoredItem,
     input_hash,
 )
+from corral.store._cache import ResponseCache
+from corral.types import Usage
 
 SETTINGS: dict[str, Any] = {"schema": "Person-v1", "prompt": "Extract the person.", "model": "sim-1"}
 

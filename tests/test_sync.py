@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import corral
-from corral.bench import ARTICLE_TEXTS, Person
+from corral.cli.bench import ARTICLE_TEXTS, Person
 from corral.sim import SimulatorThread
 
 

@@ -5,10 +5,10 @@ import pytest
 
 from corral import Extractor
 from corral.backends.base import Mode, Request
-from corral.bench import ARTICLE_TEXTS, Person
+from corral.cli.bench import ARTICLE_TEXTS, Person
+from corral.engine._tokens import TokenEstimator
 from corral.schema import load_spec
 from corral.sim import SimConfig, Simulator
-from corral.tokens import TokenEstimator
 
 
 def request(text: str) -> Request:

@@ -3,9 +3,9 @@
 Start with :class:`Extractor` (async) or :func:`run` (sync); see the README for the CLI.
 """
 
+from corral._extractor import Extractor, run
 from corral.backends import Backend, Completion, Mode, Profile, Request, open_backend
-from corral.client import Extractor, run
-from corral.engine import Order, Strategy, run_strategy
+from corral.engine._strategies import Order, Strategy, run_strategy
 from corral.errors import (
     AuthError,
     BadRequest,
@@ -24,9 +24,9 @@ from corral.errors import (
     UnsupportedParameter,
     UsageError,
 )
-from corral.items import read_items
-from corral.outcome import ErrorInfo, Item, Outcome, Usage
+from corral.io.items import read_items
 from corral.schema import ResponseSpec, load_spec
+from corral.types import ErrorInfo, Item, Outcome, Usage
 
 __version__ = "0.1.0"
 

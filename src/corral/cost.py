@@ -25,7 +25,7 @@ from pathlib import Path
 
 from corral.backends.base import Profile
 from corral.errors import BudgetReached, ConfigError
-from corral.outcome import Usage
+from corral.types import Usage
 
 __all__ = ["PRICES", "PRICES_DATE", "Budget", "Price", "load_prices", "price_for", "unpriced"]
 

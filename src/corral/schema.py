@@ -382,7 +382,7 @@ def _jsonschema_spec(schema: JSON, name: str, many: bool, origin: str = "JSON Sc
     import jsonschema  # deferred: only JSON Schema users pay for importing it
     from referencing.exceptions import Unresolvable
 
-    from corral.bounded_validation import bounded_validator
+    from corral._validation import bounded_validator
 
     check_json_schema(schema, origin)
     cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
@@ -395,7 +395,7 @@ def _jsonschema_spec(schema: JSON, name: str, many: bool, origin: str = "JSON Sc
     else:
         raise SchemaError(f"{origin}: the root must be an object (or an array of objects), not {root_type!r}")
     wire = _wrap_many(item_schema) if many else item_schema
-    # Nothing is fetched, and patterns run with a time limit: see corral.bounded_validation.
+    # Nothing is fetched, and patterns run with a time limit: see corral._validation.
     validator = bounded_validator(cls, wire)
 
     def parse(text: str | bytes) -> Any:

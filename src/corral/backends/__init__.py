@@ -131,7 +131,7 @@ def open_backend(
             timeout=timeout,
         )
     if model is None or model == LOCAL_MODEL or model.startswith(f"{LOCAL_MODEL}:"):
-        from corral.backends.local import LocalBackend  # imports llama.cpp only when asked for
+        from corral.backends.local._llama import LocalBackend  # imports llama.cpp only when asked for
 
         path = model.partition(":")[2] if model else ""
         return LocalBackend(path or None)

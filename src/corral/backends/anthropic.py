@@ -21,11 +21,11 @@ from typing import Any
 
 import orjson
 
+from corral.backends._http import HttpBackend, HttpClient, class_for_status, retry_after, unfence
 from corral.backends.base import Completion, Message, Mode, Profile, Request
-from corral.backends.http import HttpBackend, HttpClient, class_for_status, retry_after, unfence
 from corral.errors import AuthError, BadRequest, ConfigError, ModelNotFound, ProviderError, TransportError
-from corral.outcome import Usage
 from corral.schema import ResponseSpec
+from corral.types import Usage
 
 __all__ = [
     "ANTHROPIC_PROFILE",

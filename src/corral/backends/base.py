@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from corral.backends.models import DEFAULT, ModelTraits
-from corral.outcome import Usage
 from corral.schema import ResponseSpec
+from corral.types import Usage
 
 __all__ = ["Backend", "Completion", "Message", "Mode", "Parked", "Profile", "RateLimitInfo", "Request"]
 

@@ -13,8 +13,7 @@ from typing import Any
 
 import orjson
 
-from corral.backends.base import Completion, Message, Mode, Profile, Request
-from corral.backends.http import (
+from corral.backends._http import (
     HttpBackend,
     HttpClient,
     class_for_status,
@@ -22,6 +21,7 @@ from corral.backends.http import (
     retry_after,
     unfence,
 )
+from corral.backends.base import Completion, Message, Mode, Profile, Request
 from corral.backends.models import ModelTraits, traits_for
 from corral.errors import (
     AuthError,
@@ -34,8 +34,8 @@ from corral.errors import (
     TransportError,
     UnsupportedParameter,
 )
-from corral.outcome import Usage
 from corral.schema import ResponseSpec
+from corral.types import Usage
 
 # raise_open_file_limit lives in .http; callers that import it from here still may.
 __all__ = ["OpenAIBackend", "raise_open_file_limit"]

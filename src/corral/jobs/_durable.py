@@ -26,15 +26,15 @@ from typing import Any
 
 import orjson
 
+from corral._extractor import Extractor
 from corral.backends.base import Mode, Parked
-from corral.client import Extractor
-from corral.engine import Order, Process, Strategy
+from corral.engine._limits import KnownLimits
+from corral.engine._stats import RunCounters
+from corral.engine._strategies import Order, Process, Strategy
 from corral.errors import BudgetReached, OutputInvalid
-from corral.limits import KnownLimits
-from corral.outcome import ErrorInfo, Item, Outcome, Usage
-from corral.progress import RunCounters
-from corral.sinks import Sink
+from corral.io.sinks import Sink
 from corral.store import JobInfo, RunStore, StoredItem, input_hash
+from corral.types import ErrorInfo, Item, Outcome, Usage
 
 __all__ = ["JobResult", "run_job"]
 

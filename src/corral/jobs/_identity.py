@@ -4,12 +4,11 @@ so that the same output always finds the same job."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Any
 
-from corral.client import Extractor
+from corral._extractor import Extractor
 from corral.store import DEFAULT_DIR, STORE_FILE
 
 __all__ = ["STORE_ENV", "job_name", "job_settings", "store_path"]
@@ -39,13 +38,5 @@ def job_name(output: str | None, source: str, *, store: str | None) -> str:
 
 
 def job_settings(extractor: Extractor[Any]) -> dict[str, Any]:
-    """What must not change between runs of one job: their results would not belong together."""
-    spec = extractor.spec
-    schema_hash = hashlib.sha256(spec.schema_json.encode()).hexdigest()[:12]
-    return {
-        "model": f"{extractor.backend.profile.name}/{extractor.backend.model}",
-        "schema": f"{spec.name} #{schema_hash}",
-        "prompt": extractor.settings.instruction,
-        "mode": extractor.settings.mode.value,
-        "many": spec.many,
-    }
+    """What must not change between runs of one job: the extractor's fingerprint."""
+    return extractor.fingerprint

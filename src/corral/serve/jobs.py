@@ -2,7 +2,7 @@
 
 A submission becomes a job: :func:`corral.jobs.run_job` in a task of the :class:`JobManager`, not of
 the HTTP request, so a client that disconnects stops nothing. Every job uses the server's one backend
-and one :class:`~corral.limits.EndpointLimits`, so all clients together keep the provider's limits,
+and one :class:`~corral.engine._limits.EndpointLimits`, so all clients together keep the provider's limits,
 and the server's one run store: a job's results are committed there before anyone sees them.
 
 Clients never get results from memory. They *follow* a job: read its rows from the store by rowid
@@ -22,19 +22,19 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from corral._extractor import Extractor
 from corral.backends import Backend
-from corral.cache import ResponseCache
-from corral.client import Extractor
 from corral.cost import Budget, Price
+from corral.engine._limits import EndpointLimits
+from corral.engine._scheduler import RunStats
+from corral.engine._stats import RunCounters
 from corral.errors import ConfigError, CorralError, SchemaError, StoreError
 from corral.jobs import job_settings, run_job
-from corral.limits import EndpointLimits
-from corral.outcome import Item
-from corral.progress import RunCounters
-from corral.scheduler import RunStats
 from corral.serve.errors import ApiError
 from corral.serve.stored import PAGE, ServerStore, iso, scoped
 from corral.store import JobInfo, RunStore
+from corral.store._cache import ResponseCache
+from corral.types import Item
 
 __all__ = ["UNFINISHED", "Job", "JobManager", "JobOptions", "Page", "Submission"]
 

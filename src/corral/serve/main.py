@@ -26,9 +26,9 @@ import uvicorn
 
 from corral.backends import Backend, Mode, is_loopback, open_backend, resolve_model
 from corral.cost import Budget, Price, load_prices, price_for, unpriced
+from corral.engine._limits import EndpointLimits
 from corral.errors import ConfigError
 from corral.jobs import store_path
-from corral.limits import EndpointLimits
 from corral.serve.app import ServeSettings, create_app
 from corral.serve.connections import ConnectionGuard, GuardedApp, file_limit_for
 from corral.serve.jobs import JobManager, JobOptions

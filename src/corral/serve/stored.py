@@ -16,8 +16,8 @@ from typing import Any
 
 import orjson
 
-from corral.outcome import Item
 from corral.store import JobInfo, RunStore, input_hash
+from corral.types import Item
 
 __all__ = ["JOB_PREFIX", "PAGE", "JobRecord", "ServerStore", "iso", "scoped"]
 

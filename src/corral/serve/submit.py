@@ -22,12 +22,12 @@ from starlette.requests import Request
 from starlette.types import Message, Receive
 
 from corral.errors import InputError, SchemaError
-from corral.items import FORMATS, Format, read_items
-from corral.outcome import Item
+from corral.io.items import FORMATS, Format, read_items
 from corral.schema import check_json_schema
 from corral.serve.errors import ApiError
 from corral.serve.jobs import Submission
 from corral.serve.models import JOB_ID_PATTERN, JobRequest
+from corral.types import Item
 
 __all__ = ["check_schema", "read_submission"]
 

@@ -26,7 +26,7 @@ shuffled order, and lines that error (the seeded faults) or expire (``batch_expi
 from corral.sim.config import LogEntry, ScriptCall, SimConfig, SimFault, SimReply, SimStats
 from corral.sim.core import Script
 from corral.sim.limits import Overdraft
-from corral.sim.protocol import SimMode
+from corral.sim.openai import SimMode
 from corral.sim.server import Simulator, SimulatorThread, run, serve
 
 __all__ = [

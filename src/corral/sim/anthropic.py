@@ -1,6 +1,6 @@
 """The Anthropic Messages wire format, as far as the simulator needs it: read a request, write a reply.
 
-A request is parsed into the same :class:`~corral.sim.protocol.SimRequest` as an OpenAI one (with
+A request is parsed into the same :class:`~corral.sim.openai.SimRequest` as an OpenAI one (with
 ``wire="anthropic"``), so the answers, faults and limits of :mod:`corral.sim.core` serve both; only
 the bodies differ. Replies are full ``message`` objects and errors ``{"type": "error", "error": ...}``,
 so the official ``anthropic`` SDK parses them into its own types and error classes.
@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from corral.sim.answers import schema_key, schema_problem
-from corral.sim.protocol import RequestError, SimMode, SimRequest, estimate_tokens, find_schema
+from corral.sim.openai import RequestError, SimMode, SimRequest, estimate_tokens, find_schema
 
 __all__ = [
     "OVERLOADED",

@@ -22,7 +22,7 @@ from aiohttp import web
 
 from corral.sim.anthropic import messages_error_body, parse_messages_body
 from corral.sim.batches import WINDOW_S, BatchLine, BatchStore, LineOutcome, SimBatch, shuffled
-from corral.sim.protocol import RequestError
+from corral.sim.openai import RequestError
 
 __all__ = ["MAX_BYTES", "MAX_REQUESTS", "AnthropicBatches"]
 

@@ -22,7 +22,7 @@ import orjson
 from aiohttp import BodyPartReader, web
 
 from corral.sim.batches import BatchLine, BatchStore, LineOutcome, SimBatch, shuffled
-from corral.sim.protocol import RequestError, error_body, parse_body
+from corral.sim.openai import RequestError, error_body, parse_body
 
 __all__ = ["MAX_BYTES", "MAX_LINES", "OpenAIBatches"]
 

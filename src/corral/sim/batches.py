@@ -27,7 +27,7 @@ from typing import Literal, NamedTuple, TypeVar
 
 from corral.sim.config import SimConfig
 from corral.sim.core import SimCore
-from corral.sim.protocol import SimRequest
+from corral.sim.openai import SimRequest
 
 __all__ = ["BatchLine", "BatchStore", "BatchView", "LineOutcome", "Phase", "SimBatch", "Wire", "shuffled"]
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
 from corral.errors import ConfigError
-from corral.sim.protocol import SimMode
+from corral.sim.openai import SimMode
 
 __all__ = ["LogEntry", "RateLimitBucket", "ScriptCall", "SimConfig", "SimFault", "SimReply", "SimStats"]
 

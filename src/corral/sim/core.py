@@ -28,7 +28,7 @@ from corral.sim.anthropic import OVERLOADED, messages_error_body, render_message
 from corral.sim.config import LogEntry, ScriptCall, SimConfig, SimReply, SimStats
 from corral.sim.faults import malformed
 from corral.sim.limits import RateLimits
-from corral.sim.protocol import SimRequest, chat_completion, error_body, estimate_tokens
+from corral.sim.openai import SimRequest, chat_completion, error_body, estimate_tokens
 
 __all__ = ["Outgoing", "Script", "SimCore"]
 

@@ -37,7 +37,7 @@ from corral.sim.batches import BatchStore, BatchView
 from corral.sim.config import LogEntry, RateLimitBucket, SimConfig, SimStats
 from corral.sim.core import Outgoing, Script, SimCore
 from corral.sim.limits import Overdraft, overdraft
-from corral.sim.protocol import RequestError, SimRequest, error_body, parse_request
+from corral.sim.openai import RequestError, SimRequest, error_body, parse_request
 
 __all__ = ["Simulator", "SimulatorThread", "run", "serve"]
 

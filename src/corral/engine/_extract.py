@@ -1,0 +1,223 @@
+"""One item, start to end: prompt → request → validate → re-ask with the errors → Outcome.
+
+Validation failures are re-asked here, with their own budget (``max_retries``). Transport failures
+(429, 5xx, timeouts) are not: they belong to the scheduler, so a rate-limit error can never leak into
+a re-ask prompt. A provider error that dooms every item (bad key, unknown model) propagates and stops
+the run; any other ends this item with a recorded error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from corral.backends.base import Completion, Message, Mode, Request
+from corral.engine._limits import Slots
+from corral.engine._scheduler import Scheduler, Tally
+from corral.errors import ModeRefused, OutputInvalid, ProviderError
+from corral.schema import ResponseSpec
+from corral.types import ErrorInfo, Item, Outcome, Usage
+
+__all__ = ["DEFAULT_INSTRUCTION", "ExtractSettings", "ModeLadder", "extract_item"]
+
+_log = logging.getLogger("corral")
+
+DEFAULT_INSTRUCTION = (
+    "Extract the requested information from the user's text. Use only what the text states; "
+    "leave optional fields empty when the text does not say."
+)
+_SCHEMA_NOTE = "Reply with one JSON object, and nothing else, that matches this JSON Schema:\n"
+_TRUNCATED = (
+    "Your reply was cut off at the token limit before the JSON was complete. "
+    "Reply again with the complete JSON, as briefly as the schema allows."
+)
+#: a truncated reply is re-asked with twice the room, up to this multiple of the configured limit
+_MAX_TOKEN_GROWTH = 4
+
+
+class ModeLadder:
+    """The structured-output mode in use, and the next one when a server refuses it.
+
+    Shared by every item of an extractor: the first refusal moves them all on, once (items that were
+    in flight in the refused mode find the ladder already moved). A mode the caller chose is never
+    changed: a refusal of it ends the run with the reason."""
+
+    def __init__(self, modes: tuple[Mode, ...], start: Mode, *, forced: bool) -> None:
+        self._modes = modes
+        self.current = start
+        self.forced = forced
+        self.refused: set[Mode] = set()
+
+    def start_at(self, mode: Mode) -> None:
+        """Begin in ``mode`` (one the server was seen to take before), unless the caller chose one."""
+        if not self.forced and mode in self._modes and mode not in self.refused:
+            self.current = mode
+
+    def refuse(self, mode: Mode, exc: ProviderError) -> Mode:
+        """The server refused ``mode``: the mode to ask in now. Raises ``exc``, made fatal, when the
+        caller chose the mode or every mode the backend offers has been refused."""
+        if self.forced:
+            exc.fatal = True
+            raise exc
+        self.refused.add(mode)
+        if self.current not in self.refused:
+            return self.current  # another item moved on already
+        following = [m for m in self._modes if m not in self.refused]
+        if not following:
+            exc.fatal = True
+            raise exc
+        self.current = following[0]
+        _log.warning("corral: the server refuses mode %s (%s); using %s from now on", mode, exc, self.current)
+        return self.current
+
+
+@dataclass(frozen=True, slots=True)
+class ExtractSettings:
+    """How to ask. Built once per run; the system messages are rendered here, not per item.
+
+    ``mode`` is the mode asked for first (part of a job's identity); ``ladder`` is the one in use,
+    which moves on along ``modes`` when a server refuses one, unless ``forced``."""
+
+    spec: ResponseSpec[Any]
+    mode: Mode
+    instruction: str = DEFAULT_INSTRUCTION
+    max_retries: int = 2
+    max_tokens: int = 1024
+    temperature: float | None = 0.0
+    reasoning_effort: str | None = None
+    #: every mode the backend offers, preferred first (empty: ``mode`` alone)
+    modes: tuple[Mode, ...] = ()
+    #: the caller chose ``mode``: it is never changed
+    forced: bool = False
+    ladder: ModeLadder = field(init=False)
+    _systems: dict[Mode, Message] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "ladder", ModeLadder(self.modes or (self.mode,), self.mode, forced=self.forced)
+        )
+        object.__setattr__(self, "_systems", {})
+
+    @property
+    def system(self) -> Message:
+        """The system message of the mode asked for first."""
+        return self.system_for(self.mode)
+
+    def system_for(self, mode: Mode) -> Message:
+        message = self._systems.get(mode)
+        if message is None:
+            text = self.instruction
+            if mode is Mode.JSON_OBJECT:
+                # json_object constrains the reply to *some* JSON; the schema must be in the prompt.
+                text = f"{text}\n\n{_SCHEMA_NOTE}{self.spec.schema_json}"
+            message = self._systems[mode] = {"role": "system", "content": text}
+        return message
+
+
+async def extract_item(
+    scheduler: Scheduler, settings: ExtractSettings, item: Item, slots: Slots
+) -> Outcome[Any]:
+    """Extract one item. Never raises for the item's own failure; raises only fatal provider errors.
+
+    ``attempts`` in the outcome counts every request sent for the item: re-asks and retries alike.
+    """
+    if item.problem is not None:
+        return Outcome(id=item.id, input=item.text, error=ErrorInfo("input", item.problem))
+    mode = settings.ladder.current
+    messages: list[Message] = [settings.system_for(mode), {"role": "user", "content": item.text}]
+    usage = Usage()
+    tally = Tally()
+    max_tokens = settings.max_tokens
+    started = time.perf_counter()
+    problem = ""
+    attempt = 0
+    while attempt <= settings.max_retries:
+        request = Request(
+            messages=messages,
+            spec=settings.spec,
+            mode=mode,
+            max_tokens=max_tokens,
+            temperature=settings.temperature,
+            reasoning_effort=settings.reasoning_effort,
+            item_id=item.id,
+        )
+        try:
+            completion = await scheduler.complete(request, slots, tally)
+        except ModeRefused as exc:
+            # Not this item's fault, nor a re-ask: start it again in the mode the ladder moves to.
+            try:
+                mode = settings.ladder.refuse(mode, exc)
+            except ModeRefused:
+                scheduler.stop(exc)  # no mode left (or the caller's own): nothing more is sent
+                raise
+            messages = [settings.system_for(mode), {"role": "user", "content": item.text}]
+            attempt, max_tokens = 0, settings.max_tokens
+            continue
+        except ProviderError as exc:
+            if exc.fatal:
+                raise
+            message = f"{exc} (gave up after {tally.requests} requests)" if tally.requests > 1 else str(exc)
+            return _failed(item, exc.kind, message, tally=tally, usage=usage, started=started)
+        attempt += 1
+        usage.add(completion.usage)
+        if completion.finish_reason == "length":
+            problem = f"reply cut off at max_tokens={max_tokens}"
+            feedback = _TRUNCATED
+            max_tokens = min(max_tokens * 2, settings.max_tokens * _MAX_TOKEN_GROWTH)
+        else:
+            try:
+                value = await _parsed(settings.spec, completion.text)
+            except OutputInvalid as exc:
+                problem = str(exc)
+                feedback = _correction(exc)
+            else:
+                return Outcome(
+                    id=item.id,
+                    input=item.text,
+                    value=value,
+                    attempts=tally.requests,
+                    usage=usage,
+                    latency=time.perf_counter() - started,
+                    output=settings.spec.dump(value),
+                    cost=tally.cost,
+                )
+        messages = [*messages, completion.reply, _feedback_message(completion, feedback)]
+    message = f"no valid output after {settings.max_retries + 1} attempts; last problem: {problem}"
+    return _failed(item, OutputInvalid.kind, message, tally=tally, usage=usage, started=started)
+
+
+async def _parsed(spec: ResponseSpec[Any], text: str) -> Any:
+    """The reply validated: in a worker thread when that may take a while (a JSON Schema's patterns
+    can spend up to the validation budget), so the event loop, and a server on it, keeps answering."""
+    if spec.offload:
+        return await asyncio.to_thread(spec.parse, text)
+    return spec.parse(text)
+
+
+def _correction(exc: OutputInvalid) -> str:
+    listed = "\n".join(f"- {problem}" for problem in exc.problems)
+    return f"Your reply did not match the schema:\n{listed}\nReply again with corrected JSON only."
+
+
+def _feedback_message(completion: Completion, text: str) -> Message:
+    # A tool call must be answered by a tool message carrying its id; otherwise the user speaks.
+    if completion.tool_call_id is not None:
+        return {"role": "tool", "tool_call_id": completion.tool_call_id, "content": text}
+    return {"role": "user", "content": text}
+
+
+def _failed(
+    item: Item, kind: str, message: str, *, tally: Tally, usage: Usage, started: float
+) -> Outcome[Any]:
+    return Outcome(
+        id=item.id,
+        input=item.text,
+        error=ErrorInfo(kind, message),
+        attempts=tally.requests,
+        usage=usage,
+        latency=time.perf_counter() - started,
+        cost=tally.cost,
+    )

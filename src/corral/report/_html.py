@@ -1,0 +1,303 @@
+"""A :class:`~corral.report._model.RunReport` as one self-contained HTML page: styles, script and plots
+inline, nothing fetched (it opens offline, from a mail attachment, years later).
+
+Item texts and records are untrusted (they come from the job's input and the model's answers). Text
+written here goes through :func:`html.escape`; the items travel as JSON inside a
+``<script type="application/json">`` with ``<``, ``>``, ``&`` and the JavaScript line separators
+escaped, so no text can close the element; the page's script builds the table with DOM text nodes
+only. The script and styles live in ``assets/`` as real files (linted, diffable) and are read here.
+
+Should anything still get through, the page's Content-Security-Policy stops it from doing harm: only
+the page's own script and styles run (allowed by their SHA-256, computed here from what is embedded),
+and nothing is loaded from anywhere (``default-src 'none'``; images only as ``data:``), so a smuggled
+``<script>``, ``<img src=http://…>`` or ``onerror=`` neither runs nor calls out.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import json
+import math
+import re
+from importlib.resources import files
+from typing import Any
+
+from corral.report._model import ErrorGroup, Fact, ItemRow, Plot, RunLine, RunReport
+from corral.report._svg import plot_svg
+
+__all__ = ["GENERATOR_META", "content_security_policy", "items_json", "render_html"]
+
+#: how corral recognises a page it wrote (and may overwrite): in the first few hundred bytes of every one
+GENERATOR_META = '<meta name="generator" content="corral report">'
+
+# Lone surrogates cannot be written as UTF-8: in page text they become U+FFFD.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+#: what must not appear raw inside <script>: JSON keeps its meaning with these as \\u escapes
+_SCRIPT_UNSAFE = re.compile("[<>&\u2028\u2029\ud800-\udfff]")
+
+
+def _esc(text: str) -> str:
+    return html.escape(_SURROGATE.sub("\ufffd", text), quote=True)
+
+
+def _asset(name: str) -> str:
+    text = (files("corral.report") / "assets" / name).read_text(encoding="utf-8")
+    # A browser hashes an inline script or style after turning CR LF into LF: so must we.
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _sha256(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii") + "'"
+
+
+def content_security_policy(style: str, script: str) -> str:
+    """The page's policy: its one ``<style>`` and one ``<script>`` (by hash), images only inline,
+    nothing else from anywhere. (``frame-ancestors`` and ``sandbox`` are not honoured in a ``<meta>``.)"""
+    return (
+        f"default-src 'none'; script-src {_sha256(script)}; style-src {_sha256(style)}; img-src data:; "
+        "base-uri 'none'; form-action 'none'"
+    )
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+#: a list or object that fits in this many characters stays on one line in a shown record
+_INLINE_WIDTH = 56
+#: the share-of-items bar of an error kind, in CSS pixels (as .share-bar in report.css)
+_BAR_WIDTH = 56
+
+
+def _pretty(value: Any, indent: str = "") -> str:
+    """JSON for people: one field a line, but short lists and objects kept on one line (a record's
+    ``"tags": ["a", "b"]`` reads better than a column of four lines)."""
+    compact = json.dumps(value, ensure_ascii=False, default=str, separators=(", ", ": "))
+    if (
+        not isinstance(value, dict | list)
+        or not value
+        or (indent and len(indent) + len(compact) <= _INLINE_WIDTH)
+    ):
+        return compact
+    inner = indent + "  "
+    if isinstance(value, dict):
+        fields = [
+            f"{inner}{json.dumps(str(k), ensure_ascii=False)}: {_pretty(v, inner)}" for k, v in value.items()
+        ]
+        return "{\n" + ",\n".join(fields) + f"\n{indent}}}"
+    return "[\n" + ",\n".join(f"{inner}{_pretty(v, inner)}" for v in value) + f"\n{indent}]"
+
+
+def _record_text(value: Any) -> str | None:
+    """The record as indented JSON (what the page shows and searches), or None when there is none."""
+    return None if value is None else _pretty(value)
+
+
+def _item_array(item: ItemRow) -> list[Any]:
+    """One item as a JSON array (not an object: 20,000 items stay light). report.js reads the fields
+    in this order: id, ok, input, record, error kind, error message, attempts, latency, tokens, cost,
+    run."""
+    return [
+        item.id,
+        item.ok,
+        item.input,
+        _record_text(item.output),
+        item.error_kind or (None if item.ok else "error"),
+        item.error_message,
+        item.attempts,
+        _finite(item.latency_s),
+        item.tokens,
+        _finite(item.cost),
+        item.run,
+    ]
+
+
+def items_json(items: tuple[ItemRow, ...] | list[ItemRow]) -> str:
+    """The items as JSON that is safe between ``<script>`` tags: nothing in it can end the element."""
+    text = json.dumps([_item_array(item) for item in items], ensure_ascii=False, separators=(",", ":"))
+    return _SCRIPT_UNSAFE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+
+
+# --- sections -----------------------------------------------------------------------------------
+
+
+def _header(report: RunReport) -> str:
+    parts = [f'<header class="page-head"><h1>{_esc(report.title)}</h1>']
+    if report.subtitle:
+        parts.append(f'<p class="subtitle">{_esc(report.subtitle)}</p>')
+    if report.generated:
+        parts.append(f'<p class="generated">Generated {_esc(report.generated)}</p>')
+    parts.append("</header>")
+    return "".join(parts)
+
+
+def _toc(entries: list[tuple[str, str]]) -> str:
+    links = "".join(f'<li><a href="#{anchor}">{_esc(name)}</a></li>' for anchor, name in entries)
+    return f'<nav aria-label="Sections"><ul class="toc">{links}</ul></nav>'
+
+
+def _fact(fact: Fact) -> str:
+    detail = f'<div class="detail">{_esc(fact.detail)}</div>' if fact.detail else ""
+    return (
+        f'<div class="fact tone-{_esc(fact.tone)}"><div class="label">{_esc(fact.label)}</div>'
+        f'<div class="value">{_esc(fact.value)}</div>{detail}</div>'
+    )
+
+
+def _facts(facts: tuple[Fact, ...]) -> str:
+    cards = "".join(_fact(fact) for fact in facts)
+    return f'<section id="sec-summary" aria-label="Summary" class="facts">{cards}</section>'
+
+
+def _plot(plot: Plot) -> str:
+    note = f'<p class="note">{_esc(plot.note)}</p>' if plot.note and not plot.empty else ""
+    return (
+        f'<figure class="plot" id="{_esc(plot.slug)}"><figcaption><h3>{_esc(plot.title)}</h3>'
+        f'</figcaption><div class="chart-scroll">{plot_svg(plot)}</div>{note}</figure>'
+    )
+
+
+def _plots(plots: tuple[Plot, ...]) -> str:
+    figures = "".join(_plot(plot) for plot in plots)
+    return f'<section id="sec-plots"><h2>Plots</h2><div class="plots">{figures}</div></section>'
+
+
+def _share(share: float, biggest: float) -> str:
+    """The share as a percentage, and a bar against the most common error (so kinds compare)."""
+    percent = share * 100 if math.isfinite(share) else 0.0
+    text = "<0.1%" if 0 < percent < 0.1 else f"{percent:.1f}%"
+    width = min(max(share / biggest, 0.0), 1.0) * _BAR_WIDTH if biggest > 0 and math.isfinite(share) else 0.0
+    # Drawn, not sized by a style attribute: the page's policy allows no inline style.
+    return (
+        f'<span class="share"><svg class="share-bar" viewBox="0 0 {_BAR_WIDTH} 6" aria-hidden="true">'
+        f'<rect width="{width:.1f}" height="6" rx="3"/></svg>{_esc(text)}</span>'
+    )
+
+
+def _error_row(group: ErrorGroup, biggest: float) -> str:
+    links = "".join(
+        f'<button type="button" class="item-link" data-item="{_esc(item_id)}" '
+        f'title="Show this item in the table">{_esc(item_id)}</button>'
+        for item_id in group.item_ids
+    )
+    return (
+        f"<tr><td><code>{_esc(group.kind)}</code></td><td class='num'>{group.count:,}</td>"
+        f"<td class='num'>{_share(group.share, biggest)}</td><td class='example'>{_esc(group.example)}</td>"
+        f"<td>{links}</td></tr>"
+    )
+
+
+def _errors(errors: tuple[ErrorGroup, ...]) -> str:
+    if not errors:
+        body = '<p class="empty-note">No item failed.</p>'
+    else:
+        biggest = max((g.share for g in errors if math.isfinite(g.share)), default=0.0)
+        rows = "".join(_error_row(group, biggest) for group in errors)
+        body = (
+            '<div class="card"><table class="errors"><thead><tr><th>Kind</th><th class="num">Count</th>'
+            '<th class="num">Share of items</th><th>Example</th><th>Items</th></tr></thead>'
+            f"<tbody>{rows}</tbody></table></div>"
+        )
+    return f'<section id="sec-errors"><h2>Errors</h2>{body}</section>'
+
+
+def _run_row(run: RunLine, current: int) -> str:
+    marked = ' class="current" aria-current="true"' if run.id == current else ""
+    return (
+        f"<tr{marked}><td class='num'>{run.id}</td><td>{_esc(run.started)}</td><td>{_esc(run.status)}</td>"
+        f"<td class='num'>{_esc(run.wall)}</td><td class='num'>{run.items:,}</td>"
+        f"<td class='num'>{run.requests:,}</td><td class='num'>{_esc(run.cost)}</td></tr>"
+    )
+
+
+def _runs(runs: tuple[RunLine, ...], current: int) -> str:
+    rows = "".join(_run_row(run, current) for run in runs)
+    return (
+        '<section id="sec-runs"><h2>Runs</h2><div class="card"><table class="runs"><thead><tr>'
+        '<th class="num">Run</th><th>Started</th><th>Status</th><th class="num">Wall time</th>'
+        '<th class="num">Items</th><th class="num">Requests</th><th class="num">Cost</th></tr></thead>'
+        f"<tbody>{rows}</tbody></table></div></section>"
+    )
+
+
+def _settings(settings: tuple[tuple[str, str], ...]) -> str:
+    rows = "".join(f'<tr><th scope="row">{_esc(k)}</th><td>{_esc(v)}</td></tr>' for k, v in settings)
+    return (
+        '<section id="sec-settings"><h2>Settings</h2><div class="card"><table class="settings">'
+        f"<tbody>{rows}</tbody></table></div></section>"
+    )
+
+
+def _status_choice(value: str, label: str, count: int, *, checked: bool) -> str:
+    return (
+        f'<label><input type="radio" name="item-status" value="{value}"{" checked" if checked else ""}>'
+        f'<span>{label}<span class="count" data-count="{value}">{count:,}</span></span></label>'
+    )
+
+
+def _items(report: RunReport) -> str:
+    errors = sum(1 for item in report.items if not item.ok)
+    note = f'<p class="items-note">{_esc(report.items_note)}</p>' if report.items_note else ""
+    choices = (
+        _status_choice("all", "All", len(report.items), checked=True)
+        + _status_choice("ok", "OK", len(report.items) - errors, checked=False)
+        + _status_choice("errors", "Errors", errors, checked=False)
+    )
+    return (
+        f'<section id="sec-items"><h2>Items</h2>{note}'
+        '<div class="controls">'
+        '<input type="search" id="item-search" placeholder="Search ids, inputs, records and errors  ( / )" '
+        'aria-label="Search items" autocomplete="off" spellcheck="false">'
+        f'<div class="segmented" role="radiogroup" aria-label="Status">{choices}</div></div>'
+        '<div class="only" id="item-only" hidden><span>Only item <code id="item-only-id"></code></span>'
+        '<button type="button" class="link-button" id="item-only-clear">Show all items</button></div>'
+        '<div class="card"><table class="items-table"><colgroup><col class="c-id"><col class="c-status">'
+        '<col><col><col class="c-num"><col class="c-num"><col class="c-num"></colgroup>'
+        "<thead><tr><th>Item</th><th>Status</th><th>Input</th><th>Record or error</th>"
+        '<th class="num">Attempts</th><th class="num">Latency</th><th class="num">Tokens</th></tr></thead>'
+        '<tbody id="item-rows"></tbody></table>'
+        '<p class="items-empty" id="items-empty" hidden></p>'
+        '<noscript><p class="items-empty">The items table needs JavaScript.</p></noscript></div>'
+        '<div class="pager"><span id="items-range" aria-live="polite"></span><div class="buttons">'
+        '<button type="button" id="page-prev">← Previous</button>'
+        '<button type="button" id="page-next">Next →</button></div></div></section>'
+    )
+
+
+# --- the page -----------------------------------------------------------------------------------
+
+
+def render_html(report: RunReport) -> str:
+    """The whole page, ready to be written as UTF-8."""
+    sections: list[str] = []
+    toc: list[tuple[str, str]] = []
+    if report.plots:
+        sections.append(_plots(report.plots))
+        toc.append(("sec-plots", "Plots"))
+    sections.append(_errors(report.errors))
+    toc.append(("sec-errors", f"Errors ({sum(group.count for group in report.errors):,})"))
+    if report.runs:
+        sections.append(_runs(report.runs, report.run))
+        toc.append(("sec-runs", "Runs"))
+    if report.settings:
+        sections.append(_settings(report.settings))
+        toc.append(("sec-settings", "Settings"))
+    sections.append(_items(report))
+    toc.append(("sec-items", f"Items ({report.items_total:,})"))
+    facts = _facts(report.facts) if report.facts else ""
+    style, script = _asset("report.css"), _asset("report.js")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">{GENERATOR_META}'
+        f'<meta http-equiv="Content-Security-Policy" content="{content_security_policy(style, script)}">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<meta name="color-scheme" content="light dark">'
+        f'<title>{_esc(report.title)}</title><link rel="icon" href="data:,">'
+        f"<style>{style}</style></head>\n"
+        f"<body><main>{_header(report)}{_toc(toc)}{facts}{''.join(sections)}"
+        "<footer>Written by <code>corral report</code>: this page is self-contained and works offline."
+        "</footer></main>\n"
+        f'<script type="application/json" id="items">{items_json(report.items)}</script>\n'
+        f"<script>{script}</script>\n</body></html>\n"
+    )

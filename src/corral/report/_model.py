@@ -1,0 +1,121 @@
+"""What a report shows, as plain data: built from the run store by :mod:`corral.report._data`, drawn
+by :mod:`corral.report._html` (one self-contained page, SVG plots) and :mod:`corral.report._png`
+(the same plots as images). Renderers format nothing themselves: numbers arrive as display text
+where a person reads them, and as floats where a plot needs them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+__all__ = ["ErrorGroup", "Fact", "ItemRow", "Plot", "RunLine", "RunReport", "Series"]
+
+Tone = Literal["plain", "good", "warn", "bad"]
+#: line: a measured curve; step: a level held until the next point (in flight); bars: one bar per
+#: point (a histogram bin or a time bucket, ``Plot.bar_width`` wide); limit: a dashed reference line
+SeriesStyle = Literal["line", "step", "bars", "limit"]
+
+
+@dataclass(frozen=True, slots=True)
+class Fact:
+    """One number in the summary: ``value`` large, ``detail`` under it."""
+
+    label: str
+    value: str
+    detail: str = ""
+    tone: Tone = "plain"
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    label: str
+    #: (x, y): x in seconds since the run started (time plots) or the bin's left edge (histograms)
+    points: tuple[tuple[float, float], ...]
+    style: SeriesStyle = "line"
+    #: a role the renderers map to a colour: ok, error, retry, limit, neutral
+    role: Literal["ok", "error", "retry", "limit", "neutral"] = "neutral"
+
+
+@dataclass(frozen=True, slots=True)
+class Plot:
+    #: file name without extension for ``--png DIR``, and the element id in the page
+    slug: str
+    title: str
+    x_label: str
+    y_label: str
+    series: tuple[Series, ...]
+    #: one sentence under the plot: what it shows, or why it is empty
+    note: str = ""
+    #: width of each bar in x units (bars series)
+    bar_width: float = 1.0
+    #: y axis from zero (counts, rates); False lets it fit the data
+    from_zero: bool = True
+    #: what x measures: seconds (ticks read 5s, 1:30, 1:00:00) or a plain number
+    x_unit: Literal["seconds", "number"] = "seconds"
+
+    @property
+    def empty(self) -> bool:
+        return not any(s.points for s in self.series if s.style != "limit")
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorGroup:
+    kind: str
+    count: int
+    #: share of the job's items
+    share: float
+    #: the message of one such item (messages differ in detail; the first is representative)
+    example: str
+    #: ids of the first few items with this error
+    item_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ItemRow:
+    id: str
+    ok: bool
+    input: str
+    #: the extracted record (a JSON value) or None
+    output: Any
+    error_kind: str | None
+    error_message: str | None
+    attempts: int
+    latency_s: float
+    tokens: int
+    cost: float
+    #: the run that finished the item
+    run: int
+
+
+@dataclass(frozen=True, slots=True)
+class RunLine:
+    """One run of the job, for the history table."""
+
+    id: int
+    started: str
+    status: str
+    wall: str
+    items: int
+    requests: int
+    cost: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunReport:
+    #: the run reported on (its line in ``runs`` is marked)
+    run: int
+    title: str
+    #: one line under the title: job, run, status, when
+    subtitle: str
+    facts: tuple[Fact, ...]
+    #: what the job asked (model, schema, prompt, mode, …) as label/value pairs
+    settings: tuple[tuple[str, str], ...]
+    runs: tuple[RunLine, ...]
+    plots: tuple[Plot, ...]
+    errors: tuple[ErrorGroup, ...]
+    items: tuple[ItemRow, ...]
+    #: items the job holds; ``items`` may be fewer (a size cap keeps the page light)
+    items_total: int
+    #: why ``items`` is fewer than ``items_total`` ("" when it is not)
+    items_note: str = ""
+    generated: str = ""
