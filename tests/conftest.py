@@ -1,22 +1,19 @@
-"""Shared fixtures. No test may reach the internet: every backend here points at loopback."""
+"""Shared fixtures and hooks. No test may reach the internet: every backend here points at loopback.
+
+Data and helpers are in ``tests._support``; this file holds only fixtures and pytest hooks."""
 
 from __future__ import annotations
 
+import os
 import socket
-import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = ROOT / "examples"
-PERSON = "examples/person.py:Person"
-
-
-def run_command(source: str | Path, base_url: str, *options: str) -> list[str]:
-    """``corral run SOURCE`` for the article's Person against a simulator, as a subprocess argv."""
-    return [sys.executable, "-m", "corral.cli", "run", str(source), "--schema", PERSON,
-            "--base-url", base_url, "--model", "sim-1", *options]  # fmt: skip
+from tests._support import EXAMPLES, ROOT
+from tests._support.browser import BrowserPage, launch_chromium, watched_page
+from tests._support.cli import Corral
 
 
 @pytest.fixture(autouse=True)
@@ -34,6 +31,13 @@ def _no_internet(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
 
 
+@pytest.fixture
+def no_api_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No provider's key this machine may have set is seen (``*_API_KEY`` unset for the test)."""
+    for name in [name for name in os.environ if name.endswith("_API_KEY")]:
+        monkeypatch.delenv(name)
+
+
 @pytest.fixture(autouse=True)
 def _own_store(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Each test's runs keep their store in the test's own directory (inherited by subprocesses), so
@@ -46,5 +50,31 @@ def examples() -> Path:
     return EXAMPLES
 
 
-# Headless Chromium (tests of the HTML report and of the page `corral serve` shows).
-from browser import browser_page, chromium  # noqa: E402, F401
+@pytest.fixture
+def corral(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Corral:
+    """The ``corral`` command in this process, run in the repository (``tests._support.cli``)."""
+    monkeypatch.chdir(ROOT)
+    return Corral(capsys, monkeypatch)
+
+
+@pytest.fixture
+def chromium() -> Iterator[object]:
+    """Headless Chromium (tests of the HTML report and of the page ``corral serve`` shows)."""
+    # Per test, not per session: Playwright's sync API keeps an event loop running on the main
+    # thread while it is open, and every asyncio test after it would find that loop in its way.
+    with launch_chromium() as browser:
+        yield browser
+
+
+@pytest.fixture
+def browser_page(chromium: object) -> Iterator[BrowserPage]:
+    with watched_page(chromium) as page:
+        yield page
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that opens Chromium ``browser``, however it gets there (``-m "not browser"``)."""
+    for item in items:
+        if "chromium" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.browser)

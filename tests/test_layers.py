@@ -1,6 +1,12 @@
-"""The package's import graph, read from the source (every import, also those inside functions):
-no cycles, and the command line at the top, imported by nothing but itself (issue 16). A library
-module that needs something the CLI has is a sign that it belongs lower down: move it there."""
+"""The package's import contract, read from the source (every import, also those inside functions):
+no cycles, and layers whose arrows only point down (issue 16):
+
+    cli → serve, report → jobs → _extractor → engine → store, io, cost → backends → schema
+        → _validation → types → errors      (sim, the test double, stands beside: it uses only the bottom)
+
+A module may import its own layer's package and any layer below, never one above; the packages that
+share a layer stay independent of each other. A module that needs something from above is a sign
+that it, or that thing, belongs elsewhere: move it, do not silence this."""
 
 from __future__ import annotations
 
@@ -8,9 +14,29 @@ import ast
 from collections.abc import Iterator
 from pathlib import Path
 
-from conftest import ROOT
+from tests._support import ROOT
 
 SRC = ROOT / "src"
+
+
+#: top to bottom; a layer may import itself and what is below it
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("corral.cli",),
+    ("corral.serve", "corral.report"),
+    ("corral.jobs",),
+    ("corral._extractor",),
+    ("corral.engine",),
+    ("corral.store", "corral.io", "corral.cost"),
+    ("corral.backends",),
+    ("corral.schema",),
+    ("corral._validation",),
+    ("corral.types",),
+    ("corral.errors",),
+)
+#: may import the package itself (its version); nothing else may (it is the whole public surface)
+SEES_THE_PACKAGE = ("corral.cli", "corral.serve")
+#: beside the layers: what each may import (besides itself)
+BESIDE = {"corral.sim": ("corral.schema", "corral._validation", "corral.types", "corral.errors")}
 
 
 def is_cli(name: str) -> bool:
@@ -112,3 +138,61 @@ def test_nothing_below_the_command_line_imports_it() -> None:
         if is_cli(target)
     )
     assert upward == []
+
+
+def place(name: str) -> tuple[int, str] | None:
+    """The layer (0: top) and the package of module ``name``; None for the package's __init__."""
+    for depth, packages in enumerate(LAYERS):
+        for package in packages:
+            if name == package or name.startswith(package + "."):
+                return depth, package
+    return None
+
+
+def test_every_module_has_a_place() -> None:
+    unplaced = [name for name in graph() if name != "corral" and place(name) is None and not _beside(name)]
+    assert unplaced == [], "add the new module's package to LAYERS (or BESIDE)"
+
+
+def violations(edges: dict[str, set[str]]) -> list[str]:
+    """Every import that breaks the layers."""
+    wrong = []
+    for name, targets in edges.items():
+        own, beside = place(name), _beside(name)
+        for target in sorted(targets):
+            theirs = place(target)
+            if target == "corral":
+                if own is None or own[1] not in SEES_THE_PACKAGE:
+                    wrong.append(f"{name} imports corral itself (import what it needs from its module)")
+            elif beside is not None:
+                if not target.startswith((beside, *BESIDE[beside])):
+                    wrong.append(f"{name} (beside the layers) imports {target}")
+            elif own is not None and theirs is not None:
+                if theirs[0] < own[0] or (theirs[0] == own[0] and theirs[1] != own[1]):
+                    wrong.append(f"{name} imports {target}, which is above it or beside it")
+            elif own is not None and _beside(target) is not None and own[1] != "corral.cli":
+                wrong.append(f"{name} imports {target} (only the command line runs the simulator)")
+    return wrong
+
+
+def test_arrows_only_point_down_and_the_packages_of_a_layer_stay_apart() -> None:
+    assert violations(graph()) == []
+
+
+def test_the_contract_catches_an_upward_arrow_a_sideways_one_and_the_simulator() -> None:
+    edges = {
+        "corral.engine._scheduler": {"corral.jobs._open", "corral.store", "corral.errors"},
+        "corral.store._jobs": {"corral.io.items"},
+        "corral.serve.app": {"corral", "corral.sim"},
+        "corral.sim.server": {"corral.backends.base", "corral.schema"},
+    }
+    assert violations(edges) == [
+        "corral.engine._scheduler imports corral.jobs._open, which is above it or beside it",
+        "corral.store._jobs imports corral.io.items, which is above it or beside it",
+        "corral.serve.app imports corral.sim (only the command line runs the simulator)",
+        "corral.sim.server (beside the layers) imports corral.backends.base",
+    ]
+
+
+def _beside(name: str) -> str | None:
+    return next((package for package in BESIDE if name == package or name.startswith(package + ".")), None)

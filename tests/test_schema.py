@@ -89,7 +89,7 @@ def test_no_strict_schema_when_a_default_would_be_lost() -> None:
 def test_file_and_module_specs(examples: Path) -> None:
     spec = load_spec(f"{examples}/person.py:Person")
     assert spec.parse('{"name":"John","age":20}').age == 20
-    assert load_spec("corral.cli.bench:Person").name == "Person"
+    assert load_spec("tests._support.article:Person").name == "Person"
 
 
 def test_json_schema_file(tmp_path: Path) -> None:

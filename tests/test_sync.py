@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 import corral
-from corral.cli.bench import ARTICLE_TEXTS, Person
 from corral.sim import SimulatorThread
+from tests._support import ARTICLE_TEXTS, Person
 
 
 def test_sync_run_returns_outcomes_in_input_order() -> None:

@@ -1,0 +1,1 @@
+"""Tests of ``corral.io``: reading items, writing sinks."""

@@ -1,0 +1,1 @@
+"""Tests of ``corral.sim``, the simulated provider every other test talks to."""
