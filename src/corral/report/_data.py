@@ -15,16 +15,14 @@ import math
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
 
 from corral.errors import StoreError
 from corral.report._model import ErrorGroup, Fact, ItemRow, Plot, RunLine, RunReport, Series
-from corral.store import RunStore
+from corral.store import ItemTiming, RunRecord, RunStore, Sample, job_keys
 
 __all__ = ["DEFAULT_MAX_ITEMS", "find_run", "load_report"]
 
@@ -35,109 +33,56 @@ _NICE_SECONDS = (0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 180
 _HISTOGRAM_BINS = 30
 #: example item ids listed per error kind
 _EXAMPLE_IDS = 5
-
-_RUN_COLUMNS = (
-    "id, job, started, ended, status, items, ok, errors, reused, requests, cached, retries, "
-    "prompt_tokens, completion_tokens, cost, faults"
-)
-
-
-@dataclass(frozen=True, slots=True)
-class _Run:
-    id: int
-    job: int
-    started: float
-    ended: float | None
-    status: str
-    items: int
-    ok: int
-    errors: int
-    reused: int
-    requests: int
-    cached: int
-    retries: int
-    prompt_tokens: int
-    completion_tokens: int
-    cost: float
-    faults: dict[str, int]
-
-    @property
-    def wall(self) -> float:
-        return max((self.ended or time.time()) - self.started, 1e-9)
-
-
-@dataclass(frozen=True, slots=True)
-class _Sample:
-    time: float
-    done: int
-    ok: int
-    errors: int
-    requests: int
-    retries: int
-    rate_limited: int
-    in_flight: int
-    tokens: int
-    cost: float
-    rpm: float | None
-    tpm: float | None
-    concurrency: int | None
+#: job names listed when the one asked for is not in the store
+_KNOWN_JOBS = 5
 
 
 def find_run(store: RunStore, selector: str | None) -> int:
     """The run a report is about: a run number, a job's output (its latest run), or the latest run."""
     if selector is None:
-        rows = store.query("SELECT MAX(id) FROM runs")
-        if rows[0][0] is None:
+        latest = store.views.latest_run()
+        if latest is None:
             raise StoreError(
                 f"the run store {store.path} holds no runs yet: run `corral run ... -o OUT` first"
             )
-        return int(rows[0][0])
+        return latest
     if selector.isdigit():
-        if not store.query("SELECT 1 FROM runs WHERE id = ?", (int(selector),)):
+        if store.views.run(int(selector)) is None:
             raise StoreError(f"there is no run {selector} in {store.path}{_known_runs(store)}")
         return int(selector)
-    path = Path(selector)
-    # A job is named by its output's file name (store beside it) or full path (--store elsewhere);
-    # jobs of `corral serve` by their id.
-    names = (selector, path.name, str(path.resolve()))
-    rows = store.query(
-        "SELECT MAX(runs.id) FROM runs JOIN jobs ON jobs.id = runs.job WHERE jobs.name IN (?, ?, ?)", names
-    )
-    if rows[0][0] is None:
+    # A job is named by its output (the one rule of corral.store.job_key, with the store beside the
+    # output or apart from it); jobs of `corral serve` by their name in the store.
+    latest = store.views.latest_run_named(job_keys(selector))
+    if latest is None:
         raise StoreError(f"no job writes {selector} in {store.path}{_known_jobs(store)}")
-    return int(rows[0][0])
+    return latest
 
 
 def load_report(store: RunStore, run_id: int, *, max_items: int = DEFAULT_MAX_ITEMS) -> RunReport:
+    views = store.views
     run = _load_run(store, run_id)
-    job_name, settings = store.query("SELECT name, settings FROM jobs WHERE id = ?", (run.job,))[0]
-    samples = [_Sample(*row) for row in store.query(
-        "SELECT time, done, ok, errors, requests, retries, rate_limited, in_flight, tokens, cost, rpm, tpm, "
-        "concurrency FROM samples WHERE run = ? ORDER BY time", (run.id,))]  # fmt: skip
-    finished = store.query(
-        "SELECT finished, status, latency FROM items WHERE run = ? ORDER BY finished", (run.id,)
-    )
-    total, errors = store.query(
-        "SELECT COUNT(*), COALESCE(SUM(status = 'error'), 0) FROM items WHERE job = ?", (run.job,)
-    )[0]
-    history = [_run(row) for row in store.query(
-        f"SELECT {_RUN_COLUMNS} FROM runs WHERE job = ? ORDER BY id", (run.job,))]  # fmt: skip
-    latencies = sorted(row[2] for row in finished)
-    items, note = _items(store, run.job, int(total), max_items)
+    job = views.job(run.job)
+    assert job is not None  # a run's job is deleted with its runs
+    samples = views.samples(run.id)
+    finished = views.finished_in(run.id)
+    total, _, errors = views.item_counts(run.job)
+    history = views.runs_of(run.job)
+    latencies = sorted(item.latency for item in finished)
+    items, note = _items(store, run.job, total, max_items)
     return RunReport(
         run=run.id,
-        title=f"corral report: {_short(job_name)}",
+        title=f"corral report: {_short(job.name)}",
         subtitle=(
             f"run {run.id} ({_position(history, run)} of {len(history)} of this job) · {run.status} · "
             f"started {_when(run.started)}"
         ),
-        facts=_facts(run, samples, (int(total), int(errors)), latencies, history),
-        settings=_settings(job_name, orjson.loads(settings), store),
+        facts=_facts(run, samples, (total, errors), latencies, history),
+        settings=_settings(job.name, job.settings, store),
         runs=tuple(_run_line(r) for r in history),
         plots=_plots(run, samples, finished, latencies),
-        errors=_error_groups(store, run.job, int(total)),
+        errors=_error_groups(store, run.job, total),
         items=items,
-        items_total=int(total),
+        items_total=total,
         items_note=note,
         generated=_when(time.time()),
     )
@@ -146,24 +91,24 @@ def load_report(store: RunStore, run_id: int, *, max_items: int = DEFAULT_MAX_IT
 # --- the summary --------------------------------------------------------------------------------
 
 
-def _load_run(store: RunStore, run_id: int) -> _Run:
-    rows = store.query(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,))
-    if not rows:
+def _load_run(store: RunStore, run_id: int) -> RunRecord:
+    run = store.views.run(run_id)
+    if run is None:
         raise StoreError(f"there is no run {run_id} in {store.path}{_known_runs(store)}")
-    return _run(rows[0])
+    return run
 
 
-def _run(row: tuple[Any, ...]) -> _Run:
-    values = list(row)
-    values[-1] = orjson.loads(values[-1])  # faults, as JSON
-    return _Run(*values)
+def _wall(run: RunRecord) -> float:
+    """The run's wall time so far (a run still going: until now)."""
+    return max((run.ended or time.time()) - run.started, 1e-9)
 
 
 def _facts(
-    run: _Run, samples: Sequence[_Sample], job_items: tuple[int, int], latencies: Sequence[float],
-    history: Sequence[_Run],
+    run: RunRecord, samples: Sequence[Sample], job_items: tuple[int, int], latencies: Sequence[float],
+    history: Sequence[RunRecord],
 ) -> tuple[Fact, ...]:  # fmt: skip
     total, errors = job_items
+    wall = _wall(run)
     ok = total - errors
     share = errors / total if total else 0.0
     facts = [
@@ -173,11 +118,11 @@ def _facts(
             f"{ok:,} ok · {errors:,} errors" + (f" · {run.reused:,} from earlier runs" if run.reused else ""),
             "good" if total and not errors else "bad" if share > 0.05 else "warn" if errors else "plain",
         ),
-        Fact("Wall time", _duration(run.wall), f"{run.status}, {_rate(run.items - run.reused, run.wall)}"),
+        Fact("Wall time", _duration(wall), f"{run.status}, {_rate(run.items - run.reused, wall)}"),
     ]
-    facts.append(_rate_fact("Requests", run.requests, run.wall, _last(s.rpm for s in samples), "req"))
+    facts.append(_rate_fact("Requests", run.requests, wall, _last(s.rpm for s in samples), "req"))
     tokens = run.prompt_tokens + run.completion_tokens
-    facts.append(_rate_fact("Tokens", tokens, run.wall, _last(s.tpm for s in samples), "tok"))
+    facts.append(_rate_fact("Tokens", tokens, wall, _last(s.tpm for s in samples), "tok"))
     # 429s and overloads (503/529) alike pause the run: the samples count both as rate-limited.
     limited = samples[-1].rate_limited if samples else run.faults.get("rate_limited", 0)
     facts.append(
@@ -225,12 +170,12 @@ def _settings(name: str, settings: dict[str, Any], store: RunStore) -> tuple[tup
     return (*pairs, ("store", str(store.path)))
 
 
-def _run_line(run: _Run) -> RunLine:
+def _run_line(run: RunRecord) -> RunLine:
     return RunLine(
         id=run.id,
         started=_when(run.started),
         status=run.status,
-        wall=_duration(run.wall),
+        wall=_duration(_wall(run)),
         items=run.items - run.reused,
         requests=run.requests,
         cost=_dollars(run.cost),
@@ -241,9 +186,9 @@ def _run_line(run: _Run) -> RunLine:
 
 
 def _plots(
-    run: _Run, samples: Sequence[_Sample], finished: Sequence[tuple[Any, ...]], latencies: Sequence[float]
+    run: RunRecord, samples: Sequence[Sample], finished: Sequence[ItemTiming], latencies: Sequence[float]
 ) -> tuple[Plot, ...]:
-    span = max(run.wall, samples[-1].time - run.started if samples else 0.0, 1e-3)
+    span = max(_wall(run), samples[-1].time - run.started if samples else 0.0, 1e-3)
     width = _bucket_width(span)
     edges = [k * width for k in range(math.ceil(span / width) + 1)]
     times = [s.time - run.started for s in samples]
@@ -257,7 +202,7 @@ def _plots(
     )
 
 
-def _completions(run: _Run, finished: Sequence[tuple[Any, ...]], edges: Sequence[float]) -> Plot:
+def _completions(run: RunRecord, finished: Sequence[ItemTiming], edges: Sequence[float]) -> Plot:
     ok = [t - run.started for t, status, _ in finished if status == "ok"]
     bad = [t - run.started for t, status, _ in finished if status != "ok"]
     series = [Series("ok", tuple((x, float(bisect.bisect_right(ok, x))) for x in edges), "line", "ok")]
@@ -272,7 +217,7 @@ def _completions(run: _Run, finished: Sequence[tuple[Any, ...]], edges: Sequence
 
 
 def _throughput(
-    samples: Sequence[_Sample], times: Sequence[float], edges: Sequence[float], width: float, empty: str
+    samples: Sequence[Sample], times: Sequence[float], edges: Sequence[float], width: float, empty: str
 ) -> Plot:
     sent = _per_second([s.requests for s in samples], times, edges, width)
     series = [Series("requests/s", sent, "bars", "neutral")]
@@ -288,7 +233,7 @@ def _throughput(
                 tuple(series), note, bar_width=width)  # fmt: skip
 
 
-def _in_flight(samples: Sequence[_Sample], times: Sequence[float], span: float, empty: str) -> Plot:
+def _in_flight(samples: Sequence[Sample], times: Sequence[float], span: float, empty: str) -> Plot:
     series = [Series("in flight", tuple((t, float(s.in_flight)) for t, s in zip(times, samples, strict=True)),
                      "step", "neutral")]  # fmt: skip
     bound = _last(s.concurrency for s in samples)
@@ -324,7 +269,7 @@ def _latency(latencies: Sequence[float]) -> Plot:
 
 
 def _retries(
-    samples: Sequence[_Sample], times: Sequence[float], edges: Sequence[float], width: float, empty: str
+    samples: Sequence[Sample], times: Sequence[float], edges: Sequence[float], width: float, empty: str
 ) -> Plot:
     retries = _per_second([s.retries for s in samples], times, edges, width, per_bucket=True)
     limited = _per_second([s.rate_limited for s in samples], times, edges, width, per_bucket=True)
@@ -390,22 +335,13 @@ def _nice(x: float) -> float:
 
 def _error_groups(store: RunStore, job: int, total: int) -> tuple[ErrorGroup, ...]:
     groups = []
-    kinds = store.query(
-        "SELECT error_kind, COUNT(*) AS n FROM items WHERE job = ? AND status = 'error' "
-        "GROUP BY error_kind ORDER BY n DESC, error_kind",
-        (job,),
-    )
-    for kind, count in kinds:
-        rows = store.query(
-            "SELECT item_id, record FROM items WHERE job = ? AND status = 'error' AND error_kind = ? "
-            "ORDER BY rowid LIMIT ?",
-            (job, kind, _EXAMPLE_IDS),
-        )
+    for kind, count in store.views.error_kinds(job):
+        rows = store.views.errors_of_kind(job, kind, _EXAMPLE_IDS)
         error = orjson.loads(rows[0][1]).get("error") or {}
         groups.append(
             ErrorGroup(
-                kind=str(kind),
-                count=int(count),
+                kind=kind,
+                count=count,
                 share=count / total if total else 0.0,
                 example=str(error.get("message", "")),
                 item_ids=tuple(str(row[0]) for row in rows),
@@ -416,9 +352,8 @@ def _error_groups(store: RunStore, job: int, total: int) -> tuple[ErrorGroup, ..
 
 def _items(store: RunStore, job: int, total: int, cap: int) -> tuple[tuple[ItemRow, ...], str]:
     # Errors first when the page cannot hold every item: they are what a reader looks for.
-    select = "SELECT record, run, cost FROM items WHERE job = ? AND status {} 'error' ORDER BY rowid LIMIT ?"
-    rows = store.query(select.format("="), (job, cap))
-    rows += store.query(select.format("!="), (job, max(0, cap - len(rows))))
+    rows = store.views.records(job, errors=True, limit=cap)
+    rows += store.views.records(job, errors=False, limit=max(0, cap - len(rows)))
     items = sorted((_item_row(*row) for row in rows), key=lambda item: _natural(item.id))
     note = ""
     if len(items) < total:
@@ -514,15 +449,15 @@ def _short(name: str) -> str:
     return name if len(name) <= 60 else "…" + name[-59:]
 
 
-def _position(history: Sequence[_Run], run: _Run) -> int:
+def _position(history: Sequence[RunRecord], run: RunRecord) -> int:
     return next((n for n, r in enumerate(history, 1) if r.id == run.id), len(history))
 
 
 def _known_runs(store: RunStore) -> str:
-    rows = store.query("SELECT MIN(id), MAX(id) FROM runs")
-    return f" (it holds runs {rows[0][0]}–{rows[0][1]})" if rows[0][0] is not None else " (it holds no runs)"
+    ids = store.views.run_ids()
+    return f" (it holds runs {ids[0]}–{ids[1]})" if ids is not None else " (it holds no runs)"
 
 
 def _known_jobs(store: RunStore) -> str:
-    names = [row[0] for row in store.query("SELECT name FROM jobs ORDER BY updated DESC LIMIT 5")]
+    names = store.views.recent_job_names(_KNOWN_JOBS)
     return f"; its jobs: {', '.join(names)}" if names else " (it holds no jobs)"

@@ -1,35 +1,24 @@
-"""What the run store knows about the server's jobs: opening and releasing them, reading their
+"""What the run store knows about the server's jobs: finding and releasing them, reading their
 results by cursor, and their record after the fact (also after a restart).
 
 A job of the server is the store's job named ``serve/<id>`` (``serve/@<client>/<id>`` when the server
-has several clients). Its results are the ``items`` rows,
-and the rowid of a row is its cursor: rows are appended as batches commit, so rowid order is commit
-order, which is the order the items completed in.
+has several clients: :func:`~corral.store.served_job_key`). Its results are the ``items`` rows, read
+by cursor (:meth:`~corral.store.Views.page`): the cursor is the order the items completed in.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-
-from corral.store import JobInfo, RunStore, input_hash
+from corral.store import JobInfo, RunStore, input_hash, served_job_key
 from corral.types import Item
 
-__all__ = ["JOB_PREFIX", "PAGE", "JobRecord", "ServerStore", "iso", "scoped"]
+__all__ = ["PAGE", "JobRecord", "ServerStore", "iso", "scoped"]
 
-#: a job's name in the store: ``serve/<id>`` (``corral run`` names its jobs after their output files)
-JOB_PREFIX = "serve/"
 #: rows read per query while following a job
 PAGE = 256
-#: the first page of a job: the store's index on (job, ...) finds its rows, however old they are
-_FIRST = "SELECT rowid, item_id, record FROM items WHERE job = ? ORDER BY rowid LIMIT ?"
-#: every later page: a range of the rowid b-tree after the last row seen. ``+job`` keeps SQLite off
-#: the (job, item_id) index, which would visit all the job's rows for every page.
-_NEXT = "SELECT rowid, item_id, record FROM items WHERE +job = ? AND rowid > ? ORDER BY rowid LIMIT ?"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,16 +43,11 @@ class ServerStore:
 
     def find(self, key: str) -> int | None:
         """The store's id of the job (``key`` from :func:`scoped`), None if there is none."""
-        rows = self.store.query("SELECT id FROM jobs WHERE name = ?", (JOB_PREFIX + key,))
-        return int(rows[0][0]) if rows else None
+        job = self.store.find_job(served_job_key(key))
+        return None if job is None else job.id
 
     def settings(self, key: str) -> dict[str, Any] | None:
-        rows = self.store.query("SELECT settings FROM jobs WHERE name = ?", (JOB_PREFIX + key,))
-        return orjson.loads(rows[0][0]) if rows else None
-
-    def open(self, key: str, settings: Mapping[str, Any], *, fresh: bool) -> JobInfo:
-        """Start a run of the job (the store refuses one running elsewhere, or other settings)."""
-        return self.store.open_job(JOB_PREFIX + key, settings, fresh=fresh)
+        return self.store.views.job_settings(served_job_key(key))
 
     def release(self, job: JobInfo) -> None:
         """The run is over: the same job may run again in this process, and its counters are no
@@ -75,34 +59,19 @@ class ServerStore:
         id, and the new text's result replaces the old one (run_job extracts it again)."""
         if not info.finished_before:
             return 0
-        wanted = {item.id: input_hash(item.text) for item in items}
-        rows = self.store.query("SELECT rowid, item_id, input_hash FROM items WHERE job = ?", (info.id,))
-        stale = [
-            (rowid,) for rowid, item_id, text_hash in rows if wanted.get(item_id, text_hash) != text_hash
-        ]
-        if stale:
-            with self.store.transaction() as conn:
-                conn.executemany("DELETE FROM items WHERE rowid = ?", stale)
-        return len(stale)
+        return self.store.forget_changed(info, {item.id: input_hash(item.text) for item in items})
 
     def page(self, store_id: int, after: int | None) -> list[tuple[int, str, bytes]]:
         """Up to :data:`PAGE` results ``(cursor, item id, record)`` after ``after`` (None: the first)."""
-        if after is None:
-            return self.store.query(_FIRST, (store_id, PAGE))
-        return self.store.query(_NEXT, (store_id, after, PAGE))
+        return self.store.views.page(store_id, after, PAGE)
 
     def record(self, store_id: int) -> JobRecord:
-        created, updated, settings = self.store.query(
-            "SELECT created, updated, settings FROM jobs WHERE id = ?", (store_id,)
-        )[0]
-        done, ok, errors = self.store.query(
-            "SELECT COUNT(*), COALESCE(SUM(status = 'ok'), 0), COALESCE(SUM(status = 'error'), 0) "
-            "FROM items WHERE job = ?",
-            (store_id,),
-        )[0]
-        runs = self.store.query("SELECT status FROM runs WHERE job = ? ORDER BY id DESC LIMIT 1", (store_id,))
-        last_run = runs[0][0] if runs else "interrupted"
-        return JobRecord(created, updated, orjson.loads(settings), done, ok, errors, last_run)
+        views = self.store.views
+        job = views.job(store_id)
+        assert job is not None  # the server found it by its key
+        done, ok, errors = views.item_counts(store_id)
+        last_run = views.last_run_status(store_id) or "interrupted"
+        return JobRecord(job.created, job.updated, job.settings, done, ok, errors, last_run)
 
 
 def scoped(owner: str, job_id: str) -> str:
