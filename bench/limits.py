@@ -34,7 +34,6 @@ from throughput import Person, simulator
 
 from corral import Extractor
 from corral.cli._tuning import tune_gc
-from corral.engine._stats import RunCounters
 from corral.io.sinks import open_sink
 from corral.jobs import run_job
 from corral.store import RunStore
@@ -98,9 +97,9 @@ async def run_case(
                 job = run_store.open_job(f"limits from {texts[0]}", {"bench": "limits"})
                 with open_sink(str(Path(out) / "out.jsonl"), "jsonl", extractor.spec) as sink:
                     items = [Item(str(n), text) for n, text in enumerate(texts)]
-                    await run_job(extractor, items, sink, RunCounters(), store=run_store, job=job,
+                    await run_job(extractor, items, sink, extractor.stats, store=run_store, job=job,
                                   order="completion", on_outcome=seen)  # fmt: skip
-        stats = extractor.scheduler.stats
+        stats = extractor.stats
     gaps = [b - a for a, b in zip([started, *finished], finished, strict=False)]
     return Result(
         items=len(texts),

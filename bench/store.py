@@ -32,7 +32,7 @@ from throughput import TEXTS, Person, run_instructor, simulator
 
 from corral import Extractor
 from corral.cli._tuning import tune_gc
-from corral.engine._stats import RunCounters
+from corral.engine._stats import RunStats
 from corral.io.items import as_items
 from corral.io.sinks import open_sink
 from corral.jobs import run_job
@@ -60,7 +60,7 @@ async def one_job(
         )
         async with extractor:
             job = store.open_job(out.name, SETTINGS, fresh=fresh) if store is not None else None
-            counters = RunCounters()
+            counters = RunStats()
             texts = (TEXTS[i % len(TEXTS)] + f" #{i}" for i in range(n))  # distinct: no cache hits in-run
             with open_sink(str(out), "jsonl", extractor.spec) as sink:
                 await run_job(extractor, as_items(texts), sink, counters, store=store, job=job)

@@ -23,7 +23,8 @@ from corral.backends.models import ModelTraits
 from corral.cost import Budget, Price, price_for, unpriced
 from corral.engine._extract import DEFAULT_INSTRUCTION, ExtractSettings, extract_item
 from corral.engine._limits import EndpointLimits, Slots
-from corral.engine._scheduler import RetryPolicy, RunStats, Scheduler
+from corral.engine._scheduler import RetryPolicy, Scheduler
+from corral.engine._stats import RunStats
 from corral.engine._strategies import Order, Process, Strategy, run_strategy
 from corral.errors import ConfigError
 from corral.io.items import as_items
@@ -112,6 +113,7 @@ class Extractor(Generic[T]):
             budget=budget,
             limits=limits,
         )
+        self._stats = RunStats()
         self._prices = prices
         # Shared limits with a bound on requests in flight hold it for every extractor using them.
         self._shared_slots = limits.slots if limits is not None else None
@@ -131,8 +133,9 @@ class Extractor(Generic[T]):
 
     @property
     def stats(self) -> RunStats:
-        """This extractor's counters: requests, retries, rate limits, cache hits, cost, in flight."""
-        return self.scheduler.stats
+        """The counters of its runs that bring none of their own (see :meth:`map`): requests,
+        retries, rate limits, cache hits, cost, in flight."""
+        return self._stats
 
     @property
     def price(self) -> Price | None:
@@ -220,7 +223,7 @@ class Extractor(Generic[T]):
     async def extract(self, text: str | Item) -> Outcome[T]:
         """Extract from one text. The outcome holds the value or the error; it never raises for it."""
         item = text if isinstance(text, Item) else Item(id="1", text=text)
-        return await extract_item(self.scheduler, self.settings, item, self._slots)
+        return await extract_item(self.scheduler, self.settings, item, self._slots, self._stats)
 
     def map(
         self,
@@ -230,21 +233,24 @@ class Extractor(Generic[T]):
         concurrency: int | _Default | None = _Default.CONCURRENCY,
         order: Order = "completion",
         around: Around | None = None,
+        stats: RunStats | None = None,
     ) -> AsyncGenerator[Outcome[T], None]:
         """Extract from many texts, yielding one outcome per text (see :mod:`corral.engine._strategies`).
 
         ``concurrency``: at most this many requests at once (default: the extractor's); ``None``
         starts every item at once, like the article's plain ``gather``/``as_completed``.
         ``around(item, extract)``: wraps each item's extraction (the run store uses it to answer
-        finished items from an earlier run and to record new ones).
+        finished items from an earlier run and to record new ones). ``stats``: the counters this run's
+        requests are counted into (default: the extractor's own, :attr:`stats`).
         """
         items = texts if isinstance(texts, AsyncIterable) else as_items(texts)
         limit = self._bound(self.concurrency if isinstance(concurrency, _Default) else concurrency)
         slots = self._shared_slots or Slots(limit)  # requests in flight; this run's own bound
+        counted = self._stats if stats is None else stats
 
         # Plain functions returning the coroutine: a wrapping coroutine frame per item is measurable.
         def extract(item: Item) -> Awaitable[Outcome[Any]]:
-            return extract_item(self.scheduler, self.settings, item, slots)
+            return extract_item(self.scheduler, self.settings, item, slots, counted)
 
         process: Process = extract
         if around is not None:

@@ -144,8 +144,6 @@ class ProviderError(CorralError):
         self.rate_limits: object | None = None
         #: requests sent for this item before giving up with this error
         self.attempts = 1
-        #: the answer to a line of a collected provider batch (sent and counted with its batch)
-        self.batched = False
 
 
 class RateLimited(ProviderError):

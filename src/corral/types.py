@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from corral.errors import ItemError
 
-__all__ = ["ErrorInfo", "Item", "Outcome", "Usage"]
+__all__ = ["ErrorInfo", "Item", "Outcome", "Pending", "Usage"]
 
 T = TypeVar("T")
 
@@ -59,9 +59,19 @@ class ErrorInfo:
         return {"kind": self.kind, "message": self.message}
 
 
+#: why an item has no end in this run: its answer waits in a provider batch ("deferred"), or the
+#: budget was reached before it could start ("not_started")
+Pending = Literal["deferred", "not_started"]
+_PENDING_REASONS: dict[str, str] = {
+    "deferred": "its answer waits in a provider batch",
+    "not_started": "the budget was reached before it started",
+}
+
+
 @dataclass(slots=True)
 class Outcome(Generic[T]):
-    """The end of one item: a validated ``value`` or an ``error``, never both, never neither."""
+    """The end of one item: a validated ``value`` or an ``error``, never both, never neither; or,
+    for an item that has no end in this run, why (``pending``: neither written nor recorded)."""
 
     id: str
     input: str
@@ -77,15 +87,26 @@ class Outcome(Generic[T]):
     cost: float = 0.0
     #: answered from the run store: finished by an earlier run of the same job, nothing sent now
     reused: bool = False
+    #: set when the item has no end in this run (then it has neither a value nor an error)
+    pending: Pending | None = None
 
     @property
     def ok(self) -> bool:
-        return self.error is None
+        return self.error is None and self.pending is None
+
+    @property
+    def status(self) -> Literal["ok", "error", "deferred", "not_started"]:
+        if self.pending is not None:
+            return self.pending
+        return "ok" if self.error is None else "error"
 
     def unwrap(self) -> T:
         """The value, or :class:`~corral.errors.ItemError` carrying the recorded error."""
         if self.error is not None or self.value is None:
-            reason = self.error.message if self.error else "no value"
+            if self.error is not None:
+                reason = self.error.message
+            else:
+                reason = "no value" if self.pending is None else _PENDING_REASONS[self.pending]
             raise ItemError(f"item {self.id}: {reason}")
         return self.value
 

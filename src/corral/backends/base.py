@@ -1,7 +1,8 @@
 """The one small contract every backend meets, and the data that describes what it can do.
 
-A backend turns a wire-neutral :class:`Request` into one :class:`Completion`. It does not retry,
-re-ask or pace itself: the engine does that. Provider and SDK errors are translated into
+A backend turns a wire-neutral :class:`Request` into one :class:`Completion` (a backend that sends
+requests in provider batches may answer later instead: :class:`Deferred`, then :class:`Held`). It
+does not retry, re-ask or pace itself: the engine does that. Provider and SDK errors are translated into
 :mod:`corral.errors` here, at the boundary, so nothing above ever sees an aiohttp or llama.cpp error.
 """
 
@@ -12,10 +13,23 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from corral.backends.models import DEFAULT, ModelTraits
+from corral.errors import ProviderError
 from corral.schema import ResponseSpec
 from corral.types import Usage
 
-__all__ = ["Backend", "Completion", "Message", "Mode", "Parked", "Profile", "RateLimitInfo", "Request"]
+__all__ = [
+    "DEFERRED",
+    "Backend",
+    "Completion",
+    "Deferred",
+    "Held",
+    "Message",
+    "Mode",
+    "Profile",
+    "RateLimitInfo",
+    "Reply",
+    "Request",
+]
 
 #: A chat message in the OpenAI chat shape, the lingua franca between layers:
 #: ``{"role": "system"|"user"|"assistant"|"tool", "content": ..., ["tool_calls"|"tool_call_id"]}``.
@@ -103,20 +117,42 @@ class Completion:
     tool_call_id: str | None = None
     #: the provider's rate-limit headers, parsed at the backend boundary
     rate_limits: RateLimitInfo | None = None
-    #: dollars this answer cost when they were already counted where it was obtained (a batch result
-    #: is counted when its batch is collected); None: the scheduler prices it from ``usage``
-    paid: float | None = None
 
 
-class Parked(Exception):
-    """The request was accepted for answering later (a line of a provider batch).
+@dataclass(frozen=True, slots=True)
+class Deferred:
+    """A backend's reply to a request it took to answer later (a line of a provider batch).
 
-    Raised by a batching backend instead of waiting hours: the item leaves this run unfinished and
-    unrecorded, and a later run (``corral batch collect``) finds its answer in the run store."""
+    Not an error, and not a request of this run: the item ends *deferred* (neither written nor
+    recorded), and a later run finds its answer in the run store."""
+
+
+#: the one :class:`Deferred` (it carries nothing)
+DEFERRED = Deferred()
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """A backend's reply with an answer it already held: one obtained, and paid for, outside this
+    run's requests (a line of a collected provider batch). ``answer`` is the completion, or the error
+    the line ended with; ``cost`` is what it cost when it was collected (the item's share, for its
+    outcome: the run counted it then)."""
+
+    answer: Completion | ProviderError
+    cost: float = 0.0
+
+
+#: what :meth:`Backend.complete` answers: a completion, or (a batching backend) a deferral or an
+#: answer it held
+Reply = Completion | Deferred | Held
 
 
 class Backend(Protocol):
-    """Send one request, get one completion. ``aclose`` releases connections / models."""
+    """Send one request, get one reply. ``aclose`` releases connections / models.
+
+    An online backend always answers a :class:`Completion`. A backend that sends requests in
+    provider batches answers :class:`Deferred` for a request waiting in one, and :class:`Held`
+    for one whose batch was collected."""
 
     @property
     def profile(self) -> Profile: ...
@@ -129,6 +165,6 @@ class Backend(Protocol):
         """Where the model runs (a base URL, a model file), for cache keys; never holds a key."""
         ...
 
-    async def complete(self, request: Request) -> Completion: ...
+    async def complete(self, request: Request) -> Reply: ...
 
     async def aclose(self) -> None: ...

@@ -1,10 +1,10 @@
 """Progress of a run on stderr: a live bar in a terminal, a periodic status line in logs, a summary.
 
-The job owns a :class:`RunCounters` and updates it as items end; the display only *reads* it, from one
-asyncio task, a few times a second at most, so its cost does not grow with the item rate. Which
-display to use is :func:`choose_display`'s call: a rich bar when stderr is a terminal, one plain line
-every ``interval`` seconds otherwise (CI logs and redirected output keep a readable history instead
-of a screenful of cursor moves), nothing when quiet.
+The run counts into one :class:`~corral.engine._stats.RunStats` as things happen; the display only
+*reads* it, from one asyncio task, a few times a second at most, so its cost does not grow with the
+item rate. Which display to use is :func:`choose_display`'s call: a rich bar when stderr is a
+terminal, one plain line every ``interval`` seconds otherwise (CI logs and redirected output keep a
+readable history instead of a screenful of cursor moves), nothing when quiet.
 
 Money is written by one rule everywhere: ``$0`` when exactly nothing was spent (a free or cached-only
 run), four decimals below one dollar (``$0.0123``: small runs cost fractions of a cent),
@@ -21,7 +21,7 @@ import os
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Literal, TextIO, TypedDict
 
-from corral.engine._stats import RunCounters
+from corral.engine._stats import RunStats
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -70,9 +70,9 @@ def format_duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
-def status_line(counters: RunCounters) -> str:
+def status_line(stats: RunStats) -> str:
     """One line of live status; zero counters are left out, the in-flight gauge never is."""
-    c = counters
+    c = stats
     parts = [f"{c.done:,} done" if c.total is None else f"{c.done:,}/{c.total:,} ({_percent(c)}%)"]
     rate = c.rate()
     if rate > 0:
@@ -88,34 +88,35 @@ def status_line(counters: RunCounters) -> str:
         parts.append(_count(c.errors, "error"))
     if c.tokens:
         parts.append(f"{c.tokens:,} tokens")
-    if c.cost:  # None (price unknown) and 0 (nothing spent yet) both say nothing worth a column
-        parts.append(_dollars(c.cost))
+    spent = c.spent
+    if spent:  # None (price unknown) and 0 (nothing spent yet) both say nothing worth a column
+        parts.append(_dollars(spent))
     return "corral: " + _SEP.join(parts)
 
 
-def _sources(c: RunCounters) -> list[str]:
+def _sources(c: RunStats) -> list[str]:
     """Where the answers came from besides requests of this run (and what still waits)."""
     parts = []
-    if c.parked:
-        parts.append(f"{c.parked:,} waiting in batches")
+    if c.deferred:
+        parts.append(f"{c.deferred:,} waiting in batches")
     if c.reused:
         parts.append(f"{c.reused:,} from an earlier run")
     if c.batched:
         parts.append(_count(c.batched, "answer") + " from batches")
     if c.batch_failed:
         parts.append(f"{c.batch_failed:,} failed in batches")
-    if c.cached:
-        parts.append(f"{c.cached:,} cached")
+    if c.cache_answers:
+        parts.append(f"{c.cache_answers:,} cached")
     return parts
 
 
-def summary_line(counters: RunCounters) -> str:
+def summary_line(stats: RunStats) -> str:
     """The end-of-run line: what became of the items, what it took, what it cost.
 
     An interrupted run reads ``8,000/10,000 items``. The job's cost is shown only when tracked and
     different from this run's (on a first run they are the same number).
     """
-    c = counters
+    c = stats
     head = f"{c.done:,}/{c.total:,}" if c.total is not None and c.done < c.total else f"{c.done:,}"
     outcome = f"{head} {'item' if head == '1' else 'items'}: {c.ok:,} ok"
     if c.errors:
@@ -134,10 +135,11 @@ def summary_line(counters: RunCounters) -> str:
         parts.append(", ".join(traffic))
     if c.tokens:
         parts.append(f"{c.tokens:,} tokens")
-    if c.cost is not None or c.job_cost is not None:
-        spent = "cost unknown" if c.cost is None else _dollars(c.cost)
-        if c.job_cost is not None and c.job_cost != c.cost:
-            spent += f" (job {_dollars(c.job_cost)})"
+    cost, job_cost = c.spent, c.job_spent  # the job's is known only when this run's is
+    if cost is not None:
+        spent = _dollars(cost)
+        if job_cost is not None and job_cost != cost:
+            spent += f" (job {_dollars(job_cost)})"
         parts.append(spent)
     elapsed = c.elapsed()
     # Short runs (tests, benchmarks) deserve tenths of a second; long ones read better as 3m07s.
@@ -151,14 +153,15 @@ def summary_line(counters: RunCounters) -> str:
 
 @contextlib.asynccontextmanager
 async def show_progress(
-    counters: RunCounters,
+    stats: RunStats,
     *,
     mode: DisplayMode,
     stream: TextIO,
     interval: float = 10.0,
     refresh: Callable[[], None] | None = None,
 ) -> AsyncIterator[None]:
-    """Display ``counters`` on ``stream`` while the body runs; ``refresh()`` is called before each render.
+    """Display ``stats`` (live: read at each render) on ``stream`` while the body runs; ``refresh()``,
+    if given, is called before each render.
 
     The display is one asyncio task (no thread: the bar is drawn with ``auto_refresh=False``). It is
     stopped however the body exits, and the body's own exception, cancellation included, always wins
@@ -174,7 +177,7 @@ async def show_progress(
 
         def draw() -> None:
             pull()
-            stream.write(status_line(counters) + "\n")
+            stream.write(status_line(stats) + "\n")
             stream.flush()
 
         def finish() -> None:
@@ -182,17 +185,17 @@ async def show_progress(
 
     else:
         period = _BAR_PERIOD
-        progress, bar = _start_bar(counters, stream)
+        progress, bar = _start_bar(stats, stream)
 
         def draw() -> None:
             pull()
-            _update_bar(progress, bar, counters)
+            _update_bar(progress, bar, stats)
             progress.refresh()
 
         def finish() -> None:
             try:  # the last state, left on screen (not transient): the bar shows how the run ended
                 pull()
-                _update_bar(progress, bar, counters)
+                _update_bar(progress, bar, stats)
             finally:
                 progress.stop()  # renders once more and gives sys.stdout/sys.stderr back
 
@@ -227,7 +230,7 @@ async def _close(task: asyncio.Task[None], finish: Callable[[], None]) -> BaseEx
     return failure
 
 
-def _start_bar(counters: RunCounters, stream: TextIO) -> tuple[Progress, TaskID]:
+def _start_bar(stats: RunStats, stream: TextIO) -> tuple[Progress, TaskID]:
     # Imported here: rich costs tens of milliseconds to import, and only a terminal needs it.
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn
@@ -250,14 +253,14 @@ def _start_bar(counters: RunCounters, stream: TextIO) -> tuple[Progress, TaskID]
         redirect_stdout=False,
         redirect_stderr=True,
     )
-    bar = progress.add_task("corral", total=counters.total, **_bar_fields(counters))
+    bar = progress.add_task("corral", total=stats.total, **_bar_fields(stats))
     progress.start()
     return progress, bar
 
 
-def _update_bar(progress: Progress, bar: TaskID, counters: RunCounters) -> None:
+def _update_bar(progress: Progress, bar: TaskID, stats: RunStats) -> None:
     # total stays None (a pulsing bar) until counted; rich ignores total=None in update().
-    progress.update(bar, completed=counters.done, total=counters.total, **_bar_fields(counters))
+    progress.update(bar, completed=stats.done, total=stats.total, **_bar_fields(stats))
 
 
 class _BarFields(TypedDict):
@@ -270,7 +273,7 @@ class _BarFields(TypedDict):
     stats: str
 
 
-def _bar_fields(c: RunCounters) -> _BarFields:
+def _bar_fields(c: RunStats) -> _BarFields:
     eta = c.eta()
     stats = [
         f"in flight {c.in_flight:,}",
@@ -278,8 +281,9 @@ def _bar_fields(c: RunCounters) -> _BarFields:
         f"errors {c.errors:,}",
         f"tokens {c.tokens:,}",
     ]
-    if c.cost is not None:
-        stats.append(_dollars(c.cost))
+    spent = c.spent
+    if spent is not None:
+        stats.append(_dollars(spent))
     rate = c.rate()
     return {
         "count": f"{c.done:,}" if c.total is None else f"{c.done:,}/{c.total:,}",
@@ -290,7 +294,7 @@ def _bar_fields(c: RunCounters) -> _BarFields:
     }
 
 
-def _percent(c: RunCounters) -> int:
+def _percent(c: RunStats) -> int:
     # Floored, so 100% means every item has ended, never 99.6% rounded up.
     if not c.total:
         return 100

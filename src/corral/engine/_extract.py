@@ -3,7 +3,8 @@
 Validation failures are re-asked here, with their own budget (``max_retries``). Transport failures
 (429, 5xx, timeouts) are not: they belong to the scheduler, so a rate-limit error can never leak into
 a re-ask prompt. A provider error that dooms every item (bad key, unknown model) propagates and stops
-the run; any other ends this item with a recorded error.
+the run; any other ends this item with a recorded error. A request the backend defers (a line of a
+provider batch) ends the item *deferred*: it has no end in this run, and a later one finds its answer.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from corral.backends.base import Completion, Message, Mode, Request
+from corral.backends.base import Completion, Deferred, Message, Mode, Request
 from corral.engine._limits import Slots
 from corral.engine._scheduler import Scheduler, Tally
+from corral.engine._stats import RunStats
 from corral.errors import ModeRefused, OutputInvalid, ProviderError
 from corral.schema import ResponseSpec
 from corral.types import ErrorInfo, Item, Outcome, Usage
@@ -118,18 +120,19 @@ class ExtractSettings:
 
 
 async def extract_item(
-    scheduler: Scheduler, settings: ExtractSettings, item: Item, slots: Slots
+    scheduler: Scheduler, settings: ExtractSettings, item: Item, slots: Slots, stats: RunStats
 ) -> Outcome[Any]:
     """Extract one item. Never raises for the item's own failure; raises only fatal provider errors.
 
     ``attempts`` in the outcome counts every request sent for the item: re-asks and retries alike.
+    ``stats``: the run's counters, which the scheduler counts its requests into.
     """
     if item.problem is not None:
         return Outcome(id=item.id, input=item.text, error=ErrorInfo("input", item.problem))
     mode = settings.ladder.current
     messages: list[Message] = [settings.system_for(mode), {"role": "user", "content": item.text}]
     usage = Usage()
-    tally = Tally()
+    tally = Tally(stats)
     max_tokens = settings.max_tokens
     started = time.perf_counter()
     problem = ""
@@ -161,6 +164,8 @@ async def extract_item(
                 raise
             message = f"{exc} (gave up after {tally.requests} requests)" if tally.requests > 1 else str(exc)
             return _failed(item, exc.kind, message, tally=tally, usage=usage, started=started)
+        if isinstance(completion, Deferred):
+            return Outcome(id=item.id, input=item.text, pending="deferred")
         attempt += 1
         usage.add(completion.usage)
         if completion.finish_reason == "length":

@@ -5,7 +5,8 @@
 
 Limits come from the caller (``rpm``/``tpm``), else from the provider's rate-limit headers once an
 answer carries them, else from the run store (what an earlier run against the same endpoint and model
-learned: :class:`KnownLimits`), else from :class:`~corral.engine._adaptive.AdaptiveRate` reacting to 429s.
+learned: :class:`~corral.store.KnownLimits`), else from
+:class:`~corral.engine._adaptive.AdaptiveRate` reacting to 429s.
 Until one of those is known, requests go as TCP's do: one, then one more in flight per answer (the
 window doubles every round trip), so a server enforcing a second's worth of its limit sees no
 start-up burst; the first answer with headers sets the pace at once.
@@ -15,36 +16,22 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from corral.engine._adaptive import AdaptiveRate
 from corral.engine._pace import Pace, Slots
+from corral.store import KnownLimits
 
 if TYPE_CHECKING:
     from corral.backends.base import RateLimitInfo
 
-__all__ = ["AdaptiveRate", "EndpointLimits", "KnownLimits", "Pace", "Slots"]
+__all__ = ["AdaptiveRate", "EndpointLimits", "Pace", "Slots"]
 
 #: a quarter second of each budget may go at once (jitter, a stalled loop); a provider enforcing a
 #: second's worth never sees more than that
 _BURST_S = 0.25
 #: slow start widens the window by this much per answer: 1 doubles it every round trip
 _SLOW_START_GROWTH = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class KnownLimits:
-    """What an endpoint was found to allow: kept in the run store between runs."""
-
-    #: requests and tokens per minute, as the provider's headers said
-    rpm: float | None = None
-    tpm: float | None = None
-    #: the request rate adaptation found and held, when the provider said nothing
-    adaptive_rpm: float | None = None
-
-    def __bool__(self) -> bool:
-        return any(value is not None for value in (self.rpm, self.tpm, self.adaptive_rpm))
 
 
 class EndpointLimits:

@@ -8,6 +8,11 @@ Retries live here, not in the re-ask loop: a rate-limit error never reaches a re
 slot is released while an item waits, so other items use it. A 429 pauses the whole run (a shared
 cool-down), not one item. Errors retrying cannot fix (400, 401, unknown model) pass straight through.
 
+A backend that sends requests in provider batches may not answer now: a *deferred* request is not a
+request of this run (it is sent, and paid, with its batch), but its worst case stays held against the
+budget until the run ends; an answer it *held* from a collected batch is counted as a batch answer
+(or a failed line), priced when its batch was collected. Each is counted once, as what it is.
+
 Limits come from the caller (``rpm``/``tpm``), else from the provider's rate-limit headers once it
 sends them, else from an earlier run's (the run store), else from
 :class:`~corral.engine._adaptive.AdaptiveRate` reacting to 429s, after a slow start (see
@@ -21,17 +26,18 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from corral.backends.base import Backend, Completion, Parked, RateLimitInfo, Request
+from corral.backends.base import Backend, Completion, Deferred, Held, RateLimitInfo, Request
 from corral.cost import Budget, Price
 from corral.engine._limits import EndpointLimits, Slots
+from corral.engine._stats import RunStats
 from corral.engine._tokens import TokenEstimator
 from corral.errors import BudgetReached, ConfigError, ProviderError, RateLimited, ServerError, TransportError
 from corral.store._cache import ResponseCache
 
-__all__ = ["RetryPolicy", "RunStats", "Scheduler", "Tally"]
+__all__ = ["RetryPolicy", "Scheduler", "Tally"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,31 +60,12 @@ class RetryPolicy:
 
 @dataclass(slots=True)
 class Tally:
-    """Per item: answers obtained (re-asks and retries alike), how many came from the cache, and
-    the dollars spent on the rest."""
+    """One item's share of a run: the answers it obtained (re-asks and retries alike, from the cache
+    or a batch too) and the dollars they cost; ``run`` counts the same events for the whole run."""
 
+    run: RunStats
     requests: int = 0
-    cached: int = 0
     cost: float = 0.0
-
-
-@dataclass(slots=True)
-class RunStats:
-    """Counters for the whole run, for summaries and progress."""
-
-    requests: int = 0
-    retries: int = 0
-    rate_limited: int = 0
-    #: requests answered from the response cache (not sent, not paid)
-    cached: int = 0
-    #: answers taken from collected provider batches (sent and paid when their batch was)
-    batched: int = 0
-    #: failed lines of collected provider batches, ending items (not answers)
-    batch_failed: int = 0
-    in_flight: int = 0
-    #: dollars spent on answers (0 when the price is unknown; see ``Scheduler.price``)
-    cost: float = 0.0
-    by_kind: dict[str, int] = field(default_factory=dict)
 
 
 class Scheduler:
@@ -104,7 +91,6 @@ class Scheduler:
         #: what an answer costs; None: unknown (spend is not counted, and no budget can apply)
         self.price = price
         self.budget = budget
-        self.stats = RunStats()
         #: the endpoint's pace; shared when given, so that several runs keep one provider's limits
         # Servers on the user's own hardware enforce no rate limits: nothing to slow-start against.
         self.limits = limits or EndpointLimits(
@@ -115,22 +101,23 @@ class Scheduler:
         self._answered = False  # has the endpoint ever answered? (then a refused connection is transient)
         self._stopped: ProviderError | None = None  # a fatal answer: nothing more is sent
 
-    async def complete(self, request: Request, slots: Slots, tally: Tally) -> Completion:
-        """One completion, retried until it succeeds, fails for good, or the retry budget is spent."""
+    async def complete(self, request: Request, slots: Slots, tally: Tally) -> Completion | Deferred:
+        """One completion, retried until it succeeds, fails for good, or the retry budget is spent;
+        or the backend's word that the answer comes later (a request it sends in a provider batch)."""
         if self.cache is None:
             return await self._send(request, slots, tally)
         key = self.cache.key(self.backend, request)
         hit = self.cache.get(key)
         if hit is not None:
             tally.requests += 1
-            tally.cached += 1
-            self.stats.cached += 1
+            tally.run.cached += 1
             return hit
-        completion = await self._send(request, slots, tally)
-        self.cache.put(key, self.backend.model, completion)
-        return completion
+        reply = await self._send(request, slots, tally)
+        if isinstance(reply, Completion):
+            self.cache.put(key, self.backend.model, reply)
+        return reply
 
-    async def _send(self, request: Request, slots: Slots, tally: Tally) -> Completion:
+    async def _send(self, request: Request, slots: Slots, tally: Tally) -> Completion | Deferred:
         retry = 0
         units = self._estimate.units(request)
         while True:
@@ -145,58 +132,71 @@ class Scheduler:
             assert error is not None
             delay = self._after_failure(error, retry, sent_at, tally)
             retry += 1
-            self.stats.retries += 1
+            tally.run.retries += 1
             await asyncio.sleep(delay)
 
     async def _attempt(
         self, request: Request, slots: Slots, tally: Tally, units: int, prompt_estimate: float
-    ) -> tuple[Completion | None, ProviderError | None, float]:
-        """One request, admitted by the limits: its completion, or the error to learn from."""
+    ) -> tuple[Completion | Deferred | None, ProviderError | None, float]:
+        """One request, admitted by the limits: its completion (or deferral), or the error to learn from."""
         await slots.acquire()
         if self._stopped is not None:
             slots.release()
             raise self._stopped
         reserved = self._reserve(prompt_estimate, request.max_tokens, slots)
-        tally.requests += 1
-        self.stats.requests += 1
-        self.stats.in_flight += 1
+        run = tally.run
+        run.in_flight += 1
         sent_at = time.monotonic()
         spent = 0.0
+        # A request of this run, however it ends (cancelled too: it was sent), unless the backend
+        # defers it or answers it from a collected batch.
+        sent = True
         try:
-            completion = await self.backend.complete(request)
+            reply = await self.backend.complete(request)
+            if isinstance(reply, Deferred):
+                # Sent, and paid, with its batch: its worst case stays held against the budget
+                # until the run ends.
+                sent = False
+                spent = reserved
+                return reply, None, sent_at
+            if isinstance(reply, Held):
+                sent = False
+                answer, error = self._held(reply, tally, units, prompt_estimate, sent_at)
+                return answer, error, sent_at
+            self._settle(reply, units, prompt_estimate, sent_at)
+            spent = self._charge(reply, tally)
+            return reply, None, sent_at
         except ProviderError as exc:
-            if exc.batched:  # a failed batch line: sent (and counted) with its batch, no answer
-                self.stats.requests -= 1
-                self.stats.batch_failed += 1
             return None, exc, sent_at
-        except Parked:
-            # Submitted in a batch, paid when it is answered: not a request of this run, but its
-            # worst case stays held against the budget until the run ends.
-            tally.requests -= 1
-            self.stats.requests -= 1
-            spent = reserved
-            raise
-        else:
-            self._settle(completion, units, prompt_estimate, sent_at)
-            spent = self._charge(completion, tally)
-            return completion, None, sent_at
         finally:
-            self.stats.in_flight -= 1
+            run.in_flight -= 1
             slots.release()
+            if sent:
+                tally.requests += 1
+                run.requests += 1
             if self.budget is not None:
                 self.budget.settle(reserved, spent)
 
+    def _held(
+        self, held: Held, tally: Tally, units: int, prompt_estimate: float, sent_at: float
+    ) -> tuple[Completion | None, ProviderError | None]:
+        """An answer from a collected batch: the item's, though not a request of this run (its cost
+        was counted when the batch was collected)."""
+        tally.requests += 1
+        if isinstance(held.answer, ProviderError):
+            tally.run.batch_failed += 1
+            return None, held.answer
+        tally.run.batched += 1
+        tally.cost += held.cost
+        self._settle(held.answer, units, prompt_estimate, sent_at)
+        return held.answer, None
+
     def _charge(self, completion: Completion, tally: Tally) -> float:
-        if completion.paid is not None:  # sent and counted with its batch, not by this run
-            self.stats.requests -= 1
-            self.stats.batched += 1
-            tally.cost += completion.paid
-            return 0.0
         if self.price is None:
             return 0.0
         spent = self.price.of(completion.usage)
         tally.cost += spent
-        self.stats.cost += spent
+        tally.run.cost += spent
         return spent
 
     def stop(self, error: ProviderError) -> None:
@@ -210,7 +210,8 @@ class Scheduler:
         if isinstance(error, TransportError) and error.connect and not self._answered:
             raise ConfigError(f"{error}: is the server running, and is the base URL right?") from error
         self._answered = self._answered or error.status is not None
-        self.stats.by_kind[error.kind] = self.stats.by_kind.get(error.kind, 0) + 1
+        faults = tally.run.faults
+        faults[error.kind] = faults.get(error.kind, 0) + 1
         self._learn(error.rate_limits)
         if error.fatal:
             self._stopped = error
@@ -220,7 +221,7 @@ class Scheduler:
         delay = self.policy.delay(retry, retry_after, self._rng)
         overload = isinstance(error, ServerError) and error.overloaded
         if isinstance(error, RateLimited) or overload:
-            self.stats.rate_limited += 1
+            tally.run.rate_limited += 1
             self.limits.rate_limited(sent_at, retry_after, overload=overload)
         return delay
 

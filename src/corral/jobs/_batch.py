@@ -1,17 +1,18 @@
-"""A backend that answers from provider batches: requests are parked in batch files, answers come later.
+"""A backend that answers from provider batches: requests wait in batch files, answers come later.
 
 :class:`BatchBackend` meets the :class:`~corral.backends.base.Backend` protocol, so batch mode runs
 the very same extraction as an online run — the same prompts, the same request builder, the same
 validation and re-asks — and only the transport differs::
 
     complete(request) ─► key (the response cache's) ─► batch_requests row?
-        none            ─► add its line to the batch being filled, raise Parked
-        pending         ─► raise Parked (it is in a submitted batch; answered later)
-        done            ─► the answer (priced when its batch was collected)
-        failed          ─► retryable and submissions left: into the next batch (or online); else raise
+        none            ─► add its line to the batch being filled: Deferred
+        pending         ─► Deferred (it is in a submitted batch; answered later)
+        done            ─► Held(the answer, what it cost when its batch was collected)
+        failed          ─► retryable and submissions left: into the next batch (or online);
+                           else Held(the line's error)
 
 A run over the input therefore *replays* each item as far as its answers go: an item whose first
-answer is in the store and invalid is re-asked, and that re-ask is parked for the next batch. The
+answer is in the store and invalid is re-asked, and that re-ask waits for the next batch. The
 store row of every request is written before its batch is submitted, so a crash never leaves a
 batch the store does not know (OpenAI batches carry our label and are found again; see ``recover``).
 """
@@ -21,13 +22,13 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from corral.backends.base import Backend, Completion, Parked, Profile, Request
+from corral.backends.base import DEFERRED, Backend, Deferred, Held, Profile, Reply, Request
 from corral.backends.batch._base import BatchAPI, RemoteBatch
+from corral.cost import Price
 from corral.errors import (
     AuthError,
     BadRequest,
@@ -40,10 +41,10 @@ from corral.errors import (
     ServerError,
     TransportError,
 )
-from corral.store import JobInfo, RunStore, key_hash
+from corral.store import BatchRow, JobInfo, RunStore
 from corral.store._cache import ResponseCache, decode_completion
 
-__all__ = ["BatchBackend", "BatchRow", "batch_api_for", "decode_error", "encode_error"]
+__all__ = ["BatchBackend", "batch_api_for", "decode_error", "encode_error"]
 
 #: tries of one submission (upload + create) when the provider answers with a retryable error
 _SUBMIT_TRIES = 4
@@ -84,20 +85,8 @@ def batch_api_for(online: Backend) -> BatchAPI:
     )
 
 
-@dataclass(slots=True)
-class BatchRow:
-    """A request's state in the store."""
-
-    key: bytes
-    batch: int
-    submissions: int
-    state: str
-    answer: bytes | None
-    cost: float
-
-
 class BatchBackend:
-    """Parks requests in provider batches for one job of a run store. Attach it with :meth:`attach`."""
+    """Sends requests in provider batches for one job of a run store. Attach it with :meth:`attach`."""
 
     def __init__(
         self,
@@ -158,14 +147,12 @@ class BatchBackend:
         items reach the backend then, and they must be asked anew, once)."""
         self.store = store
         self.job = job
-        rows = store.query("SELECT id, requests FROM batches WHERE job = ? AND open = 1", (job.id,))
-        self._earlier = {int(batch_id): int(requests) for batch_id, requests in rows}
+        self._earlier = store.batches.open_sizes(job.id)
         self._open = {}
         if ask_again:
-            rows = store.query("SELECT COALESCE(MAX(id), 0) FROM batches WHERE job = ?", (job.id,))
-            self.ignore_through = int(rows[0][0])
+            self.ignore_through = store.batches.last_id(job.id)
 
-    async def complete(self, request: Request) -> Completion:
+    async def complete(self, request: Request) -> Reply:
         key = ResponseCache.request_key(self.online, request)
         row = self.row(key)
         if row is not None and row.state != "pending" and row.batch <= (self.ignore_through or 0):
@@ -173,28 +160,31 @@ class BatchBackend:
         if row is None:
             if self.reask_online and _is_followup(request):
                 return await self.online.complete(request)
-            return await self._park(key, request)
+            return await self._defer(key, request)
+        return await self._known(row, key, request)
+
+    async def _known(self, row: BatchRow, key: bytes, request: Request) -> Reply:
+        """A request the store knows: waiting in a batch, answered by one, or failed in one."""
         if row.state == "pending":
-            raise Parked
+            return DEFERRED
         if row.state == "done":
             assert row.answer is not None
-            completion = decode_completion(row.answer)
-            completion.paid = row.cost
-            return completion
+            return Held(decode_completion(row.answer), cost=row.cost)
         error = decode_error(row.answer or b"{}")
         if error.retryable and row.submissions <= self.batch_retries:
             if self.reask_online:
                 return await self.online.complete(request)
-            return await self._park(key, request)
+            return await self._defer(key, request)
         error.retryable = False  # already resubmitted as often as allowed: the scheduler must not retry
-        error.batched = True
-        raise error
+        return Held(error)
 
     # --- filling and submitting -------------------------------------------------------------------
 
-    async def _park(self, key: bytes, request: Request) -> Completion:
+    async def _defer(self, key: bytes, request: Request) -> Deferred:
+        """Put the request's line in the batch being filled (once: items may share a request), or
+        leave it for a later round while the provider's queue is full."""
         if key in self._lines:
-            raise Parked
+            return DEFERRED
         line = self.api.line(key.hex(), _body(self.online, request))
         tokens = _tokens_of(line)
         # A loop, not an if: while one item submits the full batch, others fill the next one, and
@@ -202,17 +192,25 @@ class BatchBackend:
         while self._would_overflow(len(line), tokens):
             await self.flush(only_if_full=len(line), tokens=tokens)
             if key in self._lines:  # an item asking the very same request added it meanwhile
-                raise Parked
+                return DEFERRED
         if self._over_limit(tokens):
             # The provider's queue holds all it takes: asked again in a later round, once running
             # batches have ended (a batch over the limit would only fail, or be paid for nothing).
-            raise Parked
+            return DEFERRED
         self._lines[key] = line  # no await since the check: the line fits
         self._bytes += len(line)
         self._tokens += tokens
         self._line_tokens[0] += tokens
         self._line_tokens[1] += 1
-        raise Parked
+        return DEFERRED
+
+    def price(self, online: Price | None) -> Price | None:
+        """What its answers cost, given the online price: the provider's batch share of it (None:
+        unknown). Each answer is priced when its batch is collected, and held with its cost."""
+        if online is None:
+            return None
+        factor = self.api.limits.price_factor
+        return Price(online.input * factor, online.output * factor)
 
     def _would_overflow(self, size: int, tokens: int = 0) -> bool:
         limits = self.api.limits
@@ -288,58 +286,26 @@ class BatchBackend:
     def known_batches(self) -> frozenset[str]:
         """The provider ids of every batch the store knows (none of them is a lost one)."""
         store, _ = self.attached()
-        rows = store.query("SELECT remote_id FROM batches WHERE remote_id IS NOT NULL")
-        return frozenset(str(remote_id) for (remote_id,) in rows)
+        return store.batches.remote_ids()
 
     def _record(self, label: str, lines: dict[bytes, bytes]) -> int:
         store, job = self.attached()
-        now = time.time()
-        with store.transaction() as db:
-            cursor = db.execute(
-                "INSERT INTO batches (job, label, api, status, open, requests, created, updated) "
-                "VALUES (?, ?, ?, 'submitting', 1, ?, ?, ?)",
-                (job.id, label, self.api_name, len(lines), now, now),
-            )
-            batch_id = cursor.lastrowid
-            assert batch_id is not None
-            db.executemany(
-                "INSERT INTO batch_requests (job, hash, key, batch, submissions, state) "
-                "VALUES (?, ?, ?, ?, 1, 'pending') ON CONFLICT (job, hash) DO UPDATE SET "
-                "batch = excluded.batch, submissions = submissions + 1, state = 'pending', answer = NULL",
-                [(job.id, key_hash(key), key, batch_id) for key in lines],
-            )
-        return batch_id
+        return store.batches.record(job.id, label, self.api_name, lines)
 
     def _forget(self, batch_id: int) -> None:
         store, _ = self.attached()
-        with store.transaction() as db:
-            db.execute("DELETE FROM batch_requests WHERE batch = ?", (batch_id,))
-            db.execute("DELETE FROM batches WHERE id = ?", (batch_id,))
+        store.batches.forget(batch_id, answered_too=True)
 
     def update_batch(self, batch_id: int, remote: RemoteBatch) -> None:
         """Record what the provider last said of a batch."""
         store, _ = self.attached()
-        with store.transaction() as db:
-            db.execute(
-                "UPDATE batches SET remote_id = ?, status = ?, counts = ?, updated = ? WHERE id = ?",
-                (remote.id, remote.status, orjson.dumps(remote.counts).decode(), time.time(), batch_id),
-            )
+        store.batches.update(batch_id, remote_id=remote.id, status=remote.status, counts=remote.counts)
 
     # --- reading the store --------------------------------------------------------------------------
 
     def row(self, key: bytes) -> BatchRow | None:
         store, job = self.attached()
-        rows = store.query(
-            "SELECT key, batch, submissions, state, answer, cost FROM batch_requests "
-            "WHERE job = ? AND hash = ?",
-            (job.id, key_hash(key)),
-        )
-        if not rows or rows[0][0] != key:
-            return None
-        key_, batch, submissions, state, answer, cost = rows[0]
-        return BatchRow(
-            bytes(key_), batch, submissions, state, None if answer is None else bytes(answer), cost
-        )
+        return store.batches.request(job.id, key)
 
     def attached(self) -> tuple[RunStore, JobInfo]:
         if self.store is None or self.job is None:

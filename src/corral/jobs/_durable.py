@@ -11,7 +11,10 @@ never waits for the disk. The output is rewritten from the start on every run, i
 always holds every finished item exactly once.
 
 A budget that is reached stops the input: items already in flight finish and are recorded; the
-ones that could not start are left for the next run (they are not written as errors).
+ones that could not start are left for the next run (they are not written as errors). Items whose
+answers wait in provider batches (deferred) are neither written nor recorded either: a later pass
+finds their answers. Both are counted as what they are, in the run's one
+:class:`~corral.engine._stats.RunStats`.
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -27,13 +29,13 @@ from typing import Any
 import orjson
 
 from corral._extractor import Extractor
-from corral.backends.base import Mode, Parked
-from corral.engine._limits import KnownLimits
-from corral.engine._stats import RunCounters
+from corral.backends.base import Mode
+from corral.engine._stats import RunStats, StatsSnapshot
 from corral.engine._strategies import Order, Process, Strategy
 from corral.errors import BudgetReached, OutputInvalid
 from corral.io.sinks import Sink
-from corral.store import JobInfo, RunStore, StoredItem, input_hash
+from corral.jobs._record import record_counters, timeline_point
+from corral.store import ItemRow, JobInfo, KnownLimits, RunStore, StoredItem, input_hash
 from corral.types import ErrorInfo, Item, Outcome, Usage
 
 __all__ = ["JobResult", "run_job"]
@@ -42,8 +44,6 @@ __all__ = ["JobResult", "run_job"]
 _COMMIT_INTERVAL_S = 0.1
 #: and as soon as this many rows wait, so memory stays bounded at any rate
 _COMMIT_BATCH = 1024
-#: the marker of an item whose answer is in a provider batch (never written, never stored)
-_PARKED = "parked"
 #: WAL pages are copied into the database off the event loop this often (it may wait on the disk)
 _CHECKPOINT_INTERVAL_S = 1.0
 #: the timeline (plots of the report) is sampled every tenth of a second at first, then at a
@@ -54,20 +54,22 @@ _SAMPLES_PER_SPAN = 600
 
 @dataclass(slots=True)
 class JobResult:
+    """How a pass ended, and what became of its items."""
+
     #: completed | interrupted | budget | stopped | failed
     status: str
-    #: items pulled from the input that never started because the budget was reached
-    not_started: int = 0
+    #: the run's counters as the pass ended (``deferred``, ``not_started``, ...): a frozen copy, as
+    #: the live ones go on counting in the next pass of a batch job
+    counts: StatsSnapshot
+    #: why the budget stopped the input (status "budget")
     budget_message: str = ""
-    #: items waiting for an answer from a provider batch (not finished, not written)
-    parked: int = 0
 
 
 async def run_job(
     extractor: Extractor[Any],
     items: Iterable[Item],
     sink: Sink,
-    counters: RunCounters,
+    stats: RunStats,
     *,
     store: RunStore | None = None,
     job: JobInfo | None = None,
@@ -76,11 +78,15 @@ async def run_job(
     retry_errors: bool = False,
     on_outcome: Callable[[Outcome[Any]], None] | None = None,
 ) -> JobResult:
-    """Run ``items`` through ``extractor`` into ``sink``, recording every outcome in ``store``."""
+    """Run ``items`` through ``extractor`` into ``sink``, recording every outcome in ``store``.
+
+    ``stats``: the run's counters. This pass counts its items into them, and the extractor its
+    requests; pass the same object to every pass of a run (batch mode replays the input each round:
+    see :meth:`RunStats.start_pass`)."""
     run = _DurableRun(
         extractor=extractor,
         sink=sink,
-        counters=counters,
+        stats=stats,
         store=store,
         job=job,
         retry_errors=retry_errors,
@@ -95,7 +101,7 @@ class _DurableRun:
         *,
         extractor: Extractor[Any],
         sink: Sink,
-        counters: RunCounters,
+        stats: RunStats,
         store: RunStore | None,
         job: JobInfo | None,
         retry_errors: bool,
@@ -103,7 +109,7 @@ class _DurableRun:
     ) -> None:
         self.extractor = extractor
         self.sink = sink
-        self.counters = counters
+        self.stats = stats
         self.store = store if job is not None else None
         self.job = job
         self.retry_errors = retry_errors
@@ -111,28 +117,30 @@ class _DurableRun:
         # Lookups cost a query per item: skip them when no earlier run finished anything.
         self.lookups = job is not None and job.finished_before > 0
         self.committer = (
-            _Committer(store, sink, self._snapshot) if store is not None and job is not None else None
+            _Committer(store, sink, self._record_counters) if store is not None and job is not None else None
         )
         # id(outcome) -> its commit ticket and output record (built once), until emitted
         self.tickets: dict[int, tuple[int, dict[str, Any]]] = {}
-        self.prompt_tokens = self.completion_tokens = 0
         self.budget_message = ""
         #: what the store holds of this endpoint's limits and mode (written again only when they change)
         self.remembered = KnownLimits()
         self.remembered_mode = extractor.settings.ladder.current
 
     async def run(self, items: Iterable[Item], strategy: Strategy, order: Order) -> JobResult:
-        result = JobResult("failed")
         status = "failed"
+        stats = self.stats
+        stats.start_pass()
+        stats.priced = self.extractor.price is not None
+        stats.spent_before = self.job.spent_before if self.job is not None else None
         self._seed_endpoint()
         ticker = asyncio.create_task(self._tick(), name="corral-tick")
         try:
             outcomes = self.extractor.map(
-                self._until_budget(items), strategy=strategy, order=order, around=self._around
+                self._until_budget(items), strategy=strategy, order=order, around=self._around, stats=stats
             )
             async with contextlib.aclosing(outcomes):
                 async for outcome in outcomes:
-                    await self._emit(outcome, result)
+                    self._emit(outcome)
             status = "budget" if self.budget_message else "completed"
         except asyncio.CancelledError:
             status = "interrupted"
@@ -149,13 +157,11 @@ class _DurableRun:
             self.sink.flush()
             if self.store is not None and self.job is not None:
                 self._sample()
-                self._snapshot()
+                self._record_counters()
                 self._remember_endpoint()
                 self.store.flush()
                 self.store.finish_run(self.job, status)
-            result.status = status
-            result.budget_message = self.budget_message
-        return result
+        return JobResult(status, stats.snapshot(), self.budget_message)
 
     async def _tick(self) -> None:
         # Results reach the disk and the output within a fraction of a second, however they trickle.
@@ -178,7 +184,7 @@ class _DurableRun:
                 await asyncio.to_thread(self.store.checkpoint)
 
     def _until_budget(self, items: Iterable[Item]) -> Iterator[Item]:
-        budget = self.extractor.scheduler.budget
+        budget = self.extractor.budget
         for item in items:
             if budget is not None and budget.reached:
                 return
@@ -196,10 +202,8 @@ class _DurableRun:
             outcome = await extract(item)
         except BudgetReached as exc:
             self.budget_message = self.budget_message or str(exc)
-            return Outcome(id=item.id, input=item.text, error=ErrorInfo(BudgetReached.kind, str(exc)))
-        except Parked:
-            return Outcome(id=item.id, input=item.text, error=ErrorInfo(_PARKED, ""))
-        if self.committer is not None and self.job is not None:
+            return Outcome(id=item.id, input=item.text, pending="not_started")
+        if outcome.pending is None and self.committer is not None and self.job is not None:
             record = outcome.to_record()
             self.tickets[id(outcome)] = self.committer.add(self.job, _row(outcome, text_hash, record)), record
         return outcome
@@ -228,13 +232,12 @@ class _DurableRun:
             reused=True,
         )
 
-    async def _emit(self, outcome: Outcome[Any], result: JobResult) -> None:
-        if outcome.error is not None and outcome.error.kind in (BudgetReached.kind, _PARKED):
-            if outcome.error.kind == _PARKED:
-                result.parked += 1
-                self.counters.parked += 1
-            else:
-                result.not_started += 1
+    def _emit(self, outcome: Outcome[Any]) -> None:
+        if outcome.pending == "deferred":
+            self.stats.deferred += 1
+            return
+        if outcome.pending == "not_started":
+            self.stats.not_started += 1
             return
         if self.committer is None:
             self.sink.write(outcome.to_record())
@@ -242,24 +245,9 @@ class _DurableRun:
             entry = self.tickets.pop(id(outcome), None)
             ticket, record = entry if entry is not None else (0, outcome.to_record())
             self.committer.emit(ticket, record)
-        self._count(outcome)
+        self.stats.ended(outcome)
         if self.on_outcome is not None:
             self.on_outcome(outcome)
-
-    def _count(self, outcome: Outcome[Any]) -> None:
-        counters = self.counters
-        counters.done += 1
-        if outcome.error is None:
-            counters.ok += 1
-        else:
-            counters.errors += 1
-            counters.kinds[outcome.error.kind] = counters.kinds.get(outcome.error.kind, 0) + 1
-        if outcome.reused:
-            counters.reused += 1
-        else:
-            counters.tokens += outcome.usage.total_tokens
-            self.prompt_tokens += outcome.usage.prompt_tokens
-            self.completion_tokens += outcome.usage.completion_tokens
 
     def _seed_endpoint(self) -> None:
         """Pace from the first request, and ask in a mode the server takes, with what an earlier run
@@ -268,7 +256,7 @@ class _DurableRun:
             return
         backend = self.extractor.backend
         self.remembered = self.store.known_limits(backend.endpoint, backend.model)
-        self.extractor.scheduler.limits.seed(self.remembered)
+        self.extractor.limits.seed(self.remembered)
         mode = self.store.known_mode(backend.endpoint, backend.model)
         if mode in {m.value for m in backend.profile.modes}:
             self.extractor.settings.ladder.start_at(Mode(mode))
@@ -278,7 +266,7 @@ class _DurableRun:
         if self.store is None:
             return
         backend = self.extractor.backend
-        known = self.extractor.scheduler.limits.known()
+        known = self.extractor.limits.known()
         if known and known != self.remembered:
             self.store.remember_limits(backend.endpoint, backend.model, known)
             self.remembered = known
@@ -291,54 +279,31 @@ class _DurableRun:
         """A point of the run's timeline, written with the next batch (the report plots them)."""
         if self.store is None or self.job is None:
             return
-        stats = self.extractor.scheduler.stats
-        limits = self.extractor.scheduler.limits
-        counters = self.counters
-        self.store.add_sample(
-            self.job,
-            (
-                time.time(),
-                counters.done,
-                counters.ok,
-                counters.errors,
-                stats.requests,
-                stats.retries,
-                stats.rate_limited,
-                stats.in_flight,
-                counters.tokens,
-                stats.cost,
-                limits.rpm,
-                limits.tpm,
-                self.extractor.in_flight_limit,
-            ),
+        limits = self.extractor.limits
+        point = timeline_point(
+            self.stats.snapshot(), rpm=limits.rpm, tpm=limits.tpm, concurrency=self.extractor.in_flight_limit
         )
+        self.store.add_sample(self.job, point)
 
-    def _snapshot(self) -> None:
-        """Copy this run's counters into the job row written with the next batch."""
-        if self.job is None:
-            return
-        stats = self.extractor.scheduler.stats
-        c = self.job.counters
-        c["items"], c["ok"], c["errors"] = self.counters.done, self.counters.ok, self.counters.errors
-        c["reused"], c["requests"], c["cached"] = self.counters.reused, stats.requests, stats.cached
-        c["retries"], c["cost"] = stats.retries, stats.cost
-        c["prompt_tokens"], c["completion_tokens"] = self.prompt_tokens, self.completion_tokens
-        self.job.faults = dict(stats.by_kind)
+    def _record_counters(self) -> None:
+        """The run's counters into its row in the store, written with the next batch."""
+        if self.job is not None:
+            record_counters(self.job, self.stats.snapshot())
 
 
-def _row(outcome: Outcome[Any], text_hash: int, record: dict[str, Any]) -> tuple[Any, ...]:
+def _row(outcome: Outcome[Any], text_hash: int, record: dict[str, Any]) -> ItemRow:
     error = outcome.error
-    return (
-        outcome.id,
-        text_hash,
-        "ok" if error is None else "error",
-        None if error is None else error.kind,
-        outcome.attempts,
-        outcome.usage.prompt_tokens,
-        outcome.usage.completion_tokens,
-        outcome.cost,
-        outcome.latency,
-        orjson.dumps(record),
+    return ItemRow(
+        item_id=outcome.id,
+        input_hash=text_hash,
+        status="ok" if error is None else "error",
+        error_kind=None if error is None else error.kind,
+        attempts=outcome.attempts,
+        prompt_tokens=outcome.usage.prompt_tokens,
+        completion_tokens=outcome.usage.completion_tokens,
+        cost=outcome.cost,
+        latency=outcome.latency,
+        record=orjson.dumps(record),
     )
 
 
@@ -355,7 +320,7 @@ class _Committer:
         self.durable = 0
         self._waiting: collections.deque[tuple[int, dict[str, Any]]] = collections.deque()
 
-    def add(self, job: JobInfo, row: tuple[Any, ...]) -> int:
+    def add(self, job: JobInfo, row: ItemRow) -> int:
         self.store.add_item(job, row)
         self.added += 1
         if self.store.pending >= _COMMIT_BATCH:

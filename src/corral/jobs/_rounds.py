@@ -1,13 +1,13 @@
 """A job through provider batches: submit, wait (polling with backoff), collect, and go round again.
 
-    ┌─► replay the input (answers from the store; new requests and re-asks parked) ─► submit batch
+    ┌─► replay the input (answers from the store; new requests and re-asks deferred) ─► submit batch
     │                                                                                     │
     └──── collect: every line's answer into the store (matched by custom_id) ◄── wait ◄───┘
 
 Each round replays the whole input through the ordinary extraction (see :mod:`corral.jobs._batch`):
 items whose answers are all in the store finish and are written; an invalid answer is re-asked in
 the next batch; an errored or expired line is resubmitted (``batch_retries``) or ends as the item's
-error. The job is complete when a replay parks nothing. Nothing of this lives only in memory: batch
+error. The job is complete when a replay defers nothing. Nothing of this lives only in memory: batch
 ids and every line's state are in the run store, so ``corral batch collect`` in a new process (after
 a crash, a reboot, or a ``submit`` that did not wait) carries on where the last one stopped.
 """
@@ -20,20 +20,18 @@ import random
 import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TypeVar
-
-import orjson
 
 from corral.backends.batch._base import LineResult, RemoteBatch
 from corral.cost import Budget, Price
-from corral.engine._scheduler import RunStats
+from corral.engine._stats import RunStats
 from corral.errors import BadRequest, BatchCanceled, BatchExpired, CorralError, ProviderError, ServerError
 from corral.jobs._batch import BatchBackend, encode_error
-from corral.store import RunStore, key_hash
+from corral.store import BatchInfo, LineAnswer
 from corral.store._cache import encode_completion
 
-__all__ = ["BatchInfo", "BatchJob", "Poll", "batches_of"]
+__all__ = ["BatchJob", "Poll"]
 
 #: rows written per transaction while a batch's results are read
 _CHUNK = 2000
@@ -61,36 +59,12 @@ class Poll:
 
 
 @dataclass(slots=True)
-class BatchInfo:
-    """A batch as the store knows it (for ``corral batch status``)."""
-
-    id: int
-    label: str
-    api: str
-    remote_id: str | None
-    status: str
-    open: bool
-    requests: int
-    counts: dict[str, int]
-    created: float
-
-
-def batches_of(store: RunStore, job_id: int, *, only_open: bool = False) -> list[BatchInfo]:
-    """A job's batches, oldest first."""
-    rows = store.query(
-        "SELECT id, label, api, remote_id, status, open, requests, counts, created FROM batches "
-        "WHERE job = ? " + ("AND open = 1 " if only_open else "") + "ORDER BY id",
-        (job_id,),
-    )
-    return [BatchInfo(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6], orjson.loads(r[7]), r[8]) for r in rows]
-
-
-@dataclass(slots=True)
 class Collected:
+    """What one collected batch brought: its answers, its failed lines, and what they cost."""
+
     answered: int = 0
     failed: int = 0
     cost: float = 0.0
-    by_kind: dict[str, int] = field(default_factory=dict)
 
 
 class BatchJob:
@@ -111,37 +85,36 @@ class BatchJob:
         #: a batch that may exist but cannot be found: "resubmit" its requests, or "wait" (stop, say so)
         self.lost = lost
         self.api = backend.api
-        # Batch answers cost the provider's batch share of the online price.
-        factor = backend.api.limits.price_factor
-        self.price = None if price is None else Price(price.input * factor, price.output * factor)
+        #: what an answer of a batch costs (``price``: the online one)
+        self.price = backend.price(price)
+        #: the job's counters: a collected batch's cost is this run's spending
         self.stats = stats
         self.budget = budget
         self.poll = poll or Poll()
         self.report = report or (lambda text: None)
-        self.collected = Collected()
 
     async def run(self, replay: Callable[[], Awaitable[int]], *, wait: bool) -> str:
         """Rounds until the job is complete ("completed") or, without ``wait``, once its requests are
-        submitted ("submitted"). ``replay`` runs the input once and says how many items it parked."""
+        submitted ("submitted"). ``replay`` runs the input once and says how many items it deferred."""
         await self.recover()
         await self.check()
         while True:
             if wait and self.open_batches():
                 await self.wait()
-            parked = await replay()
+            deferred = await replay()
             await self.backend.flush()
-            if parked == 0:
+            if deferred == 0:
                 return "completed"
             if not wait:
                 return "submitted"
             if not self.open_batches():
-                raise CorralError(  # a parked item always has a line in an open batch; say so if not
-                    f"{parked} items wait for batch answers but no batch is open: run `corral batch status`"
+                raise CorralError(  # a deferred item always has a line in an open batch; say so if not
+                    f"{deferred} items wait for batch answers but no batch is open: run `corral batch status`"
                 )
 
     def open_batches(self) -> list[BatchInfo]:
         store, job = self.backend.attached()
-        return batches_of(store, job.id, only_open=True)
+        return store.batches.of_job(job.id, only_open=True)
 
     async def recover(self) -> None:
         """Batches recorded but never confirmed (the process died while submitting): find them at the
@@ -280,41 +253,24 @@ class BatchJob:
             f"reading the results of batch {remote.id}", lambda: self._read(batch, remote)
         )
         missing = _missing_error(remote)
-        with store.transaction() as db:
-            cursor = db.execute(
-                "UPDATE batch_requests SET state = 'failed', answer = ? "
-                "WHERE batch = ? AND state = 'pending'",
-                (encode_error(missing), batch.id),
-            )
-            if cursor.rowcount:
-                done.failed += cursor.rowcount
-                done.by_kind[missing.kind] = done.by_kind.get(missing.kind, 0) + cursor.rowcount
-            db.execute("UPDATE batches SET open = 0, updated = ? WHERE id = ?", (time.time(), batch.id))
+        unanswered = store.batches.end(batch.id, unanswered=encode_error(missing))
+        done.failed += unanswered
         self.backend.closed(batch.id)
+        # Paid now, whichever pass takes the answers (and whether one does): this run spent it.
         self.stats.cost += done.cost
         if self.budget is not None:
             self.budget.spent += done.cost
-        total = self.collected
-        total.answered, total.failed, total.cost = (
-            total.answered + done.answered,
-            total.failed + done.failed,
-            total.cost + done.cost,
-        )
-        for kind, count in done.by_kind.items():
-            total.by_kind[kind] = total.by_kind.get(kind, 0) + count
         self.report(f"collected batch {remote.id}: {done.answered:,} answered, {done.failed:,} failed")
         return done
 
     async def _read(self, batch: BatchInfo, remote: RemoteBatch) -> Collected:
         """One reading of an ended batch's results into the store."""
-        _, job = self.backend.attached()
         done = Collected()
-        chunk: list[tuple[str, bytes, float, int, int, bytes]] = []
+        chunk: list[LineAnswer] = []
         async for line in self.api.results(remote):
             entry = self._entry(line, done)
             if entry is not None:
-                key = _key(line.custom_id)
-                chunk.append((*entry, job.id, key_hash(key), key))
+                chunk.append(LineAnswer(_key(line.custom_id), *entry))
             if len(chunk) >= _CHUNK:
                 self._write(batch.id, chunk)
                 chunk = []
@@ -331,28 +287,16 @@ class BatchJob:
             return "done", encode_completion(line.completion), cost
         error = line.error or ServerError("the batch returned neither an answer nor an error for this line")
         done.failed += 1
-        done.by_kind[error.kind] = done.by_kind.get(error.kind, 0) + 1
         return "failed", encode_error(error), 0.0
 
-    def _write(self, batch_id: int, chunk: list[tuple[str, bytes, float, int, int, bytes]]) -> None:
-        if not chunk:
-            return
-        store, _ = self.backend.attached()
-        with store.transaction() as db:
-            # Only the row still waiting on this batch: a line answered twice (or a stale batch) never
-            # overwrites a later submission's state.
-            db.executemany(
-                "UPDATE batch_requests SET state = ?, answer = ?, cost = ? "
-                f"WHERE job = ? AND hash = ? AND key = ? AND batch = {int(batch_id)} AND state = 'pending'",
-                chunk,
-            )
+    def _write(self, batch_id: int, chunk: list[LineAnswer]) -> None:
+        store, job = self.backend.attached()
+        store.batches.answer(job.id, batch_id, chunk)
 
     def _forget(self, batch_id: int) -> None:
         self.backend.closed(batch_id)
         store, _ = self.backend.attached()
-        with store.transaction() as db:
-            db.execute("DELETE FROM batch_requests WHERE batch = ? AND state = 'pending'", (batch_id,))
-            db.execute("DELETE FROM batches WHERE id = ?", (batch_id,))
+        store.batches.forget(batch_id, answered_too=False)
 
 
 #: OpenAI's words for a batch failed because the organisation's queue is full
