@@ -21,6 +21,7 @@ from pathlib import Path
 
 import ray
 
+from corral.jobs import ExtractOptions, JobSpec, RayOptions
 from corral.jobs._ray import run_job_on_ray
 from corral.sim import SimConfig, SimulatorThread
 
@@ -53,8 +54,17 @@ def main() -> None:
             before = sim.stats.requests
             started = time.perf_counter()
             store = Path(folder) / f"{workers}-{rpm}.db"
-            run_job_on_ray(source, PERSON, output=out, workers=workers, store=store, rpm=rpm,
-                           base_url=sim.url, model="sim-1", concurrency=args.concurrency)  # fmt: skip
+            extract = ExtractOptions(base_url=sim.url, model="sim-1", concurrency=args.concurrency, rpm=rpm)
+            on_ray = RayOptions(workers=workers)
+            spec = JobSpec(
+                schema=PERSON,
+                input=str(source),
+                output=str(out),
+                store=str(store),
+                extract=extract,
+                ray=on_ray,
+            )
+            run_job_on_ray(spec)
             seconds = time.perf_counter() - started
             rate = args.items / seconds
             base = base or rate

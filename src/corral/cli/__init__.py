@@ -3,24 +3,40 @@
 Exit codes: 0 every item extracted; 1 some items ended in error (all are in the output), the run
 was stopped by the provider (bad key, unknown model) or the cost cap was reached; 2 a usage problem
 found before anything was sent; 130 interrupted.
+
+    __init__    main(): the command table, exit codes, uvloop, the GC tuning
+    run         ``corral run``: read, extract durably, write, show progress
+    _ray        ``corral run --ray``: the job on a Ray cluster
+    batch       ``corral run --batch`` and ``corral batch submit | status | collect | cancel``
+    report      ``corral report``: a run as one HTML page (and its plots as PNG)
+    serve       ``corral serve``: its options; the service itself is :mod:`corral.serve`
+    bench       ``corral bench``: the article's five strategies beside its published times
+    sim         ``corral sim``: the simulator as a server
+    _options    option groups and argparse types several commands share; flags → a job's spec
+    _pass       one pass of an opened job over its input, with progress
+    _progress   the live bar, the status lines and the summary on stderr
+    _signals    Ctrl-C and SIGTERM: cancel the run cleanly, keep what finished
+    _tuning     process-level tuning for throughput (the garbage collector)
+    __main__    ``python -m corral.cli``
+
+Only the chosen command's module is imported, when its options are declared: ``corral --help``
+imports no command at all. Nothing outside this package imports it (tests/test_layers.py).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import importlib
 import os
 import signal
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from corral import __version__
 from corral.cli._tuning import tune_gc
-from corral.cli.batch import add_batch_commands
-from corral.cli.run import add_run_arguments, cmd_run
 from corral.errors import CorralError, OutputError, ProviderError, UsageError
-from corral.sim import args as sim_args
 
 __all__ = ["main"]
 
@@ -52,8 +68,44 @@ BENCH_EXAMPLE = """example:
   corral bench --model openai/gpt-4o-mini    # a real endpoint (needs OPENAI_API_KEY)"""
 
 
+@dataclass(frozen=True, slots=True)
+class _Command:
+    name: str
+    help: str
+    epilog: str
+    #: the module whose ``add_arguments(parser)`` declares its options and sets its ``handler``
+    module: str
+
+
+COMMANDS = (
+    _Command("run", "extract records from a file of texts", RUN_EXAMPLE, "corral.cli.run"),
+    _Command(
+        "batch",
+        "a job through the providers' batch APIs: submit, status, collect, cancel",
+        BATCH_EXAMPLE,
+        "corral.cli.batch",
+    ),
+    _Command(
+        "report",
+        "write a run's report: one HTML page with plots, errors and every item",
+        REPORT_EXAMPLE,
+        "corral.cli.report",
+    ),
+    _Command(
+        "serve",
+        "extraction as an HTTP service that streams results (and a web page to try it)",
+        SERVE_EXAMPLE,
+        "corral.cli.serve",
+    ),
+    _Command(
+        "sim", "serve an OpenAI-compatible simulator for tests and demos", SIM_EXAMPLE, "corral.cli.sim"
+    ),
+    _Command("bench", "reproduce the article's strategy table", BENCH_EXAMPLE, "corral.cli.bench"),
+)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
+    parser = _parser(argv)
     args = parser.parse_args(argv)
     try:
         return int(_run_async(args.handler(args)))
@@ -76,6 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run_async(coro: Any) -> Any:
+    import asyncio  # here: `corral --help` has no loop to run
+
     tune_gc()
     try:
         import uvloop
@@ -84,175 +138,23 @@ def _run_async(coro: Any) -> Any:
     return uvloop.run(coro)
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The command line's parser; only the command ``argv`` names gets its options (and its module
+    imported): the others are listed, which is all ``corral --help`` shows of them."""
+    chosen = next((arg for arg in (sys.argv[1:] if argv is None else argv) if not arg.startswith("-")), None)
     parser = argparse.ArgumentParser(
         prog="corral",
         description="Turn a dataset of texts into validated, typed records with a language model.",
     )
     parser.add_argument("--version", action="version", version=f"corral {__version__}")
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
-    formatter = argparse.RawDescriptionHelpFormatter
-
-    run = commands.add_parser(
-        "run", help="extract records from a file of texts", epilog=RUN_EXAMPLE, formatter_class=formatter
-    )
-    _add_job_arguments(run)
-    run.set_defaults(handler=cmd_run)
-
-    batch = commands.add_parser(
-        "batch",
-        help="a job through the providers' batch APIs: submit, status, collect, cancel",
-        epilog=BATCH_EXAMPLE,
-        formatter_class=formatter,
-    )
-    add_batch_commands(batch, _add_job_arguments)
-
-    report = commands.add_parser(
-        "report",
-        help="write a run's report: one HTML page with plots, errors and every item",
-        epilog=REPORT_EXAMPLE,
-        formatter_class=formatter,
-    )
-    _add_report_arguments(report)
-    report.set_defaults(handler=_cmd_report)
-
-    serve = commands.add_parser(
-        "serve",
-        help="extraction as an HTTP service that streams results (and a web page to try it)",
-        epilog=SERVE_EXAMPLE,
-        formatter_class=formatter,
-    )
-    _add_target_options(serve)
-    _add_serve_arguments(serve)
-    serve.set_defaults(handler=_cmd_serve)
-
-    sim = commands.add_parser(
-        "sim",
-        help="serve an OpenAI-compatible simulator for tests and demos",
-        epilog=SIM_EXAMPLE,
-        formatter_class=formatter,
-    )
-    sim_args.add_arguments(sim)
-    sim.set_defaults(handler=_cmd_sim)
-
-    bench = commands.add_parser(
-        "bench",
-        help="reproduce the article's strategy table",
-        epilog=BENCH_EXAMPLE,
-        formatter_class=formatter,
-    )
-    _add_target_options(bench)
-    bench.add_argument(
-        "--latency-ms",
-        type=float,
-        default=900.0,
-        metavar="MEDIAN",
-        help="the simulator's median latency (default 900, like the article's endpoint)",
-    )
-    bench.add_argument("--seed", type=int, default=0)
-    bench.add_argument(
-        "--plot", metavar="FILE.png", help="draw measured vs. article times (needs matplotlib)"
-    )
-    bench.set_defaults(handler=_cmd_bench)
-    return parser
-
-
-def _add_job_arguments(parser: argparse.ArgumentParser) -> None:
-    """What ``corral run`` (and ``corral batch submit``) takes."""
-    parser.add_argument(
-        "input", metavar="INPUT", help="a .jsonl, .csv or .txt file (one item per line), or - for stdin"
-    )
-    parser.add_argument(
-        "--schema",
-        required=True,
-        metavar="SPEC",
-        help="response model: path/to/file.py:Class, package.module:Class, or schema.json",
-    )
-    parser.add_argument(
-        "--many", action="store_true", help="extract every entity in each text (a list per item)"
-    )
-    _add_target_options(parser)
-    add_run_arguments(parser)
-
-
-def _add_target_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--model",
-        metavar="MODEL",
-        help="local (embedded, default), openai/NAME, anthropic/NAME, ollama/NAME, vllm/NAME, llamacpp/NAME; "
-        "with --base-url: the model name sent to that server",
-    )
-    parser.add_argument(
-        "--base-url", metavar="URL", help="any OpenAI-compatible server, e.g. http://localhost:8000/v1"
-    )
-    parser.add_argument(
-        "--api-key-env", metavar="NAME", help="environment variable holding the key (default OPENAI_API_KEY)"
-    )
-    parser.add_argument(
-        "--allow-plain-http",
-        action="store_true",
-        help="send the key over http:// to a host that is not loopback (refused otherwise: anyone on "
-        "the way reads it); only on a network you trust",
-    )
-
-
-# --- corral report / serve / sim / bench -----------------------------------------------------
-
-
-def _add_report_arguments(parser: argparse.ArgumentParser) -> None:
-    from corral.cli.report import add_report_arguments
-
-    add_report_arguments(parser)
-
-
-async def _cmd_report(args: argparse.Namespace) -> int:
-    from corral.cli.report import cmd_report
-
-    return await cmd_report(args)
-
-
-def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
-    from corral.cli.serve import add_serve_arguments
-
-    add_serve_arguments(parser)
-
-
-async def _cmd_serve(args: argparse.Namespace) -> int:
-    from corral.cli.serve import cmd_serve
-
-    return await cmd_serve(args)
-
-
-async def _cmd_sim(args: argparse.Namespace) -> int:
-    from corral.sim import serve
-
-    config = sim_args.config_from_args(args)
-
-    def ready(url: str) -> None:
-        print(
-            f"corral sim: serving an OpenAI-compatible API on {url} "
-            f"(median latency {args.latency_ms:g} ms; Ctrl-C stops)",
-            file=sys.stderr,
-            flush=True,
+    for command in COMMANDS:
+        sub = commands.add_parser(
+            command.name,
+            help=command.help,
+            epilog=command.epilog,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-
-    await serve(args.host, args.port, config, on_ready=ready)
-    return 0
-
-
-async def _cmd_bench(args: argparse.Namespace) -> int:
-    from corral.cli.bench import article_table, plot_table, print_table
-
-    rows = await article_table(
-        model=args.model,
-        base_url=args.base_url,
-        api_key_env=args.api_key_env,
-        allow_plain_http=args.allow_plain_http,
-        latency_ms=args.latency_ms,
-        seed=args.seed,
-    )
-    print_table(rows, sys.stdout)
-    if args.plot:
-        plot_table(rows, args.plot)
-        print(f"plot written to {args.plot}", file=sys.stderr)
-    return 0
+        if command.name == chosen:
+            importlib.import_module(command.module).add_arguments(sub)
+    return parser

@@ -1,10 +1,51 @@
-"""Option groups and argparse types that several commands share (run, batch, serve)."""
+"""The options of the commands that run a job (run, batch submit), the groups several commands
+share (run, batch, serve, bench), argparse types, and the one mapping of flags to a
+:class:`~corral.jobs.JobSpec`."""
 
 from __future__ import annotations
 
 import argparse
 
-__all__ = ["add_limit_arguments", "add_request_arguments", "non_negative_int", "positive_int"]
+from corral.backends import Mode
+from corral.engine import ORDERS, STRATEGIES
+from corral.io.items import FORMATS
+from corral.io.sinks import SINK_FORMATS
+from corral.jobs import STORE_ENV, BatchOptions, ExtractOptions, JobSpec, RayOptions
+from corral.store import DEFAULT_DIR
+
+__all__ = [
+    "LOCAL_RAY",
+    "add_job_arguments",
+    "add_limit_arguments",
+    "add_request_arguments",
+    "add_run_arguments",
+    "add_target_options",
+    "job_spec",
+    "non_negative_int",
+    "positive_int",
+]
+
+
+def add_target_options(parser: argparse.ArgumentParser) -> None:
+    """Which model answers, where, with which key (run, batch submit, serve, bench)."""
+    parser.add_argument(
+        "--model",
+        metavar="MODEL",
+        help="local (embedded, default), openai/NAME, anthropic/NAME, ollama/NAME, vllm/NAME, llamacpp/NAME; "
+        "with --base-url: the model name sent to that server",
+    )
+    parser.add_argument(
+        "--base-url", metavar="URL", help="any OpenAI-compatible server, e.g. http://localhost:8000/v1"
+    )
+    parser.add_argument(
+        "--api-key-env", metavar="NAME", help="environment variable holding the key (default OPENAI_API_KEY)"
+    )
+    parser.add_argument(
+        "--allow-plain-http",
+        action="store_true",
+        help="send the key over http:// to a host that is not loopback (refused otherwise: anyone on "
+        "the way reads it); only on a network you trust",
+    )
 
 
 def add_request_arguments(group: argparse._ActionsContainer) -> None:
@@ -66,3 +107,229 @@ def non_negative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
     return value
+
+
+def job_spec(args: argparse.Namespace, *, batch: bool = False) -> JobSpec:
+    """The job ``corral run``'s (or ``corral batch submit``'s) flags describe: the one place flags
+    become a :class:`~corral.jobs.JobSpec`. ``batch``: its requests go in provider batches."""
+    extract = ExtractOptions(
+        model=args.model,
+        base_url=args.base_url,
+        api_key_env=args.api_key_env,
+        allow_plain_http=args.allow_plain_http,
+        mode=args.mode,
+        prompt=args.prompt,
+        max_retries=args.max_retries,
+        max_tokens=args.max_tokens,
+        reasoning_effort=args.reasoning_effort,
+        concurrency=args.concurrency,
+        timeout=args.timeout,
+        many=args.many,
+        rpm=args.rpm,
+        tpm=args.tpm,
+        adaptive=not args.no_adaptive,
+        retries=args.retries,
+    )
+    batched = None
+    if batch or args.batch:
+        batched = BatchOptions(
+            retries=args.batch_retries,
+            reask_online=args.reask_online,
+            poll_every=args.poll_every,
+            token_limit=args.batch_token_limit,
+            lost=args.lost_batches,
+        )
+    on_ray = (
+        None if args.ray is None else RayOptions(address=_ray_address(args.ray), workers=args.ray_workers)
+    )
+    return JobSpec(
+        schema=args.schema,
+        input=args.input,
+        output=args.output,
+        extract=extract,
+        input_format=args.format,
+        text_field=args.text_field,
+        id_field=args.id_field,
+        output_format=args.output_format,
+        csv_formulas=args.csv_formulas,
+        strategy=args.strategy,
+        order=args.order,
+        store=args.store,
+        durable=not args.no_store,
+        fresh=args.fresh,
+        cache=not args.no_cache,
+        retry_errors=args.retry_errors,
+        max_cost=args.max_cost,
+        prices=args.prices,
+        batch=batched,
+        ray=on_ray,
+    )
+
+
+#: ``--ray`` without an address: start a Ray of this machine's own
+LOCAL_RAY = "local"
+
+
+def _ray_address(given: str) -> str | None:
+    return None if given == LOCAL_RAY else given
+
+
+def add_job_arguments(parser: argparse.ArgumentParser) -> None:
+    """What ``corral run`` (and ``corral batch submit``) takes."""
+    parser.add_argument(
+        "input", metavar="INPUT", help="a .jsonl, .csv or .txt file (one item per line), or - for stdin"
+    )
+    parser.add_argument(
+        "--schema",
+        required=True,
+        metavar="SPEC",
+        help="response model: path/to/file.py:Class, package.module:Class, or schema.json",
+    )
+    parser.add_argument(
+        "--many", action="store_true", help="extract every entity in each text (a list per item)"
+    )
+    add_target_options(parser)
+    add_run_arguments(parser)
+
+
+def add_run_arguments(run: argparse.ArgumentParser) -> None:
+    """Every ``corral run`` option except the model target (shared with ``bench``)."""
+    run.add_argument("--prompt", metavar="TEXT", help="the instruction sent as the system message")
+    run.add_argument(
+        "--mode",
+        choices=[m.value for m in Mode],
+        help="how the schema goes on the wire (default: the backend's preferred mode)",
+    )
+    run.add_argument(
+        "--strategy",
+        choices=STRATEGIES,
+        default="as_completed",
+        help="sequential, gather (all at the end) or as_completed (streaming; default)",
+    )
+    run.add_argument(
+        "--concurrency",
+        type=positive_int,
+        default=16,
+        metavar="N",
+        help="at most N requests at once (default 16)",
+    )
+    run.add_argument(
+        "--order",
+        choices=ORDERS,
+        default="input",
+        help="write results in input order (default) or as they complete",
+    )
+    add_request_arguments(run)
+    add_limit_arguments(run)
+    run.add_argument("--text-field", default="text", metavar="NAME", help="JSONL/CSV field with the text")
+    run.add_argument("--id-field", default="id", metavar="NAME", help="JSONL/CSV field with the item id")
+    run.add_argument(
+        "--format", choices=sorted(set(FORMATS.values())), help="input format when the extension does not say"
+    )
+    run.add_argument("-o", "--output", metavar="OUT", help="output file: .jsonl (default), .csv or .parquet")
+    run.add_argument(
+        "--output-format", choices=SINK_FORMATS, help="output format when the extension does not say"
+    )
+    run.add_argument(
+        "--csv-formulas",
+        action="store_true",
+        help="write CSV cells that begin with = + - @ (a spreadsheet formula) as they are; by default "
+        "they get a leading ' so that no spreadsheet runs text that came from outside",
+    )
+
+    durable = run.add_argument_group("durability and cost")
+    durable.add_argument(
+        "--store",
+        metavar="PATH",
+        help=f"run store (SQLite) file or directory (default: {DEFAULT_DIR}/ beside the output, "
+        f"or ${STORE_ENV})",
+    )
+    durable.add_argument("--no-store", action="store_true", help="keep no store: no resume, no cache")
+    durable.add_argument(
+        "--fresh", action="store_true", help="forget this output's earlier results and start over"
+    )
+    durable.add_argument(
+        "--no-cache", action="store_true", help="send every request, even one answered before"
+    )
+    durable.add_argument(
+        "--retry-errors", action="store_true", help="extract again the items that ended in error last time"
+    )
+    durable.add_argument(
+        "--max-cost",
+        type=float,
+        metavar="USD",
+        help="stop starting requests before the job (all its runs) would spend more than this",
+    )
+    durable.add_argument(
+        "--report",
+        metavar="FILE.html",
+        help="when the run ends, write its report there (as `corral report` does)",
+    )
+    durable.add_argument(
+        "--prices",
+        metavar="FILE",
+        help='JSON prices per million tokens: {"MODEL": {"input": 0.15, "output": 0.6}}',
+    )
+    batch = run.add_argument_group("provider batch API (half price, answered within 24 h)")
+    batch.add_argument(
+        "--batch",
+        action="store_true",
+        help="send the requests as OpenAI / Anthropic batches and wait for them (see `corral batch`)",
+    )
+    batch.add_argument(
+        "--batch-retries",
+        type=non_negative_int,
+        default=2,
+        metavar="N",
+        help="resubmit a line that errored or expired in up to N follow-up batches (default 2)",
+    )
+    batch.add_argument(
+        "--reask-online",
+        action="store_true",
+        help="re-ask invalid answers and resubmit failed lines online (full price, no wait)",
+    )
+    batch.add_argument(
+        "--poll-every",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="first wait between batch status checks; it grows to 5 minutes (default 10)",
+    )
+    batch.add_argument(
+        "--batch-token-limit",
+        type=positive_int,
+        metavar="TOKENS",
+        help="the provider's enqueued-token limit: batches are cut to fit under it and the rest waits "
+        "for running batches to end (default: learned when a batch fails with token_limit_exceeded)",
+    )
+    batch.add_argument(
+        "--lost-batches",
+        choices=["resubmit", "wait"],
+        default="resubmit",
+        help="a batch whose creation answer was lost and that cannot be found again (Anthropic "
+        "batches carry no label): resubmit its requests (they may be paid twice), or wait and say so",
+    )
+    scale = run.add_argument_group("scale out on a Ray cluster (the ray extra)")
+    scale.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="run on Ray: the cluster at ADDRESS (e.g. ray://head:10001 or auto), or without one a Ray of "
+        "this machine's own; the --rpm/--tpm limits are kept by all workers together",
+    )
+    scale.add_argument(
+        "--ray-workers",
+        type=positive_int,
+        default=2,
+        metavar="N",
+        help="Ray workers, each with --concurrency requests in flight (default 2)",
+    )
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary on stderr")
+    run.add_argument(
+        "--status-every",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="when stderr is not a terminal: a status line this often (default 10)",
+    )

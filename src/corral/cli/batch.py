@@ -13,43 +13,36 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Literal
 
-import orjson
-
-from corral._extractor import Extractor
 from corral.backends import open_backend, resolve_model
-from corral.cli._pass import build_extractor, items_of, run_pass
+from corral.cli._options import add_job_arguments, job_spec
+from corral.cli._pass import run_pass
 from corral.cli._progress import format_duration, summary_line
 from corral.cli._signals import stop_on_signals
-from corral.cost import Budget, load_prices
-from corral.engine._scheduler import RunStats
-from corral.engine._stats import RunCounters
+from corral.engine._stats import RunStats
 from corral.errors import ConfigError, ProviderError, StoreError
-from corral.io.sinks import check_output, sink_format
-from corral.jobs import STORE_ENV, job_name, job_settings, store_path
+from corral.jobs import STORE_ENV, Job, JobSpec, job_name, open_job, store_path
 from corral.jobs._batch import BatchBackend, batch_api_for
-from corral.jobs._rounds import BatchInfo, BatchJob, Poll, batches_of
-from corral.store import RunStore, without_credentials
-from corral.store._cache import ResponseCache
+from corral.jobs._rounds import BatchJob, Poll
+from corral.store import BatchInfo, RunStore, without_credentials
 
-__all__ = ["add_batch_commands", "run_batches"]
-
-#: options of the submitting run that collect must reuse, and may not change
-_KEPT = (
-    "input", "schema", "many", "model", "base_url", "api_key_env", "allow_plain_http", "prompt", "mode",
-    "strategy", "concurrency", "order", "max_retries", "max_tokens", "timeout", "rpm", "tpm", "retries",
-    "no_adaptive", "text_field", "id_field", "format", "output", "output_format", "no_cache",
-    "max_cost", "prices", "batch_retries", "reask_online", "batch_token_limit", "csv_formulas",
-)  # fmt: skip
+__all__ = ["add_arguments", "add_batch_commands", "run_batches"]
 
 
-def add_batch_commands(batch: argparse.ArgumentParser, submit_arguments: Any) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``corral batch``'s commands."""
+    add_batch_commands(parser, add_job_arguments)
+
+
+def add_batch_commands(
+    batch: argparse.ArgumentParser, submit_arguments: Callable[[argparse.ArgumentParser], None]
+) -> None:
     """``corral batch ...``; ``submit_arguments(parser)`` adds everything ``corral run`` takes."""
     commands = batch.add_subparsers(title="batch commands", required=True, metavar="COMMAND")
     submit = commands.add_parser("submit", help="submit a job's requests as provider batches and return")
@@ -97,120 +90,63 @@ def add_batch_commands(batch: argparse.ArgumentParser, submit_arguments: Any) ->
 
 
 async def _cmd_submit(args: argparse.Namespace) -> int:
-    return await run_batches(args, wait=False)
+    return await run_batches(job_spec(args, batch=True), args, wait=False)
 
 
 async def _cmd_collect(args: argparse.Namespace) -> int:
-    saved = _saved_args(args)
-    saved.quiet = args.quiet
-    saved.status_every = args.status_every
-    if args.poll_every is not None:
-        saved.poll_every = args.poll_every
-    if args.lost_batches is not None:
-        saved.lost_batches = args.lost_batches
-    return await run_batches(saved, wait=not args.no_wait)
+    spec = _saved_spec(args)
+    assert spec.batch is not None
+    # How to wait is this command's to say, not the submitting run's.
+    poll_every = 10.0 if args.poll_every is None else args.poll_every
+    lost: Literal["resubmit", "wait"] = args.lost_batches or "resubmit"
+    spec = spec.replace(batch=dataclasses.replace(spec.batch, poll_every=poll_every, lost=lost))
+    return await run_batches(spec, args, wait=not args.no_wait)
 
 
-async def run_batches(args: argparse.Namespace, *, wait: bool) -> int:
-    """Submit (and with ``wait``, see through) a job whose requests go in provider batches."""
-    if args.input == "-":
-        raise ConfigError("batch mode reads the input once per round: pass a file, not stdin")
-    if not args.output or args.output == "-":
-        raise ConfigError("batch mode writes the output once per round: pass -o FILE")
-    if args.no_store:
-        raise ConfigError("batch mode keeps its batches in the run store: drop --no-store")
-    out_format = sink_format(args.output, args.output_format)
-    check_output(args.output, out_format, source=args.input)
-    prices = load_prices(args.prices) if args.prices else None
-    budget = Budget(args.max_cost) if args.max_cost is not None else None
-    async with contextlib.AsyncExitStack() as cleanup:
-        store = RunStore.open(store_path(args.output, args.store))
-        cleanup.callback(store.close)
-        online = open_backend(
-            args.model,
-            base_url=args.base_url,
-            api_key_env=args.api_key_env,
-            concurrency=args.concurrency,
-            timeout=args.timeout,
-            allow_plain_http=args.allow_plain_http,
-        )
-        cleanup.push_async_callback(online.aclose)
-        await resolve_model(online)
-        backend = BatchBackend(
-            online,
-            batch_api_for(online),
-            batch_retries=args.batch_retries,
-            reask_online=args.reask_online,
-            token_limit=getattr(args, "batch_token_limit", None),
-        )
-        cache = None if args.no_cache else ResponseCache(store, read=not args.retry_errors)
-        extractor = build_extractor(args, backend=backend, cache=cache, prices=prices, budget=budget)
-        async with extractor:
-            name = job_name(args.output, args.input, store=args.store)
-            job = store.open_job(name, job_settings(extractor), fresh=args.fresh)
-            if budget is not None:
-                budget.spent = job.spent_before
-            backend.attach(store, job, ask_again=args.retry_errors)
-            _save_args(store, job.id, args)
-            return await _drive(args, extractor, backend, store, wait=wait, out_format=out_format)
-    raise AssertionError("unreachable")  # pragma: no cover -- the with block returns
+async def run_batches(spec: JobSpec, args: argparse.Namespace, *, wait: bool) -> int:
+    """Submit (and with ``wait``, see through) a job whose requests go in provider batches.
+    ``args``: the display's options (``quiet``, ``status_every``) and where the job is (``store``)."""
+    async with open_job(spec) as job:
+        return await _drive(job, args, wait=wait)
 
 
-async def _drive(
-    args: argparse.Namespace,
-    extractor: Extractor[Any],
-    backend: BatchBackend,
-    store: RunStore,
-    *,
-    wait: bool,
-    out_format: Any,
-) -> int:
-    job = backend.job
-    assert job is not None
+async def _drive(job: Job, args: argparse.Namespace, *, wait: bool) -> int:
+    backend, handle, store = job.batch_backend, job.handle, job.store
+    assert backend is not None
+    assert handle is not None
+    assert store is not None
+    assert job.spec.batch is not None
 
     def report(text: str) -> None:
         if not args.quiet:
             print(f"corral: {text}", file=sys.stderr, flush=True)
 
+    batch = job.spec.batch
+    # One set of counters, and one clock, for the whole job: every pass counts into it.
+    counters = RunStats()
     driver = BatchJob(
         backend,
-        price=extractor.scheduler.price,
-        stats=extractor.scheduler.stats,
-        budget=extractor.scheduler.budget,
-        poll=Poll(first=args.poll_every, most=max(args.poll_every, 300.0)),
+        price=job.extractor.price,
+        stats=counters,
+        budget=job.extractor.budget,
+        poll=Poll(first=batch.poll_every, most=max(batch.poll_every, 300.0)),
         report=report,
-        lost=getattr(args, "lost_batches", None) or "resubmit",
+        lost=batch.lost,
     )
-    counters = RunCounters()
-    first_cached: int | None = None
 
     async def replay() -> int:
-        nonlocal counters, first_cached
-        # One clock for the whole job; cache hits counted once (later passes replay answers we hold).
-        counters = RunCounters(started=counters.started)
-        items = items_of(args)
-        result = await run_pass(
-            args,
-            extractor=extractor,
-            items=items,
-            job=job,
-            store=store,
-            out_format=out_format,
-            counters=counters,
-        )
-        first_cached = counters.cached if first_cached is None else first_cached
-        counters.cached = first_cached
+        result = await run_pass(job, counters, quiet=args.quiet, status_every=args.status_every)
         if result.status == "budget":
             report(f"stopped: {result.budget_message}; re-run with a higher --max-cost to go on")
-        return result.parked
+        return result.counts.deferred
 
     status = "failed"
     with stop_on_signals() as stopping:
         try:
             status = await driver.run(replay, wait=wait)
         finally:
-            store.finish_run(job, "interrupted" if stopping.is_set() else status)
-    where = _where(args)
+            store.finish_run(handle, "interrupted" if stopping.is_set() else status)
+    where = _where(job.spec.output, args.store)
     if stopping.is_set():
         print(
             f"corral: interrupted ({stopping.signal_name}); the batches go on at the provider — "
@@ -236,8 +172,8 @@ async def _drive(
 
 
 async def _cmd_status(args: argparse.Namespace) -> int:
-    saved = _saved_args(args)
-    async with _looking_at(saved) as (store, backend):
+    spec = _saved_spec(args)
+    async with _looking_at(spec) as (store, backend):
         job = backend.attached()[1]
         fresh = True
         try:
@@ -245,9 +181,9 @@ async def _cmd_status(args: argparse.Namespace) -> int:
         except (ConfigError, ProviderError) as exc:  # no key here, offline: show what the store knows
             fresh = False
             print(f"corral: cannot ask the provider ({exc}); showing the last known status", file=sys.stderr)
-        infos = batches_of(store, job.id)
+        infos = store.batches.of_job(job.id)
     print(
-        f"{saved.output}: {len(infos)} batch{'es' if len(infos) != 1 else ''}" + ("" if fresh else " (stale)")
+        f"{spec.output}: {len(infos)} batch{'es' if len(infos) != 1 else ''}" + ("" if fresh else " (stale)")
     )
     for info in infos:
         print("  " + _status_line(info))
@@ -255,8 +191,8 @@ async def _cmd_status(args: argparse.Namespace) -> int:
 
 
 async def _cmd_cancel(args: argparse.Namespace) -> int:
-    saved = _saved_args(args)
-    async with _looking_at(saved) as (_, backend):
+    spec = _saved_spec(args)
+    async with _looking_at(spec) as (_, backend):
         cancelled = await BatchJob(backend, price=None, stats=RunStats()).cancel()
     for remote in cancelled:
         print(f"corral: cancelling batch {remote.id} ({remote.status})", file=sys.stderr)
@@ -264,26 +200,28 @@ async def _cmd_cancel(args: argparse.Namespace) -> int:
         print("corral: no open batch to cancel", file=sys.stderr)
         return 0
     print(
-        f"corral: answers given before the cancel are kept; `corral batch collect{_where(saved)}` writes "
-        "the output (cancelled lines end as errors; --retry-errors asks again)",
+        "corral: answers given before the cancel are kept; "
+        f"`corral batch collect{_where(spec.output, spec.store)}` writes the output (cancelled lines end "
+        "as errors; --retry-errors asks again)",
         file=sys.stderr,
     )
     return 0
 
 
 @contextlib.asynccontextmanager
-async def _looking_at(saved: argparse.Namespace) -> AsyncIterator[tuple[RunStore, BatchBackend]]:
+async def _looking_at(spec: JobSpec) -> AsyncIterator[tuple[RunStore, BatchBackend]]:
     """The job's store and batch backend, without starting a run (status, cancel)."""
-    with RunStore.open(store_path(saved.output, saved.store)) as store:
-        name = job_name(saved.output, saved.input, store=saved.store)
+    with RunStore.open(store_path(spec.output, spec.store)) as store:
+        name = job_name(spec.output, spec.input or "-", store=spec.store)
         job = store.find_job(name)
         if job is None:
-            raise StoreError(f"no job writes {saved.output} in {store.path}")
+            raise StoreError(f"no job writes {spec.output} in {store.path}")
+        extract = spec.extract
         online = open_backend(
-            saved.model,
-            base_url=saved.base_url,
-            api_key_env=saved.api_key_env,
-            allow_plain_http=saved.allow_plain_http,
+            extract.model,
+            base_url=extract.base_url,
+            api_key_env=extract.api_key_env,
+            allow_plain_http=extract.allow_plain_http,
         )
         try:
             await resolve_model(online)
@@ -297,82 +235,53 @@ async def _looking_at(saved: argparse.Namespace) -> AsyncIterator[tuple[RunStore
 # --- helpers -------------------------------------------------------------------------------------
 
 
-def _where(args: argparse.Namespace) -> str:
-    store = f" --store {args.store}" if getattr(args, "store", None) else ""
-    return f" -o {args.output}{store}"
+def _where(output: str | None, store: str | None) -> str:
+    return f" -o {output}" + (f" --store {store}" if store else "")
 
 
-def _save_args(store: RunStore, job_id: int, args: argparse.Namespace) -> None:
-    kept = {name: getattr(args, name, None) for name in _KEPT}
-    kept["input"] = str(Path(args.input).resolve())
-    kept["output"] = str(Path(args.output).resolve())
-    kept["schema"] = _absolute_spec(args.schema)
-    if args.base_url:
-        # The store is a file anyone with a copy of it reads: a base URL's user:password@ stays out,
-        # and status, collect and cancel take them again with --base-url.
-        kept["base_url"] = without_credentials(args.base_url)
-        parts = urlsplit(args.base_url)
-        kept["base_url_credentials"] = bool(parts.username or parts.password)
-    if args.prices:
-        kept["prices"] = str(Path(args.prices).resolve())
-    with store.transaction() as db:
-        db.execute(
-            "INSERT OR REPLACE INTO job_args (job, args) VALUES (?, ?)", (job_id, orjson.dumps(kept).decode())
-        )
-
-
-def _absolute_spec(spec: str) -> str:
-    """``file.py:Class`` / ``schema.json`` made absolute, so collect finds them from anywhere."""
-    path, colon, name = spec.rpartition(":") if ":" in spec else (spec, "", "")
-    if Path(path).is_file():
-        return str(Path(path).resolve()) + colon + name
-    return spec
-
-
-def _saved_args(args: argparse.Namespace) -> argparse.Namespace:
-    """The submitting run's options, found by the job's output (or the only batch job in the store)."""
+def _saved_spec(args: argparse.Namespace) -> JobSpec:
+    """The submitting run's job, found by its output (or the only batch job in the store), with
+    this command's ``--store``, ``--base-url`` and ``--allow-plain-http``."""
     output = getattr(args, "output", None)
     path = store_path(output, args.store)
     if not path.exists():
         raise StoreError(f"no run store at {path}: pass -o OUT (the job's output) or --store PATH")
     with RunStore.open(path) as store:
-        rows = store.query("SELECT args FROM job_args ORDER BY job")
+        kept = [JobSpec.from_json(text) for text in store.job_args_all()]
     wanted = None if output is None else Path(output).resolve()
-    chosen = [row for row in rows if wanted is None or Path(orjson.loads(row[0])["output"]) == wanted]
+    chosen = [(spec, creds) for spec, creds in kept if wanted is None or Path(spec.output or "") == wanted]
     if not chosen:
         raise StoreError(
             f"no batch job in {path}" + (f" writes {output}" if output else "") + ": submit one first"
         )
     if len(chosen) > 1:
-        names = ", ".join(orjson.loads(row[0])["output"] for row in chosen)
+        names = ", ".join(str(spec.output) for spec, _ in chosen)
         raise ConfigError(f"{path} holds several batch jobs ({names}): name one with -o OUT")
-    saved = argparse.Namespace(**orjson.loads(chosen[0][0]))
-    _give_back_credentials(saved, args.base_url, needed=vars(saved).pop("base_url_credentials", False))
-    saved.store = args.store
-    saved.fresh = saved.retry_errors = saved.no_store = False
-    saved.quiet = getattr(args, "quiet", False)
-    saved.status_every = getattr(args, "status_every", 10.0)
-    saved.poll_every = 10.0
-    # Allowed at submit (kept with the job), or now; a job kept before the option was there has none.
-    saved.allow_plain_http = bool(getattr(saved, "allow_plain_http", False) or args.allow_plain_http)
-    return saved
+    spec, needed = chosen[0]
+    extract = spec.extract
+    base_url = _give_back_credentials(extract.base_url, args.base_url, needed=needed)
+    # Allowed at submit (kept with the job), or now.
+    allow = extract.allow_plain_http or args.allow_plain_http
+    extract = dataclasses.replace(extract, base_url=base_url, allow_plain_http=allow)
+    return spec.replace(extract=extract, store=args.store)
 
 
-def _give_back_credentials(saved: argparse.Namespace, given: str | None, *, needed: bool) -> None:
+def _give_back_credentials(kept: str | None, given: str | None, *, needed: bool) -> str | None:
     """The job's base URL with the ``user:password@`` the store does not keep, from ``--base-url``."""
     if given is not None:
-        kept = (saved.base_url or "").rstrip("/")
-        if without_credentials(given).rstrip("/") != kept:
+        kept_url = (kept or "").rstrip("/")
+        if without_credentials(given).rstrip("/") != kept_url:
             raise ConfigError(
-                f"--base-url {without_credentials(given)} is not the job's base URL ({kept or 'none'}): "
+                f"--base-url {without_credentials(given)} is not the job's base URL ({kept_url or 'none'}): "
                 "its batches are there; give that URL (with its user:password@ if it has them)"
             )
-        saved.base_url = given
-    elif needed:
+        return given
+    if needed:
         raise ConfigError(
-            f"the job's base URL ({saved.base_url}) carried a user and password, which the run store "
+            f"the job's base URL ({kept}) carried a user and password, which the run store "
             "does not keep: pass it again with --base-url URL, user:password@ included"
         )
+    return kept
 
 
 def _status_line(info: BatchInfo) -> str:

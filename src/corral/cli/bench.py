@@ -7,7 +7,9 @@ latency (~0.9 s median); ``--model`` / ``--base-url`` measure a real endpoint in
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -16,10 +18,11 @@ from typing import IO
 from pydantic import BaseModel
 
 from corral._extractor import Extractor
+from corral.cli._options import add_target_options
 from corral.engine._strategies import Strategy
 from corral.errors import ConfigError
 
-__all__ = ["ARTICLE_TEXTS", "BenchRow", "article_table", "plot_table", "print_table"]
+__all__ = ["ARTICLE_TEXTS", "BenchRow", "add_arguments", "article_table", "plot_table", "print_table"]
 
 ARTICLE_TEXTS = [
     "My name is John and I am 20 years old",
@@ -167,3 +170,35 @@ def plot_table(rows: list[BenchRow], path: str) -> None:
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_target_options(parser)
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=900.0,
+        metavar="MEDIAN",
+        help="the simulator's median latency (default 900, like the article's endpoint)",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--plot", metavar="FILE.png", help="draw measured vs. article times (needs matplotlib)"
+    )
+    parser.set_defaults(handler=_cmd_bench)
+
+
+async def _cmd_bench(args: argparse.Namespace) -> int:
+    rows = await article_table(
+        model=args.model,
+        base_url=args.base_url,
+        api_key_env=args.api_key_env,
+        allow_plain_http=args.allow_plain_http,
+        latency_ms=args.latency_ms,
+        seed=args.seed,
+    )
+    print_table(rows, sys.stdout)
+    if args.plot:
+        plot_table(rows, args.plot)
+        print(f"plot written to {args.plot}", file=sys.stderr)
+    return 0

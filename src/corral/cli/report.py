@@ -19,6 +19,7 @@ from corral.jobs import job_name, store_path
 from corral.store import STORE_FILE, RunStore
 
 __all__ = [
+    "add_arguments",
     "add_report_arguments",
     "check_report",
     "check_report_target",
@@ -31,6 +32,12 @@ __all__ = [
 DEFAULT_OUTPUT = "corral-report.html"
 #: how much of an existing file is read to tell a report corral wrote (its tag is in the first 200 bytes)
 _HEAD_BYTES = 4096
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``corral report``'s options and handler."""
+    add_report_arguments(parser)
+    parser.set_defaults(handler=cmd_report)
 
 
 def add_report_arguments(parser: argparse.ArgumentParser) -> None:
@@ -148,9 +155,9 @@ def report_latest(args: argparse.Namespace) -> None:
     """The report of the job's latest run (a batch job's runs are several, one per round)."""
     with RunStore.open(store_path(args.output, args.store)) as store:
         job = store.find_job(job_name(args.output, args.input, store=args.store))
-        runs = store.query("SELECT MAX(id) FROM runs WHERE job = ?", (job.id,)) if job else []
-        if runs and runs[0][0] is not None:
-            report_run(store, int(runs[0][0]), args.report)
+        latest = store.views.latest_run(job.id) if job else None
+        if latest is not None:
+            report_run(store, latest, args.report)
 
 
 def check_report_target(args: argparse.Namespace) -> None:

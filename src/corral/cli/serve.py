@@ -8,14 +8,21 @@ from __future__ import annotations
 
 import argparse
 
-from corral.cli._options import add_limit_arguments, add_request_arguments, positive_int
+from corral.cli._options import add_limit_arguments, add_request_arguments, add_target_options, positive_int
 
-__all__ = ["SERVE_TOKEN_ENV", "add_serve_arguments", "cmd_serve"]
+__all__ = ["SERVE_TOKEN_ENV", "add_arguments", "add_serve_arguments", "cmd_serve"]
 
 #: the bearer token clients must send (required when bound beyond loopback)
 SERVE_TOKEN_ENV = "CORRAL_SERVE_TOKEN"
 #: the modes of corral.backends.Mode, listed here so that building the parser imports no backend
 _MODES = ("tools", "json_schema", "json_object", "grammar")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``corral serve``'s options and handler."""
+    add_target_options(parser)
+    add_serve_arguments(parser)
+    parser.set_defaults(handler=cmd_serve)
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:

@@ -53,7 +53,7 @@ def read_items(
         rows.close()
         stream.close()
         raise
-    return _chain(first, rows, stream)
+    return _Items(first, rows, stream)
 
 
 def count_items(path: str | Path, *, format: Format | None = None) -> int | None:
@@ -87,13 +87,33 @@ def as_items(texts: Iterable[str | Item]) -> Iterator[Item]:
             raise InputError(f"item {number} is a {type(text).__name__}, not a str or corral.Item")
 
 
-def _chain(first: Item, rest: Generator[Item, None, None], stream: IO[bytes]) -> Iterator[Item]:
-    try:
-        yield first
-        yield from rest
-    finally:
-        rest.close()
-        stream.close()
+class _Items(Iterator[Item]):
+    """The items of an opened input; ``close()`` closes the file even before the first item is taken
+    (a generator's ``finally`` would not run then, and an input opened but never read would leak)."""
+
+    def __init__(self, first: Item, rest: Generator[Item, None, None], stream: IO[bytes]) -> None:
+        self._first: Item | None = first
+        self._rest = rest
+        self._stream = stream
+
+    def __next__(self) -> Item:
+        if self._first is not None:
+            first, self._first = self._first, None
+            return first
+        try:
+            return next(self._rest)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        self._first = None
+        self._rest.close()
+        self._stream.close()
+
+    def __del__(self) -> None:
+        # Dropped unfinished, as a generator would be: its file is closed.
+        self.close()
 
 
 def _format_of(name: str) -> Format:

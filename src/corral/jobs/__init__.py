@@ -1,10 +1,36 @@
-"""Durable jobs: one output, any number of runs, every result through the run store.
+"""Durable jobs: the layer every entry point uses (``corral run``, ``--batch`` and ``corral batch``,
+``--ray``, ``corral serve``, and Python).
 
-- :func:`run_job` runs a job's items (resume, group commit, output in order);
-- :mod:`._identity`: where a job's store is, its name there, and the settings its runs share.
+A *job* is one output; a *run* is one invocation of it; a *pass* is one sweep over its input; a
+*round* is one submit-and-collect cycle of provider batches.
+
+- :mod:`._spec`: :class:`JobSpec` and :class:`ExtractOptions`, a job as data;
+- :mod:`._open`: :func:`open_job` → :class:`Job`, the one place a job is assembled;
+- :mod:`._identity`: where a job's store is and its name there;
+- :mod:`._durable`: one pass, durably (resume, group commit, output in order);
+- :mod:`._record`: what a run keeps of its counters in the store (its row, its timeline);
+- :mod:`._batch` and :mod:`._rounds`: requests in provider batches, and the rounds that see them through;
+- :mod:`._ray`: the job on a Ray cluster (one global rate limit, the driver the only writer).
 """
 
 from corral.jobs._durable import JobResult, run_job
 from corral.jobs._identity import STORE_ENV, job_name, job_settings, store_path
+from corral.jobs._open import Job, open_job
+from corral.jobs._ray import run_job_on_ray
+from corral.jobs._spec import BatchOptions, ExtractOptions, JobSpec, RayOptions
 
-__all__ = ["STORE_ENV", "JobResult", "job_name", "job_settings", "run_job", "store_path"]
+__all__ = [
+    "STORE_ENV",
+    "BatchOptions",
+    "ExtractOptions",
+    "Job",
+    "JobResult",
+    "JobSpec",
+    "RayOptions",
+    "job_name",
+    "job_settings",
+    "open_job",
+    "run_job",
+    "run_job_on_ray",
+    "store_path",
+]

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from corral._extractor import Extractor
-from corral.store import DEFAULT_DIR, STORE_FILE
+from corral.store import DEFAULT_DIR, STORE_FILE, job_key
 
 __all__ = ["STORE_ENV", "job_name", "job_settings", "store_path"]
 
@@ -28,13 +28,9 @@ def store_path(output: str | None, explicit: str | None) -> Path:
 
 
 def job_name(output: str | None, source: str, *, store: str | None) -> str:
-    """What identifies a job in its store: its output (stdout: its input). ``store``: ``--store``."""
-    explicit_store = bool(store or os.environ.get(STORE_ENV))
-    if output and output != "-":
-        path = Path(output)
-        # Beside the output, the file name is enough, and survives moving the directory.
-        return str(path.resolve()) if explicit_store else path.name
-    return f"<stdout>:{'<stdin>' if source == '-' else Path(source).resolve()}"
+    """What identifies a job in its store (:func:`~corral.store.job_key`): its output (stdout: its
+    input). ``store``: ``--store``; it, or ``$CORRAL_STORE``, puts the store apart from the output."""
+    return job_key(output, source, store_apart=bool(store or os.environ.get(STORE_ENV)))
 
 
 def job_settings(extractor: Extractor[Any]) -> dict[str, Any]:

@@ -26,7 +26,7 @@ import socket
 import sys
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,20 +34,23 @@ import orjson
 
 from corral._extractor import Extractor
 from corral.backends.base import RateLimitInfo
-from corral.engine._limits import EndpointLimits, KnownLimits
-from corral.engine._stats import RunCounters
+from corral.cost import load_prices
+from corral.engine._limits import EndpointLimits
+from corral.engine._stats import RunStats, StatsSnapshot
 from corral.errors import ConfigError, CorralError
-from corral.io.items import Format
-from corral.io.sinks import Sink, SinkFormat
-from corral.jobs import job_name, job_settings, store_path
-from corral.store import JobInfo, RunStore, input_hash
+from corral.io.items import read_items
+from corral.io.sinks import Sink
+from corral.jobs._open import Job, open_job
+from corral.jobs._record import record_counters, timeline_point
+from corral.jobs._spec import JobSpec, RayOptions
+from corral.store import ItemRow, JobInfo, KnownLimits, RunStore, input_hash
 from corral.types import Item, Outcome
 
 __all__ = [
     "ExtractBatches",
     "GlobalLimits",
+    "KeeperReport",
     "LimitsKeeper",
-    "RayRun",
     "import_ray",
     "portable_schema",
     "run_job_on_ray",
@@ -76,7 +79,8 @@ def import_ray() -> Any:
 
 class LimitsKeeper:
     """The one keeper of the provider's limits for a whole cluster (a Ray actor, made by
-    :func:`run_on_ray`). It also counts what every worker sends, for progress and the report.
+    :func:`run_on_ray`). It also counts what every worker sends (requests, in flight, rate limits),
+    and reports the counts to the driver, for progress and the report.
 
     An async actor: a request's place may wait for room in the slow-start window, which only
     answers (from any worker) make, so :meth:`reserve` awaits it on the actor's loop."""
@@ -90,24 +94,22 @@ class LimitsKeeper:
         known: KnownLimits | None = None,
     ) -> None:
         self.limits = EndpointLimits(rpm=rpm, tpm=tpm, adaptive=adaptive, slow_start=slow_start, known=known)
-        self.requests = 0
-        self.in_flight = 0
-        self.rate_limited = 0
+        self.sent = RunStats()
 
     async def reserve(self, tokens: float) -> float:
         await self.limits.open_window()
-        self.requests += 1
-        self.in_flight += 1
+        self.sent.requests += 1
+        self.sent.in_flight += 1
         return self.limits.reserve(tokens)
 
     def done(self, prompt_tokens_error: float | None, seconds_ago: float = 0.0) -> None:
-        self.in_flight -= 1
+        self.sent.in_flight -= 1
         if prompt_tokens_error is not None:
             self.limits.answered(prompt_tokens_error, time.monotonic() - seconds_ago)
         self.limits.released()
 
     def limited(self, seconds_ago: float, retry_after: float | None, overload: bool) -> None:
-        self.rate_limited += 1
+        self.sent.rate_limited += 1
         self.limits.rate_limited(time.monotonic() - seconds_ago, retry_after, overload=overload)
 
     def learn(self, info: RateLimitInfo) -> None:
@@ -116,14 +118,18 @@ class LimitsKeeper:
     def known(self) -> KnownLimits:
         return self.limits.known()
 
-    def stats(self) -> dict[str, Any]:
-        return {
-            "requests": self.requests,
-            "in_flight": self.in_flight,
-            "rate_limited": self.rate_limited,
-            "rpm": self.limits.rpm,
-            "tpm": self.limits.tpm,
-        }
+    def report(self) -> KeeperReport:
+        return KeeperReport(self.sent.snapshot(), self.limits.rpm, self.limits.tpm)
+
+
+@dataclass(frozen=True, slots=True)
+class KeeperReport:
+    """What the keeper tells the driver: the counts of what every worker sent, and the requests and
+    tokens per minute it paces them to (None: no limit known)."""
+
+    sent: StatsSnapshot
+    rpm: float | None
+    tpm: float | None
 
 
 class GlobalLimits(EndpointLimits):
@@ -200,22 +206,6 @@ def portable_schema(schema: Any) -> Any:
     return schema
 
 
-@dataclass(slots=True)
-class RayRun:
-    """How a pipeline went: items it finished, and what the cluster sent."""
-
-    finished: int = 0
-    #: answers the items got (re-asks included): the requests that brought none were retried
-    answers: int = 0
-    requests: int = 0
-    rate_limited: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost: float = 0.0
-    #: what the keeper learned of the endpoint's limits (for the store, and the next run)
-    learned: KnownLimits = field(default_factory=KnownLimits)
-
-
 def run_on_ray(
     items: Iterable[Item],
     schema: Any,
@@ -225,14 +215,16 @@ def run_on_ray(
     job: JobInfo,
     workers: int,
     limits: Mapping[str, Any],
-    counters: RunCounters | None = None,
-) -> RayRun:
+    stats: RunStats | None = None,
+) -> KnownLimits:
     """Extract the items the store does not hold yet on the connected Ray cluster (blocking; call
-    ``ray.init`` first). ``options``: the :class:`~corral._extractor.Extractor` options of each worker;
-    ``limits``: ``rpm``, ``tpm``, ``adaptive``, ``slow_start`` and ``known`` (what an earlier run
-    learned) for the cluster's one keeper."""
+    ``ray.init`` first), counting them into ``stats``; returns what the cluster learned of the
+    endpoint's limits (for the store, and the next run). ``options``: the
+    :class:`~corral._extractor.Extractor` options of each worker; ``limits``: ``rpm``, ``tpm``,
+    ``adaptive``, ``slow_start`` and ``known`` (what an earlier run learned) for the cluster's one
+    keeper."""
     ray = import_ray()
-    collect = _Collector(store, job, counters or RunCounters())
+    collect = _Collector(store, job, RunStats() if stats is None else stats)
     todo = []
     for item in items:
         stored = store.lookup(job, item.id, input_hash(item.text)) if job.finished_before else None
@@ -241,7 +233,7 @@ def run_on_ray(
         else:
             collect.reused(stored.status)
     if not todo:
-        return collect.run
+        return KnownLimits()
     # Every worker's every request may wait in the keeper at once (slow start): room for them all.
     keeper = ray.remote(num_cpus=0, max_concurrency=_KEEPER_CONCURRENCY)(LimitsKeeper).remote(
         limits.get("rpm"),
@@ -263,159 +255,147 @@ def run_on_ray(
         for item_id, raw, cost in zip(batch["id"], batch["record"], batch["cost"], strict=True):
             collect.add(str(item_id), hashes[str(item_id)], orjson.loads(raw), float(cost))
         store.flush()  # committed: these items are done, and a re-run skips them
-        collect.observe(ray.get(keeper.stats.remote()))
+        collect.observe(ray.get(keeper.report.remote()))
         if time.monotonic() - sampled >= _SAMPLE_EVERY_S:
             sampled = time.monotonic()
             collect.sample()
-    collect.observe(ray.get(keeper.stats.remote()))
-    collect.run.learned = ray.get(keeper.known.remote())
+    collect.observe(ray.get(keeper.report.remote()))
+    learned: KnownLimits = ray.get(keeper.known.remote())
     collect.sample()
     store.flush()
-    return collect.run
+    return learned
 
 
 class _Collector:
-    """The driver's side: results into the store, counters, the job's run row and its timeline."""
+    """The driver's side: results into the store, and the run's counters into ``stats``, its run
+    row and its timeline (the keeper counts the requests: the driver takes its reports)."""
 
-    def __init__(self, store: RunStore, job: JobInfo, counters: RunCounters) -> None:
+    def __init__(self, store: RunStore, job: JobInfo, stats: RunStats) -> None:
         self.store = store
         self.job = job
-        self.counters = counters
-        self.run = RayRun()
-        self.stats: Mapping[str, Any] = {"in_flight": 0, "rpm": None, "tpm": None}
+        self.stats = stats
+        #: answers the items got (re-asks included): the requests that brought none were retried
+        self.answers = 0
+        self.rpm: float | None = None
+        self.tpm: float | None = None
 
     def reused(self, status: str) -> None:
-        c = self.counters
-        c.reused += 1
-        c.done += 1
-        c.ok += status == "ok"
-        c.errors += status != "ok"
+        stats = self.stats
+        stats.reused += 1
+        stats.done += 1
+        stats.ok += status == "ok"
+        stats.errors += status != "ok"
 
     def add(self, item_id: str, text_hash: int, record: dict[str, Any], cost: float) -> None:
         error, usage = record["error"], record["usage"]
         kind = None if error is None else error["kind"]
         prompt, completion = usage["prompt_tokens"], usage["completion_tokens"]
-        row = (item_id, text_hash, "ok" if error is None else "error", kind, record["attempts"], prompt,
-               completion, cost, record["latency"], orjson.dumps(record))  # fmt: skip
+        row = ItemRow(
+            item_id=item_id,
+            input_hash=text_hash,
+            status="ok" if error is None else "error",
+            error_kind=kind,
+            attempts=record["attempts"],
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            cost=cost,
+            latency=record["latency"],
+            record=orjson.dumps(record),
+        )
         self.store.add_item(self.job, row)
-        run, c = self.run, self.counters
-        run.finished += 1
-        run.answers += record["attempts"]
-        run.prompt_tokens += prompt
-        run.completion_tokens += completion
-        run.cost += cost
-        c.done += 1
-        c.ok += error is None
-        c.errors += error is not None
+        stats = self.stats
+        self.answers += record["attempts"]
+        stats.done += 1
+        stats.ok += error is None
+        stats.errors += error is not None
         if kind is not None:
-            c.kinds[kind] = c.kinds.get(kind, 0) + 1
-        c.tokens += prompt + completion
-        c.cost = (c.cost or 0.0) + cost
+            stats.kinds[kind] = stats.kinds.get(kind, 0) + 1
+        stats.prompt_tokens += prompt
+        stats.completion_tokens += completion
+        stats.cost += cost
 
-    def observe(self, stats: Mapping[str, Any]) -> None:
-        """The keeper's counts of what every worker sent; copied into the job's run row."""
-        run, c = self.run, self.counters
-        self.stats = stats
-        run.requests, run.rate_limited = stats["requests"], stats["rate_limited"]
-        c.requests, c.rate_limited, c.in_flight = run.requests, run.rate_limited, stats["in_flight"]
+    def observe(self, report: KeeperReport) -> None:
+        """The keeper's counts of what every worker sent, into the run's counters and its run row."""
+        sent, stats = report.sent, self.stats
+        self.rpm, self.tpm = report.rpm, report.tpm
+        stats.requests, stats.rate_limited, stats.in_flight = sent.requests, sent.rate_limited, sent.in_flight
         # Requests that brought no answer were retried (or were the last try of an item that failed).
-        c.retries = max(0, run.requests - run.answers - stats["in_flight"])
-        counters = self.job.counters
-        counters.update(items=c.done, ok=c.ok, errors=c.errors, reused=c.reused, requests=run.requests)
-        counters.update(retries=c.retries, cost=run.cost, prompt_tokens=run.prompt_tokens)
-        counters["completion_tokens"] = run.completion_tokens
-        self.job.faults = {"rate_limited": run.rate_limited} if run.rate_limited else {}
+        stats.retries = max(0, sent.requests - self.answers - sent.in_flight)
+        stats.faults = {"rate_limited": sent.rate_limited} if sent.rate_limited else {}
+        record_counters(self.job, stats.snapshot())
 
     def sample(self) -> None:
-        c, run = self.counters, self.run
-        self.store.add_sample(self.job, (time.time(), c.done, c.ok, c.errors, run.requests, c.retries,
-                                         run.rate_limited, self.stats["in_flight"], c.tokens, run.cost,
-                                         self.stats["rpm"], self.stats["tpm"], None))  # fmt: skip
+        point = timeline_point(self.stats.snapshot(), rpm=self.rpm, tpm=self.tpm, concurrency=None)
+        self.store.add_sample(self.job, point)
 
 
-def run_job_on_ray(
-    source: str | Path,
-    schema: Any,
-    *,
-    output: str | Path,
-    workers: int = 2,
-    address: str | None = None,
-    store: str | Path | None = None,
-    fresh: bool = False,
-    rpm: float | None = None,
-    tpm: float | None = None,
-    adaptive: bool = True,
-    input_format: Format | None = None,
-    output_format: SinkFormat | None = None,
-    text_field: str = "text",
-    id_field: str = "id",
-    counters: RunCounters | None = None,
-    **options: Any,
-) -> RunCounters:
-    """``corral run SOURCE --schema SCHEMA -o OUTPUT --ray``, from Python (blocking).
+def run_job_on_ray(spec: JobSpec, *, counters: RunStats | None = None) -> RunStats:
+    """The job ``spec`` describes, on Ray (``spec.ray``: the cluster's address and the workers), from
+    Python: blocks until it ends (``corral run SOURCE --schema SCHEMA -o OUTPUT --ray``).
 
-    Connects to Ray at ``address`` (or an initialised one, or starts a local Ray with ``workers``
-    CPUs); ``options`` are each worker's :class:`~corral._extractor.Extractor` options (``model``,
-    ``base_url``, ``concurrency``, ...). The job is the same job an online run of ``output`` is: a
-    re-run, with or without Ray, skips what either finished."""
-    from corral.io.items import read_items
-    from corral.io.sinks import open_sink, sink_format
-
+    Joins Ray at ``spec.ray.address`` (or an initialised one, or starts a local Ray with
+    ``spec.ray.workers`` CPUs); each worker extracts with ``spec.extract``. The job is the same job an
+    online run of the output is: a re-run, with or without Ray, skips what either finished."""
+    on_ray = spec.ray or RayOptions()
     ray = import_ray()
-    # The schema and the model are checked before Ray starts: a mistake there costs no cluster.
-    settings, worker_options, spec, endpoint = asyncio.run(_prepare(schema, dict(options)))
-    if not ray.is_initialized():
-        _connect(ray, address, workers)
-    _quiet_progress(ray)
-    counters = counters or RunCounters()
-    fmt = sink_format(str(output), output_format)
-
-    def items() -> Iterable[Item]:
-        return read_items(source, format=input_format, text_field=text_field, id_field=id_field)
-
-    with RunStore.open(store_path(str(output), None if store is None else str(store))) as run_store:
-        name = job_name(str(output), str(source), store=None if store is None else str(store))
-        job = run_store.open_job(name, settings, fresh=fresh)
+    counters = counters or RunStats()
+    # The job is opened on a loop of this thread's own, and closed on it; the pipeline between blocks,
+    # with no loop set as the thread's current one (Ray's driver would take it for its own).
+    with asyncio.Runner() as runner:
+        # The schema and the model are checked before Ray starts: a mistake there costs no cluster.
+        job = runner.run(_opened(spec))
+        asyncio.set_event_loop(None)
         status = "failed"
         try:
-            limits = {"rpm": rpm, "tpm": tpm, "adaptive": adaptive, "slow_start": not endpoint.self_hosted,
-                      "known": run_store.known_limits(endpoint.url, endpoint.model)}  # fmt: skip
-            ray_run = run_on_ray(items(), portable_schema(schema), worker_options, store=run_store,
-                                 job=job, workers=workers, limits=limits, counters=counters)  # fmt: skip
-            run_store.remember_limits(endpoint.url, endpoint.model, ray_run.learned)
-            with open_sink(str(output), fmt, spec) as sink:
-                missing = write_output(run_store, job, items(), sink)
-            if missing:
-                raise CorralError(
-                    f"{missing} items came back from no worker: run the job again to finish them"
-                )
-            status = "completed"
+            if not ray.is_initialized():
+                _connect(ray, on_ray.address, on_ray.workers)
+            _quiet_progress(ray)
+            status = _drive(job, on_ray.workers, counters)
         finally:
-            run_store.finish_run(job, status)
+            assert job.store is not None
+            assert job.handle is not None
+            job.store.finish_run(job.handle, status)
+            runner.run(job.aclose())
     return counters
 
 
-@dataclass(frozen=True, slots=True)
-class _Endpoint:
-    """Where the workers will send: to find and keep what is known of its limits."""
-
-    url: str
-    model: str
-    self_hosted: bool
+async def _opened(spec: JobSpec) -> Job:
+    return await open_job(spec)
 
 
-async def _prepare(
-    schema: Any, options: dict[str, Any]
-) -> tuple[dict[str, Any], dict[str, Any], Any, _Endpoint]:
-    """The job's settings, the workers' options, the spec and the endpoint, from one extractor on
-    the driver: it checks the schema and the model once and names the job (it sends no extraction)."""
-    async with Extractor[Any](schema, **options) as extractor:
-        if options.get("base_url"):
-            options["model"] = extractor.backend.model  # the name the server gave, if it was asked
-        options["mode"] = extractor.settings.mode.value
-        backend = extractor.backend
-        endpoint = _Endpoint(backend.endpoint, backend.model, backend.profile.self_hosted)
-        return job_settings(extractor), options, extractor.spec, endpoint
+def _drive(job: Job, workers: int, counters: RunStats) -> str:
+    """The pipeline, then the output from the store; returns the run's status."""
+    store, handle, spec = job.store, job.handle, job.spec
+    assert store is not None
+    assert handle is not None
+    assert spec.input is not None
+    source = spec.input
+    backend = job.extractor.backend
+    options = spec.extract.extractor_options()
+    # The workers ask for the model the server named (if it was asked), in the mode chosen here.
+    options["model"] = backend.model if spec.extract.base_url else spec.extract.model
+    options["mode"] = job.extractor.settings.mode.value
+    options["prices"] = load_prices(spec.prices) if spec.prices else None
+    for name in ("rpm", "tpm", "adaptive"):  # the keeper's, not each worker's
+        options.pop(name)
+
+    def items() -> Iterable[Item]:
+        return read_items(
+            source, format=spec.input_format, text_field=spec.text_field, id_field=spec.id_field
+        )
+
+    extract = spec.extract
+    limits = {"rpm": extract.rpm, "tpm": extract.tpm, "adaptive": extract.adaptive,
+              "slow_start": not backend.profile.self_hosted,
+              "known": store.known_limits(backend.endpoint, backend.model)}  # fmt: skip
+    learned = run_on_ray(items(), portable_schema(spec.schema), options, store=store,
+                         job=handle, workers=workers, limits=limits, stats=counters)  # fmt: skip
+    store.remember_limits(backend.endpoint, backend.model, learned)
+    with job.open_sink() as sink:
+        missing = write_output(store, handle, items(), sink)
+    if missing:
+        raise CorralError(f"{missing} items came back from no worker: run the job again to finish them")
+    return "completed"
 
 
 def _connect(ray: Any, address: str | None, workers: int) -> None:

@@ -22,18 +22,16 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from corral._extractor import Extractor
 from corral.backends import Backend
 from corral.cost import Budget, Price
 from corral.engine._limits import EndpointLimits
-from corral.engine._scheduler import RunStats
-from corral.engine._stats import RunCounters
+from corral.engine._stats import RunStats
 from corral.errors import ConfigError, CorralError, SchemaError, StoreError
-from corral.jobs import job_settings, run_job
+from corral.jobs import ExtractOptions, JobSpec, open_job
+from corral.jobs import Job as OpenedJob
 from corral.serve.errors import ApiError
 from corral.serve.stored import PAGE, ServerStore, iso, scoped
-from corral.store import JobInfo, RunStore
-from corral.store._cache import ResponseCache
+from corral.store import JobInfo, RunStore, served_job_key
 from corral.types import Item
 
 __all__ = ["UNFINISHED", "Job", "JobManager", "JobOptions", "Page", "Submission"]
@@ -84,9 +82,8 @@ class Job:
         self.id = job_id
         self.store_id = info.id
         self.total = total
-        self.counters = RunCounters(total=total)
-        self.stats = RunStats()
-        self.priced = False
+        #: the run's counters, live (the job counts its items into them, its extractor its requests)
+        self.stats = RunStats(total=total)
         self.status = "running"
         self.error: dict[str, str] | None = None
         self.cancel_requested = False
@@ -171,16 +168,9 @@ class JobManager:
 
     async def _open(self, job_id: str, key: str, submission: Submission, owner: str) -> Job:
         options = self.options
-        budget = self._job_budget()
-        try:
-            extractor: Extractor[Any] = Extractor(
-                submission.schema,
-                backend=self.backend,
-                limits=self.limits,
-                # Each client its own cache: a quick answer must not tell one what another sent.
-                cache=ResponseCache(self.store, scope=owner),
-                prices=self.prices,
-                budget=budget,
+        spec = JobSpec(
+            schema=submission.schema,
+            extract=ExtractOptions(
                 prompt=submission.prompt or options.prompt,
                 many=submission.many,
                 mode=options.mode,
@@ -190,65 +180,66 @@ class JobManager:
                 timeout=options.timeout,
                 retries=options.retries,
                 concurrency=options.concurrency,
+            ),
+            order="completion",
+            fresh=submission.fresh,
+            max_cost=options.max_cost,
+        )
+
+        def check(settings: Mapping[str, Any]) -> None:
+            self._check_settings(job_id, key, settings, fresh=submission.fresh)
+
+        try:
+            opened = await open_job(
+                spec,
+                store=self.store,
+                key=served_job_key(key),
+                backend=self.backend,  # resolved at start-up: opening the job sends nothing
+                limits=self.limits,
+                prices=self.prices,
+                # Each client its own cache: a quick answer must not tell one what another sent.
+                cache_scope=owner,
+                budget_parent=self.budget,
+                check_settings=check,
             )
         except SchemaError as exc:
             raise ApiError(422, "invalid_schema", str(exc)) from None
         except ConfigError as exc:
             raise ApiError(422, "invalid_request", str(exc)) from None
-        try:
-            await extractor.__aenter__()  # prices the model; sends nothing (it was resolved at start-up)
-            settings = job_settings(extractor)
-            self._check_settings(job_id, key, settings, fresh=submission.fresh)
-            opened = self.stored.open(key, settings, fresh=submission.fresh)
-            if budget is not None:
-                budget.spent = opened.spent_before  # the job's cap counts all its runs, as run's does
         except StoreError as exc:
-            await extractor.aclose()
             # The store's message names its file: the client is told what it can act on.
             message = str(exc).replace(str(self.store.path), "the server's run store")
             raise ApiError(409, "job_conflict", f"job {job_id!r} cannot start: {message}") from None
-        except BaseException:
-            await extractor.aclose()
-            raise
+        info = opened.handle
+        assert info is not None
         try:
-            replaced = self.stored.forget_changed(opened, submission.items)
+            replaced = self.stored.forget_changed(info, submission.items)
         except BaseException:
-            self.store.finish_run(opened, "failed")
-            self.stored.release(opened)
-            await extractor.aclose()
+            self.store.finish_run(info, "failed")
+            await opened.aclose()
             raise
-        job = Job(job_id, opened, len(submission.items))
-        job.stats = extractor.scheduler.stats
-        job.priced = extractor.scheduler.price is not None
+        job = Job(job_id, info, len(submission.items))
         self._jobs.pop(key, None)  # re-inserted last: the dict stays oldest first
         self._jobs[key] = job
         self._prune()
         job.task = asyncio.create_task(
-            self._run(job, extractor, submission.items, opened), name=f"corral-serve-{job_id}"
+            self._run(job, opened, submission.items), name=f"corral-serve-{job_id}"
         )
 
         def cancelled_before_start(task: asyncio.Task[None]) -> None:
             # A task cancelled before its first step never runs _run's cleanup: do it here, or the
             # job would stay "running" and its followers would wait for it forever.
             if not job.finished:
-                self.stored.release(opened)
+                self.stored.release(info)
                 job.status = "cancelled" if job.cancel_requested else "interrupted"
                 job.done.set()
                 self._notify()
 
         job.task.add_done_callback(cancelled_before_start)
-        info = opened
         earlier = f", {info.finished_before:,} finished before" if info.finished_before else ""
         changed = f", {replaced:,} with a changed text" if replaced else ""
         log.info("job %s: %s items%s%s", job_id, f"{job.total:,}", earlier, changed)
         return job
-
-    def _job_budget(self) -> Budget | None:
-        """The job's own cap (--max-cost), within the server's (--max-total-cost)."""
-        if self.options.max_cost is None and self.budget is None:
-            return None
-        limit = self.options.max_cost if self.options.max_cost is not None else float("inf")
-        return Budget(limit, parent=self.budget)
 
     def _check_settings(self, job_id: str, key: str, settings: Mapping[str, Any], *, fresh: bool) -> None:
         """A resubmission must ask for what the job's stored results answer (the store checks this
@@ -277,12 +268,11 @@ class JobManager:
 
     # --- running -------------------------------------------------------------------------------
 
-    async def _run(self, job: Job, extractor: Extractor[Any], items: list[Item], opened: JobInfo) -> None:
+    async def _run(self, job: Job, opened: OpenedJob, items: list[Item]) -> None:
+        info = opened.handle
+        assert info is not None
         try:
-            result = await run_job(
-                extractor, items, _WakeSink(self._notify), job.counters, store=self.store, job=opened,
-                order="completion",
-            )  # fmt: skip
+            result = await opened.run(items, _WakeSink(self._notify), counters=job.stats)
             job.status = result.status
             if result.status == "budget":
                 job.error = {
@@ -303,15 +293,15 @@ class JobManager:
             job.status = "failed"
             job.error = {"type": "internal", "message": "the job failed on the server (its log says why)"}
         finally:
-            self.stored.release(opened)
-            await extractor.aclose()
+            self.stored.release(info)
+            await opened.aclose()
             job.done.set()
             self._notify()
-        c = job.counters
+        c = job.stats
         log.info(
             "job %s %s: %s results (%s ok, %s errors, %s from the store), %s requests, %.1f s",
             job.id, job.status, f"{c.done:,}", f"{c.ok:,}", f"{c.errors:,}", f"{c.reused:,}",
-            f"{job.stats.requests:,}", time.perf_counter() - job.started,
+            f"{c.requests:,}", time.perf_counter() - job.started,
         )  # fmt: skip
 
     def _notify(self) -> None:
@@ -402,11 +392,11 @@ class JobManager:
         answer |= {
             "status": job.status,
             "total": job.total,
-            "reused": job.counters.reused,
+            "reused": stats.reused,
             "requests": stats.requests,
             "cached": stats.cached,
             "retries": stats.retries,
-            "cost": stats.cost if job.priced else None,
+            "cost": stats.spent,
             "error": job.error or self._unfinished(job_id, job.status, record.done, job),
         }
         return answer

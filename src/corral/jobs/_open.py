@@ -1,0 +1,315 @@
+"""The one place a durable job is assembled: :func:`open_job` turns a :class:`~corral.jobs.JobSpec`
+into a :class:`Job` — the input opened, the output checked, the run store, the response cache, the
+budget, the backend (a batch backend for ``spec.batch``), the extractor, and the job's row in the store
+with a new run in it. ``corral run``, ``--batch`` and ``corral batch``, ``--ray``, ``corral serve`` and
+Python all open their jobs here, so a job means the same thing whichever way it is run.
+
+Everything that can be refused is checked before the output is touched: the input, the output file
+(never overwrite what is not ours, nor the input), the run store (corrupt, foreign, another job's
+settings), the model, the prices when a cost cap is set.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Generator, Iterator, Mapping
+from types import TracebackType
+from typing import Any
+
+from corral._extractor import Extractor
+from corral.backends import Backend, open_backend, resolve_model
+from corral.cost import Budget, Price, load_prices
+from corral.engine import Order
+from corral.engine._limits import EndpointLimits
+from corral.engine._stats import RunStats
+from corral.errors import ConfigError
+from corral.io.items import read_items
+from corral.io.sinks import Sink, check_output, open_sink, sink_format
+from corral.jobs._batch import BatchBackend, batch_api_for
+from corral.jobs._durable import JobResult, run_job
+from corral.jobs._identity import job_name, store_path
+from corral.jobs._spec import JobSpec
+from corral.store import JobInfo, RunStore
+from corral.store._cache import ResponseCache
+from corral.types import Item, Outcome
+
+__all__ = ["Job", "open_job"]
+
+
+class Job:
+    """An opened durable job: ``async with open_job(spec) as job: await job.run()``.
+
+    ``store`` and ``handle`` (its row and this run's in the store) are None for a job without a store
+    (``JobSpec(durable=False)``). ``key`` is the job's name in its store."""
+
+    def __init__(
+        self,
+        spec: JobSpec,
+        extractor: Extractor[Any],
+        *,
+        store: RunStore | None,
+        handle: JobInfo | None,
+        key: str | None,
+        items: Iterator[Item] | None,
+        closing: contextlib.AsyncExitStack,
+    ) -> None:
+        self.spec = spec
+        self.extractor = extractor
+        self.store = store
+        self.handle = handle
+        self.key = key
+        self._first_items = items
+        self._closing = closing
+
+    @property
+    def fingerprint(self) -> dict[str, Any]:
+        """What every run of the job must share (the store refuses a run that differs)."""
+        return self.extractor.fingerprint
+
+    @property
+    def batch_backend(self) -> BatchBackend | None:
+        """The job's batch backend when its requests go in provider batches."""
+        backend = self.extractor.backend
+        return backend if isinstance(backend, BatchBackend) else None
+
+    def items(self) -> Iterator[Item]:
+        """The spec's input, as items, from the start (a second call reads it again)."""
+        if self._first_items is not None:
+            items, self._first_items = self._first_items, None
+            return items
+        spec = self.spec
+        if spec.input is None:
+            raise ConfigError("the job has no input: pass items to Job.run")
+        return read_items(
+            spec.input, format=spec.input_format, text_field=spec.text_field, id_field=spec.id_field
+        )
+
+    def open_sink(self) -> Sink:
+        """The spec's output, written from the start."""
+        spec = self.spec
+        fmt = sink_format(spec.output, spec.output_format)
+        return open_sink(spec.output, fmt, self.extractor.spec, csv_formulas=spec.csv_formulas)
+
+    async def run(
+        self,
+        items: Iterator[Item] | list[Item] | None = None,
+        sink: Sink | None = None,
+        *,
+        counters: RunStats | None = None,
+        order: Order | None = None,
+        on_outcome: Callable[[Outcome[Any]], None] | None = None,
+    ) -> JobResult:
+        """One pass over ``items`` (default: the spec's input) into ``sink`` (default: the spec's
+        output, rewritten from the start): finished items come from the store, the rest are extracted,
+        every result is committed before it is written."""
+        counters = counters if counters is not None else RunStats()
+        if sink is None:
+            with self.open_sink() as opened:
+                return await self._run(items, opened, counters, order, on_outcome)
+        return await self._run(items, sink, counters, order, on_outcome)
+
+    async def _run(
+        self,
+        items: Iterator[Item] | list[Item] | None,
+        sink: Sink,
+        counters: RunStats,
+        order: Order | None,
+        on_outcome: Callable[[Outcome[Any]], None] | None,
+    ) -> JobResult:
+        return await run_job(
+            self.extractor,
+            self.items() if items is None else items,
+            sink,
+            counters,
+            store=self.store,
+            job=self.handle,
+            strategy=self.spec.strategy,
+            order=order or self.spec.order,
+            retry_errors=self.spec.retry_errors,
+            on_outcome=on_outcome,
+        )
+
+    async def aclose(self) -> None:
+        """Close what the job opened (the extractor, its backend, the store unless it was given)."""
+        await self._closing.aclose()
+
+    async def __aenter__(self) -> Job:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+
+class _Opening:
+    """What :func:`open_job` returns: ``async with`` it, or ``await`` it (then ``aclose`` the job)."""
+
+    def __init__(self, opener: Callable[[], Any]) -> None:
+        self._opener = opener
+        self._job: Job | None = None
+
+    def __await__(self) -> Generator[Any, None, Job]:
+        job: Job = yield from self._opener().__await__()
+        return job
+
+    async def __aenter__(self) -> Job:
+        self._job = await self._opener()
+        return self._job
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._job is not None:
+            await self._job.aclose()
+
+
+def open_job(
+    spec: JobSpec,
+    *,
+    store: RunStore | None = None,
+    key: str | None = None,
+    backend: Backend | None = None,
+    limits: EndpointLimits | None = None,
+    prices: Mapping[str, Price] | None = None,
+    cache_scope: str = "",
+    budget_parent: Budget | None = None,
+    check_settings: Callable[[Mapping[str, Any]], None] | None = None,
+) -> _Opening:
+    """Open the job ``spec`` describes: ``async with open_job(spec) as job: await job.run()``.
+
+    A server sharing one store, backend and limits among many jobs passes them (``store``,
+    ``backend``, ``limits``; the job closes none of them) and its price table (``prices``, instead of
+    ``spec.prices``' file), names the job itself (``key``), gives each
+    client its own cache (``cache_scope``) and caps every job's spend within its own
+    (``budget_parent``); ``check_settings`` sees the job's settings before the store does.
+    """
+
+    async def opener() -> Job:
+        return await _open(
+            spec,
+            store=store,
+            key=key,
+            backend=backend,
+            limits=limits,
+            prices=prices,
+            cache_scope=cache_scope,
+            budget_parent=budget_parent,
+            check_settings=check_settings,
+        )
+
+    return _Opening(opener)
+
+
+async def _open(
+    spec: JobSpec,
+    *,
+    store: RunStore | None,
+    key: str | None,
+    backend: Backend | None,
+    limits: EndpointLimits | None,
+    prices: Mapping[str, Price] | None,
+    cache_scope: str,
+    budget_parent: Budget | None,
+    check_settings: Callable[[Mapping[str, Any]], None] | None,
+) -> Job:
+    _refuse_what_cannot_be(spec)
+    closing = contextlib.AsyncExitStack()
+    try:
+        items = None
+        if spec.input is not None and spec.ray is None:
+            source = spec.input
+            # Read now: a missing, unreadable or empty input is refused before anything else.
+            items = read_items(
+                source, format=spec.input_format, text_field=spec.text_field, id_field=spec.id_field
+            )
+            closing.callback(getattr(items, "close", lambda: None))
+        if spec.output is not None:
+            check_output(spec.output, sink_format(spec.output, spec.output_format), source=spec.input)
+        if prices is None and spec.prices:
+            prices = load_prices(spec.prices)
+        budget = _budget(spec, budget_parent)
+        if store is None and spec.durable:
+            store = RunStore.open(store_path(spec.output, spec.store))
+            closing.callback(store.close)
+        cache = None
+        if store is not None and spec.cache:
+            cache = ResponseCache(store, read=not spec.retry_errors, scope=cache_scope)
+        if spec.batch is not None:
+            backend = await _batch_backend(spec, closing)
+        extractor: Extractor[Any] = Extractor(
+            spec.schema,
+            backend=backend,
+            limits=limits,
+            cache=cache,
+            prices=prices,
+            budget=budget,
+            **_request_options(spec, shared_limits=limits is not None),
+        )
+        await closing.enter_async_context(extractor)
+        handle = None
+        if store is not None:
+            key = key or job_name(spec.output, spec.input or "-", store=spec.store)
+            settings = extractor.fingerprint
+            if check_settings is not None:
+                check_settings(settings)
+            handle = store.open_job(key, settings, fresh=spec.fresh)
+            closing.callback(store.release_job, handle)
+            if budget is not None:
+                budget.spent = handle.spent_before  # the job's cap counts all its runs
+            batch = extractor.backend
+            if isinstance(batch, BatchBackend):
+                batch.attach(store, handle, ask_again=spec.retry_errors)
+                store.save_job_args(handle.id, spec.to_json().decode())
+        return Job(spec, extractor, store=store, handle=handle, key=key, items=items, closing=closing)
+    except BaseException:
+        await closing.aclose()
+        raise
+
+
+def _refuse_what_cannot_be(spec: JobSpec) -> None:
+    if spec.batch is not None:
+        if spec.input in (None, "-"):
+            raise ConfigError("batch mode reads the input once per round: pass a file, not stdin")
+        if not spec.output or spec.output == "-":
+            raise ConfigError("batch mode writes the output once per round: pass -o FILE")
+        if not spec.durable:
+            raise ConfigError("batch mode keeps its batches in the run store: drop --no-store")
+
+
+def _budget(spec: JobSpec, parent: Budget | None) -> Budget | None:
+    """The job's own cap (``max_cost``), within ``parent`` (a server's ``--max-total-cost``)."""
+    if spec.max_cost is None and parent is None:
+        return None
+    return Budget(spec.max_cost if spec.max_cost is not None else float("inf"), parent=parent)
+
+
+def _request_options(spec: JobSpec, *, shared_limits: bool) -> dict[str, Any]:
+    options = spec.extract.extractor_options()
+    if shared_limits:  # the shared limits' own rpm, tpm and adaptivity apply
+        for name in ("rpm", "tpm", "adaptive"):
+            options.pop(name)
+    return options
+
+
+async def _batch_backend(spec: JobSpec, closing: contextlib.AsyncExitStack) -> BatchBackend:
+    """The online backend the spec names, wrapped to send its requests in provider batches."""
+    assert spec.batch is not None
+    extract = spec.extract
+    online = open_backend(
+        extract.model,
+        base_url=extract.base_url,
+        api_key_env=extract.api_key_env,
+        concurrency=extract.concurrency,
+        timeout=extract.timeout,
+        allow_plain_http=extract.allow_plain_http,
+    )
+    closing.push_async_callback(online.aclose)
+    await resolve_model(online)
+    return BatchBackend(
+        online,
+        batch_api_for(online),
+        batch_retries=spec.batch.retries,
+        reask_online=spec.batch.reask_online,
+        token_limit=spec.batch.token_limit,
+    )
