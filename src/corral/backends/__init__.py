@@ -11,6 +11,15 @@
 Every problem found here (missing key, unknown prefix, extra not installed, a key that would go out
 over plain http) is raised before any item is sent, as a one-line :class:`~corral.errors.ConfigError`
 that names the fix.
+
+    base        the protocol every backend meets (Backend: Request → Completion) and its data types
+    models      what each model takes in a request (output bound, temperature, reasoning effort)
+    openai      the OpenAI Chat Completions wire over aiohttp (OpenAI, vLLM, llama.cpp, Ollama, ...)
+    anthropic   the Anthropic Messages wire over aiohttp
+    _http       what the API backends share: one pooled session per endpoint, errors that name the host
+    _headers    providers' rate-limit headers → RateLimitInfo
+    local/      the embedded model (llama.cpp with a schema grammar) and its few-shot prompts
+    batch/      the providers' batch APIs (OpenAI Batch, Anthropic Message Batches)
 """
 
 from __future__ import annotations

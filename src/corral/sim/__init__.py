@@ -21,6 +21,21 @@ shuffled order, and lines that error (the seeded faults) or expire (``batch_expi
         assert sim.stats.peak_concurrency <= 16
         assert sim.stats.by_fault.get("reset", 0) > 0
         assert sim.overdraft(rpm=500) == (0, 0)  # the client kept under 500/min, bursts included
+
+From the socket to the answer:
+
+    server           aiohttp's low-level server, and the ways to run it (Simulator, SimulatorThread)
+    openai           the Chat Completions wire: read a request, write a reply
+    anthropic        the Messages wire, onto the same parsed request
+    core             the simulated model, free of HTTP: one request in, one reply and a delay out
+    limits           OpenAI's rate limits enforced: requests and tokens per minute as buckets
+    answers          JSON Schema → a deterministic answer built from the prompt (nodes: its pieces;
+                     text: what it "reads" in a prompt)
+    faults           wrong answers on purpose: schema-invalid JSON, text that is not JSON
+    batches          provider batches on an accelerated clock (batch_openai, batch_anthropic: their
+                     endpoints)
+    config           its configuration, the scripting hook's types, and what it observed
+    args             the ``corral sim`` options, beside what they configure
 """
 
 from corral.sim.config import LogEntry, ScriptCall, SimConfig, SimFault, SimReply, SimStats
