@@ -12,23 +12,20 @@ with nothing but the output's name.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
-from corral.backends import open_backend, resolve_model
 from corral.cli._options import add_job_arguments, job_spec
 from corral.cli._pass import run_pass
 from corral.cli._progress import format_duration, summary_line
 from corral.cli._signals import stop_on_signals
 from corral.engine._stats import RunStats
 from corral.errors import ConfigError, ProviderError, StoreError
-from corral.jobs import STORE_ENV, Job, JobSpec, job_name, open_job, store_path
-from corral.jobs._batch import BatchBackend, batch_api_for
+from corral.jobs import STORE_ENV, Job, JobSpec, look_at_batches, open_job, store_path
 from corral.jobs._rounds import BatchJob, Poll
 from corral.store import BatchInfo, RunStore, without_credentials
 
@@ -173,7 +170,7 @@ async def _drive(job: Job, args: argparse.Namespace, *, wait: bool) -> int:
 
 async def _cmd_status(args: argparse.Namespace) -> int:
     spec = _saved_spec(args)
-    async with _looking_at(spec) as (store, backend):
+    async with look_at_batches(spec) as (store, backend):
         job = backend.attached()[1]
         fresh = True
         try:
@@ -192,7 +189,7 @@ async def _cmd_status(args: argparse.Namespace) -> int:
 
 async def _cmd_cancel(args: argparse.Namespace) -> int:
     spec = _saved_spec(args)
-    async with _looking_at(spec) as (_, backend):
+    async with look_at_batches(spec) as (_, backend):
         cancelled = await BatchJob(backend, price=None, stats=RunStats()).cancel()
     for remote in cancelled:
         print(f"corral: cancelling batch {remote.id} ({remote.status})", file=sys.stderr)
@@ -206,30 +203,6 @@ async def _cmd_cancel(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
-
-
-@contextlib.asynccontextmanager
-async def _looking_at(spec: JobSpec) -> AsyncIterator[tuple[RunStore, BatchBackend]]:
-    """The job's store and batch backend, without starting a run (status, cancel)."""
-    with RunStore.open(store_path(spec.output, spec.store)) as store:
-        name = job_name(spec.output, spec.input or "-", store=spec.store)
-        job = store.find_job(name)
-        if job is None:
-            raise StoreError(f"no job writes {spec.output} in {store.path}")
-        extract = spec.extract
-        online = open_backend(
-            extract.model,
-            base_url=extract.base_url,
-            api_key_env=extract.api_key_env,
-            allow_plain_http=extract.allow_plain_http,
-        )
-        try:
-            await resolve_model(online)
-            backend = BatchBackend(online, batch_api_for(online))
-            backend.attach(store, job)
-            yield store, backend
-        finally:
-            await online.aclose()
 
 
 # --- helpers -------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ A *job* is one output; a *run* is one invocation of it; a *pass* is one sweep ov
 
 from corral.jobs._durable import JobResult, run_job
 from corral.jobs._identity import STORE_ENV, job_name, job_settings, store_path
-from corral.jobs._open import Job, open_job
+from corral.jobs._open import Job, look_at_batches, open_job
 from corral.jobs._ray import run_job_on_ray
 from corral.jobs._spec import BatchOptions, ExtractOptions, JobSpec, RayOptions
 
@@ -29,6 +29,7 @@ __all__ = [
     "RayOptions",
     "job_name",
     "job_settings",
+    "look_at_batches",
     "open_job",
     "run_job",
     "run_job_on_ray",

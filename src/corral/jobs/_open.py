@@ -12,7 +12,7 @@ settings), the model, the prices when a cost cap is set.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Generator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -22,18 +22,18 @@ from corral.cost import Budget, Price, load_prices
 from corral.engine import Order
 from corral.engine._limits import EndpointLimits
 from corral.engine._stats import RunStats
-from corral.errors import ConfigError
+from corral.errors import ConfigError, StoreError
 from corral.io.items import read_items
 from corral.io.sinks import Sink, check_output, open_sink, sink_format
 from corral.jobs._batch import BatchBackend, batch_api_for
 from corral.jobs._durable import JobResult, run_job
 from corral.jobs._identity import job_name, store_path
-from corral.jobs._spec import JobSpec
+from corral.jobs._spec import ExtractOptions, JobSpec
 from corral.store import JobInfo, RunStore
 from corral.store._cache import ResponseCache
 from corral.types import Item, Outcome
 
-__all__ = ["Job", "open_job"]
+__all__ = ["Job", "look_at_batches", "open_job"]
 
 
 class Job:
@@ -295,15 +295,7 @@ def _request_options(spec: JobSpec, *, shared_limits: bool) -> dict[str, Any]:
 async def _batch_backend(spec: JobSpec, closing: contextlib.AsyncExitStack) -> BatchBackend:
     """The online backend the spec names, wrapped to send its requests in provider batches."""
     assert spec.batch is not None
-    extract = spec.extract
-    online = open_backend(
-        extract.model,
-        base_url=extract.base_url,
-        api_key_env=extract.api_key_env,
-        concurrency=extract.concurrency,
-        timeout=extract.timeout,
-        allow_plain_http=extract.allow_plain_http,
-    )
+    online = _online_backend(spec.extract)
     closing.push_async_callback(online.aclose)
     await resolve_model(online)
     return BatchBackend(
@@ -313,3 +305,32 @@ async def _batch_backend(spec: JobSpec, closing: contextlib.AsyncExitStack) -> B
         reask_online=spec.batch.reask_online,
         token_limit=spec.batch.token_limit,
     )
+
+
+def _online_backend(extract: ExtractOptions) -> Backend:
+    return open_backend(
+        extract.model,
+        base_url=extract.base_url,
+        api_key_env=extract.api_key_env,
+        concurrency=extract.concurrency,
+        timeout=extract.timeout,
+        allow_plain_http=extract.allow_plain_http,
+    )
+
+
+@contextlib.asynccontextmanager
+async def look_at_batches(spec: JobSpec) -> AsyncIterator[tuple[RunStore, BatchBackend]]:
+    """A batch job's store and batch backend, to see or cancel its batches without starting a run
+    (``corral batch status | cancel``); the backend is attached to the job."""
+    with RunStore.open(store_path(spec.output, spec.store)) as store:
+        job = store.find_job(job_name(spec.output, spec.input or "-", store=spec.store))
+        if job is None:
+            raise StoreError(f"no job writes {spec.output} in {store.path}")
+        online = _online_backend(spec.extract)
+        try:
+            await resolve_model(online)
+            backend = BatchBackend(online, batch_api_for(online))
+            backend.attach(store, job)
+            yield store, backend
+        finally:
+            await online.aclose()

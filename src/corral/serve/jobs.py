@@ -15,6 +15,7 @@ what a client is shown is exactly what would survive a crash.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import secrets
 import time
@@ -34,7 +35,7 @@ from corral.serve.stored import PAGE, ServerStore, iso, scoped
 from corral.store import JobInfo, RunStore, served_job_key
 from corral.types import Item
 
-__all__ = ["UNFINISHED", "Job", "JobManager", "JobOptions", "Page", "Submission"]
+__all__ = ["UNFINISHED", "Job", "JobManager", "Page", "Submission"]
 
 #: finished jobs whose live counters are kept in memory (older ones are answered from the store)
 _KEEP_FINISHED = 1000
@@ -45,22 +46,6 @@ UNFINISHED = ("cancelled", "interrupted", "stopped", "failed", "budget")
 Page = list[tuple[int, bytes]]
 
 log = logging.getLogger("corral.serve")
-
-
-@dataclass(frozen=True, slots=True)
-class JobOptions:
-    """What the server's command line sets for every job."""
-
-    prompt: str | None = None
-    mode: str | None = None
-    max_retries: int = 2
-    max_tokens: int = 1024
-    reasoning_effort: str | None = None
-    timeout: float = 120.0
-    retries: int = 6
-    concurrency: int = 16
-    #: what one job (all its runs) may spend, in USD; None: no cap of its own
-    max_cost: float | None = None
 
 
 @dataclass(slots=True)
@@ -104,9 +89,10 @@ class JobManager:
         store: RunStore,
         backend: Backend,
         limits: EndpointLimits,
-        options: JobOptions,
+        defaults: ExtractOptions,
         *,
         max_jobs: int,
+        max_cost: float | None = None,
         prices: Mapping[str, Price] | None = None,
         budget: Budget | None = None,
     ) -> None:
@@ -117,7 +103,10 @@ class JobManager:
         self.stored = ServerStore(store)
         self.backend = backend
         self.limits = limits
-        self.options = options
+        #: what the server's command line sets for every job (a submission brings its prompt and many)
+        self.defaults = defaults
+        #: what one job (all its runs) may spend, in USD; None: no cap of its own
+        self.max_cost = max_cost
         self.max_jobs = max_jobs
         self._jobs: dict[str, Job] = {}  # oldest first
         self._starting: set[str] = set()
@@ -167,23 +156,16 @@ class JobManager:
             self._starting.discard(key)
 
     async def _open(self, job_id: str, key: str, submission: Submission, owner: str) -> Job:
-        options = self.options
+        defaults = self.defaults
+        extract = dataclasses.replace(
+            defaults, prompt=submission.prompt or defaults.prompt, many=submission.many
+        )
         spec = JobSpec(
             schema=submission.schema,
-            extract=ExtractOptions(
-                prompt=submission.prompt or options.prompt,
-                many=submission.many,
-                mode=options.mode,
-                max_retries=options.max_retries,
-                max_tokens=options.max_tokens,
-                reasoning_effort=options.reasoning_effort,
-                timeout=options.timeout,
-                retries=options.retries,
-                concurrency=options.concurrency,
-            ),
+            extract=extract,
             order="completion",
             fresh=submission.fresh,
-            max_cost=options.max_cost,
+            max_cost=self.max_cost,
         )
 
         def check(settings: Mapping[str, Any]) -> None:

@@ -28,10 +28,10 @@ from corral.backends import Backend, Mode, is_loopback, open_backend, resolve_mo
 from corral.cost import Budget, Price, load_prices, price_for, unpriced
 from corral.engine._limits import EndpointLimits
 from corral.errors import ConfigError
-from corral.jobs import store_path
+from corral.jobs import ExtractOptions, store_path
 from corral.serve.app import ServeSettings, create_app
 from corral.serve.connections import ConnectionGuard, GuardedApp, file_limit_for
-from corral.serve.jobs import JobManager, JobOptions
+from corral.serve.jobs import JobManager
 from corral.store import RunStore
 
 __all__ = ["read_clients", "serve"]
@@ -83,7 +83,7 @@ async def serve(args: argparse.Namespace) -> int:
             # What an earlier run (or server) learned: paced from the first job's first request.
             known=store.known_limits(backend.endpoint, backend.model),
         )
-        options = JobOptions(
+        defaults = ExtractOptions(
             prompt=args.prompt,
             mode=args.mode,
             max_retries=args.max_retries,
@@ -92,10 +92,16 @@ async def serve(args: argparse.Namespace) -> int:
             timeout=args.timeout,
             retries=args.retries,
             concurrency=args.concurrency,
-            max_cost=args.max_cost,
         )
         manager = JobManager(
-            store, backend, limits, options, max_jobs=args.max_jobs, prices=prices, budget=budget
+            store,
+            backend,
+            limits,
+            defaults,
+            max_jobs=args.max_jobs,
+            max_cost=args.max_cost,
+            prices=prices,
+            budget=budget,
         )
         settings = ServeSettings(
             clients=clients, max_body=int(args.max_body_mb * 1_000_000), max_items=args.max_items
