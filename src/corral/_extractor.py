@@ -148,6 +148,11 @@ class Extractor(Generic[T]):
         return self.scheduler.budget
 
     @property
+    def cache(self) -> ResponseCache | None:
+        """The response cache its requests look in first, if any."""
+        return self.scheduler.cache
+
+    @property
     def limits(self) -> EndpointLimits:
         """The endpoint's pace (RPM/TPM, learned or given) its requests keep."""
         return self.scheduler.limits

@@ -121,3 +121,111 @@ def finished_ids(store: Path) -> set[str]:
             return {row[0] for row in db.execute("SELECT item_id FROM items")}
     except sqlite3.Error:
         return set()  # not created yet
+
+
+def test_a_job_repeated_into_another_output_sends_nothing_and_reads_stdin(tmp_path: Path) -> None:
+    n = 60
+    src = source(tmp_path, n)
+    with SimulatorThread(SimConfig(latency_ms=20, seed=4)) as sim:
+        # The first job reads standard input (spooled: a job on Ray reads its input twice).
+        first_out = tmp_path / "first.jsonl"
+        argv = ray_command(sim, Path("-"), first_out, "--concurrency", "4")
+        first = subprocess.run(
+            argv, cwd=ROOT, input=src.read_text(), capture_output=True, text=True, timeout=300, check=False
+        )
+        assert first.returncode == 0, first.stderr
+        check_every_item_once(first_out, n)
+        asked = len(sim.log)
+        assert asked == n
+        # The same job into another output: every answer is in the response cache, as on one machine.
+        second_out = tmp_path / "second.jsonl"
+        second = subprocess.run(
+            ray_command(sim, src, second_out, "--concurrency", "4"),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert second.returncode == 0, second.stderr
+        assert len(sim.log) == asked, "the repeated job sent nothing"
+        check_every_item_once(second_out, n)
+
+
+def test_a_killed_driver_rerun_asks_again_at_most_what_was_in_flight(tmp_path: Path) -> None:
+    n, workers, concurrency = 200, 2, 4
+    out = tmp_path / "out.jsonl"
+    src = source(tmp_path, n)
+    store = tmp_path / "store" / "corral.db"
+    # Slow answers, so that a result committed late would show: results reach the store one by one.
+    with SimulatorThread(SimConfig(latency_ms=300, latency_dist="fixed", seed=5)) as sim:
+        argv = ray_command(sim, src, out, "--concurrency", str(concurrency))
+        first = subprocess.Popen(
+            argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
+        deadline = time.monotonic() + 180  # a guard against a hang, not a measurement
+        while time.monotonic() < deadline and len(finished_ids(store)) < 30:
+            time.sleep(0.05)
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(timeout=30)
+        time.sleep(3)  # the killed job's workers notice their Ray is gone and stop
+        seen = len(sim.log)
+        asked_first = {entry.text for entry in sim.log[:seen]}
+        second = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+        assert second.returncode == 0, second.stderr
+        asked_again = {entry.text for entry in sim.log[seen:]} & asked_first
+    assert len(asked_again) <= workers * concurrency, f"{len(asked_again)} items asked twice"
+    check_every_item_once(out, n)
+
+
+def test_the_counts_are_what_the_server_saw_and_the_timeline_never_goes_back(tmp_path: Path) -> None:
+    n = 120
+    out = tmp_path / "out.jsonl"
+    store = tmp_path / "store" / "corral.db"
+    with SimulatorThread(SimConfig(latency_ms=30, server_error_rate=0.15, seed=6)) as sim:
+        argv = ray_command(sim, source(tmp_path, n), out, "--concurrency", "4")
+        done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+        assert done.returncode == 0, done.stderr
+        texts_asked = collections.Counter(entry.text for entry in sim.log)
+    retried = sum(count - 1 for count in texts_asked.values())
+    assert retried > 0, "the faults made retries"
+    with sqlite3.connect(store) as db:
+        requests, retries = db.execute("SELECT requests, retries FROM runs").fetchone()
+        samples = db.execute("SELECT done, requests, retries FROM samples ORDER BY time").fetchall()
+    assert (requests, retries) == (sum(texts_asked.values()), retried)
+    assert len(samples) >= 2
+    for column in range(3):
+        values = [sample[column] for sample in samples]
+        assert values == sorted(values), "a count never goes down"
+        assert min(values) >= 0
+    assert samples[-1][1:] == (requests, retries)
+
+
+def test_errors_are_extracted_again_with_retry_errors(tmp_path: Path) -> None:
+    n = 60
+    out = tmp_path / "out.jsonl"
+    src = source(tmp_path, n)
+    with SimulatorThread(SimConfig(latency_ms=10, server_error_rate=0.3, seed=7)) as sim:
+        first = subprocess.run(
+            ray_command(sim, src, out, "--retries", "0"),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert first.returncode == 1, first.stderr  # some items ended in error
+    failed = {record["input"] for record in map(json.loads, out.read_text().splitlines()) if record["error"]}
+    assert failed
+    with SimulatorThread(SimConfig(latency_ms=10, seed=7)) as sim:
+        again = subprocess.run(
+            ray_command(sim, src, out, "--retry-errors"),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert again.returncode == 0, again.stderr
+        assert {entry.text for entry in sim.log} == failed, "only the items in error were asked again"
+    check_every_item_once(out, n)

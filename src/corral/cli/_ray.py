@@ -15,7 +15,7 @@ from corral.errors import ConfigError
 from corral.io.items import count_items
 from corral.io.sinks import check_output, sink_format
 from corral.jobs import JobSpec
-from corral.jobs._ray import import_ray, run_job_on_ray
+from corral.jobs._ray import import_ray, run_job_on_ray, spooled_stdin
 
 __all__ = ["run_with_ray"]
 
@@ -27,10 +27,12 @@ async def run_with_ray(spec: JobSpec, args: argparse.Namespace) -> int:
     assert spec.input is not None
     assert spec.output is not None
     check_output(spec.output, sink_format(spec.output, spec.output_format), source=spec.input)
-    counters = RunStats()
-    counters.total = await asyncio.to_thread(count_items, spec.input, format=spec.input_format)
-    with stop_on_signals() as stopping:
-        failure = await _in_thread(spec, args, counters)
+    with spooled_stdin(spec) as readable:
+        assert readable.input is not None
+        counters = RunStats()
+        counters.total = await asyncio.to_thread(count_items, readable.input, format=readable.input_format)
+        with stop_on_signals() as stopping:
+            failure = await _in_thread(readable, args, counters)
     if stopping.is_set():
         # The pipeline's thread dies with the process; what it committed stays in the store.
         print(
@@ -73,17 +75,17 @@ async def _in_thread(spec: JobSpec, args: argparse.Namespace, counters: RunStats
 
 
 def _refuse_what_ray_cannot_do(spec: JobSpec) -> None:
-    if spec.input in (None, "-"):
-        raise ConfigError("--ray reads the input twice (to send it, then to write the output): pass a file")
     if not spec.output or spec.output == "-":
-        raise ConfigError("--ray writes the output when the pipeline ends: pass -o FILE")
+        raise ConfigError("--ray writes the output from the run store when the pipeline ends: pass -o FILE")
     if not spec.durable:
         raise ConfigError("--ray keeps the results in the run store (resume, exactly once): drop --no-store")
-    unsupported = (
-        ("--batch", spec.batch is not None),
-        ("--max-cost", spec.max_cost is not None),
-        ("--retry-errors", spec.retry_errors),
-    )
-    for flag, given in unsupported:
-        if given:
-            raise ConfigError(f"{flag} does not work with --ray yet: run without --ray for it")
+    if spec.batch is not None:
+        raise ConfigError(
+            "--batch and --ray do not go together: a provider batch runs at the provider, so workers "
+            "add nothing to it; drop --ray (one machine submits and collects any number of batches)"
+        )
+    if spec.max_cost is not None:
+        raise ConfigError(
+            "--max-cost does not work with --ray yet: the workers would each need the job's one budget, "
+            "held before every request; run without --ray to cap the cost"
+        )

@@ -23,7 +23,7 @@ import orjson
 from corral.errors import InputError
 from corral.types import Item
 
-__all__ = ["FORMATS", "Format", "as_items", "count_items", "read_items"]
+__all__ = ["FORMATS", "Format", "as_items", "count_items", "read_items", "stdin_format"]
 
 Format = Literal["jsonl", "csv", "txt"]
 FORMATS: dict[str, Format] = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".txt": "txt"}
@@ -116,9 +116,14 @@ class _Items(Iterator[Item]):
         self.close()
 
 
+def stdin_format() -> Format:
+    """What standard input is read as without ``--format``: one text per line."""
+    return "txt"
+
+
 def _format_of(name: str) -> Format:
     if name == "-":
-        return "txt"
+        return stdin_format()
     suffix = Path(name).suffix.lower()
     if suffix not in FORMATS:
         known = ", ".join(sorted(FORMATS))

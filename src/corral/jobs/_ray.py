@@ -1,19 +1,24 @@
 """A job on a Ray cluster: many workers, one provider budget, the driver's store.
 
-    driver: input ─► skip ids finished before (store) ─► Ray Data: map_batches(ExtractBatches) ─►
-            each result batch committed to the store ─► at the end, the output in input order
-    worker: corral's own engine (Extractor.map: re-asks, retries, backoff) over its batch, pacing
-            every request through one LimitsKeeper actor shared by all workers
+    driver: input ─► finished before? (store) ─► answered by the cache? (the driver's own extractor,
+            sending nothing) ─► one call per item to a worker, a bounded window of them ─► each result
+            committed to the store as it arrives ─► at the end, the output in input order
+    worker: corral's own engine (re-asks, retries, backoff) per item, many at once, pacing every
+            request through one LimitsKeeper actor shared by all workers (:mod:`._ray_worker`)
 
 The provider's requests- and tokens-per-minute limits are one global budget kept by the
-:class:`LimitsKeeper` actor: a worker asks it for each request's place (one small call) and sleeps
-until then, so two workers or twenty together send what one would, never limit ÷ workers guessed up
-front. What the provider's headers say, and its 429s, reach the keeper and pace everyone.
+:class:`~corral.jobs._ray_worker.LimitsKeeper` actor: a worker asks it for each request's place (one
+small call) and sleeps until then, so two workers or twenty together send what one would, never
+limit ÷ workers guessed up front. What the provider's headers say, and its 429s, reach the keeper and
+pace everyone.
 
-The driver is the only writer: results come back to it, go into its run store (committed per batch)
-and only then count as done; the output is written from the store, in input order, when the
-pipeline ends. So each item is written exactly once, and a killed job re-run skips the ids already
-in the store. A worker that dies has its batch retried by Ray; an answer that arrives twice is stored
+The driver is the only writer: a result goes into its run store the moment it arrives, and only then
+counts as done; the output is written from the store, in input order, when the pipeline ends. So each
+item is written exactly once, and a killed job re-run asks again only what was in flight. The
+workers' answers join the store's response cache, and the driver answers from that cache what it can
+before a worker is asked, so a job repeated into another output sends nothing, as on one machine.
+The counters — requests, retries, rate limits, in flight — are the workers' own, read as they change.
+A worker that dies is restarted by Ray and its calls retried; an answer that arrives twice is stored
 once.
 """
 
@@ -22,188 +27,54 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 import socket
 import sys
+import tempfile
 import time
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from corral._extractor import Extractor
-from corral.backends.base import RateLimitInfo
+from corral.backends.base import DEFERRED, Backend, Profile, Reply, Request
 from corral.cost import load_prices
 from corral.engine._limits import EndpointLimits
 from corral.engine._stats import RunStats, StatsSnapshot
 from corral.errors import ConfigError, CorralError
-from corral.io.items import read_items
+from corral.io.items import read_items, stdin_format
 from corral.io.sinks import Sink
 from corral.jobs._open import Job, open_job
+from corral.jobs._ray_worker import (
+    KEEPER_CONCURRENCY,
+    KeeperReport,
+    LimitsKeeper,
+    RayWorker,
+    WorkerReport,
+    import_ray,
+    portable_schema,
+)
 from corral.jobs._record import record_counters, timeline_point
 from corral.jobs._spec import JobSpec, RayOptions
 from corral.store import ItemRow, JobInfo, KnownLimits, RunStore, input_hash
-from corral.types import Item, Outcome
+from corral.types import Item
 
 __all__ = [
-    "ExtractBatches",
-    "GlobalLimits",
-    "KeeperReport",
-    "LimitsKeeper",
     "import_ray",
     "portable_schema",
     "run_job_on_ray",
     "run_on_ray",
+    "spooled_stdin",
     "write_output",
 ]
 
-#: items per batch a worker takes, per request it may have in flight. A batch comes back whole, so
-#: small batches bring results into the store (done, kept across a kill) sooner; two per slot keep
-#: the worker busy while a batch's last requests finish
-BATCH_PER_SLOT = 2
-#: the driver samples the run's timeline this often (the report plots it)
-_SAMPLE_EVERY_S = 0.5
-#: requests the keeper's loop may hold at once (workers × their concurrency, with room to spare)
-_KEEPER_CONCURRENCY = 10_000
-
-
-def import_ray() -> Any:
-    try:
-        import ray
-        import ray.data
-    except ImportError:
-        raise ConfigError("--ray needs Ray: pip install 'corral[ray]'") from None
-    return ray
-
-
-class LimitsKeeper:
-    """The one keeper of the provider's limits for a whole cluster (a Ray actor, made by
-    :func:`run_on_ray`). It also counts what every worker sends (requests, in flight, rate limits),
-    and reports the counts to the driver, for progress and the report.
-
-    An async actor: a request's place may wait for room in the slow-start window, which only
-    answers (from any worker) make, so :meth:`reserve` awaits it on the actor's loop."""
-
-    def __init__(
-        self,
-        rpm: float | None,
-        tpm: float | None,
-        adaptive: bool,
-        slow_start: bool = True,
-        known: KnownLimits | None = None,
-    ) -> None:
-        self.limits = EndpointLimits(rpm=rpm, tpm=tpm, adaptive=adaptive, slow_start=slow_start, known=known)
-        self.sent = RunStats()
-
-    async def reserve(self, tokens: float) -> float:
-        await self.limits.open_window()
-        self.sent.requests += 1
-        self.sent.in_flight += 1
-        return self.limits.reserve(tokens)
-
-    def done(self, prompt_tokens_error: float | None, seconds_ago: float = 0.0) -> None:
-        self.sent.in_flight -= 1
-        if prompt_tokens_error is not None:
-            self.limits.answered(prompt_tokens_error, time.monotonic() - seconds_ago)
-        self.limits.released()
-
-    def limited(self, seconds_ago: float, retry_after: float | None, overload: bool) -> None:
-        self.sent.rate_limited += 1
-        self.limits.rate_limited(time.monotonic() - seconds_ago, retry_after, overload=overload)
-
-    def learn(self, info: RateLimitInfo) -> None:
-        self.limits.learn(info)
-
-    def known(self) -> KnownLimits:
-        return self.limits.known()
-
-    def report(self) -> KeeperReport:
-        return KeeperReport(self.sent.snapshot(), self.limits.rpm, self.limits.tpm)
-
-
-@dataclass(frozen=True, slots=True)
-class KeeperReport:
-    """What the keeper tells the driver: the counts of what every worker sent, and the requests and
-    tokens per minute it paces them to (None: no limit known)."""
-
-    sent: StatsSnapshot
-    rpm: float | None
-    tpm: float | None
-
-
-class GlobalLimits(EndpointLimits):
-    """A worker's view of the cluster's limits: every decision is the keeper's.
-
-    Only :meth:`admit` waits for an answer (the place of the request); what the worker learns is
-    sent without waiting. The clocks of worker and keeper never meet: the keeper answers in seconds
-    to wait, and is told how long ago a request was sent."""
-
-    def __init__(self, keeper: Any) -> None:
-        super().__init__(adaptive=False)
-        self._keeper = keeper
-        self._answered: tuple[float, float] | None = None
-
-    async def admit(self, tokens: float) -> None:
-        wait = await self._keeper.reserve.remote(tokens)
-        if wait > 0:
-            await asyncio.sleep(wait)
-
-    def answered(self, prompt_tokens_error: float, sent_at: float | None = None) -> None:
-        # The scheduler calls released() right after, in the same step: sent together, in one call.
-        self._answered = (prompt_tokens_error, time.monotonic() - sent_at if sent_at is not None else 0.0)
-
-    def released(self) -> None:
-        error, ago = self._answered if self._answered is not None else (None, 0.0)
-        self._keeper.done.remote(error, ago)
-        self._answered = None
-
-    def rate_limited(self, sent_at: float, retry_after: float | None, *, overload: bool = False) -> None:
-        self._keeper.limited.remote(time.monotonic() - sent_at, retry_after, overload)
-
-    def learn(self, info: RateLimitInfo) -> None:
-        self._keeper.learn.remote(info)
-
-
-class ExtractBatches:
-    """A Ray Data worker: corral's engine over each batch, with the cluster's limits."""
-
-    def __init__(self, schema: Any, options: Mapping[str, Any], keeper: Any) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._extractor: Extractor[Any] = Extractor(schema, limits=GlobalLimits(keeper), **options)
-        self._loop.run_until_complete(self._extractor.__aenter__())
-
-    def __call__(self, batch: Mapping[str, Any]) -> dict[str, list[Any]]:
-        items = [
-            Item(str(item_id), str(text), problem=str(problem) or None)
-            for item_id, text, problem in zip(batch["id"], batch["text"], batch["problem"], strict=True)
-        ]
-        outcomes = self._loop.run_until_complete(self._extract(items))
-        rows: dict[str, list[Any]] = {"id": [], "record": [], "cost": []}
-        for outcome in outcomes:
-            rows["id"].append(outcome.id)
-            rows["record"].append(orjson.dumps(outcome.to_record()))
-            rows["cost"].append(outcome.cost)
-        return rows
-
-    async def _extract(self, items: list[Item]) -> list[Outcome[Any]]:
-        return [outcome async for outcome in self._extractor.map(items)]
-
-
-def portable_schema(schema: Any) -> Any:
-    """``schema`` in a form a worker can load: a class from a ``file.py`` is sent by value (workers
-    cannot import the file), a ``.json`` path as its absolute path, anything else as it is."""
-    ray = import_ray()
-    if isinstance(schema, str | Path) and str(schema).endswith(".json"):
-        return str(Path(schema).resolve())
-    if isinstance(schema, str | Path) and ":" in str(schema):
-        from corral.schema import load_model
-
-        schema = load_model(str(schema))
-    module = sys.modules.get(getattr(schema, "__module__", ""))
-    if module is not None and module.__name__.startswith("corral_user_"):
-        ray.cloudpickle.register_pickle_by_value(module)
-    return schema
+#: the driver samples the run's timeline this often (the report plots it), and reads the workers'
+#: counters as often
+_SAMPLE_EVERY_S = 0.1
+#: items the driver answers from the cache at a time, before it gives the rest to the workers
+_CACHE_CHUNK = 256
 
 
 def run_on_ray(
@@ -216,66 +87,150 @@ def run_on_ray(
     workers: int,
     limits: Mapping[str, Any],
     stats: RunStats | None = None,
+    retry_errors: bool = False,
+    from_cache: Any = None,
 ) -> KnownLimits:
     """Extract the items the store does not hold yet on the connected Ray cluster (blocking; call
     ``ray.init`` first), counting them into ``stats``; returns what the cluster learned of the
     endpoint's limits (for the store, and the next run). ``options``: the
     :class:`~corral._extractor.Extractor` options of each worker; ``limits``: ``rpm``, ``tpm``,
     ``adaptive``, ``slow_start`` and ``known`` (what an earlier run learned) for the cluster's one
-    keeper."""
+    keeper. ``retry_errors``: extract again the items that ended in error. ``from_cache(items)``:
+    the items answered from the response cache, as ``(outcome record, cost)`` by id (the rest go to
+    the workers)."""
     ray = import_ray()
     collect = _Collector(store, job, RunStats() if stats is None else stats)
-    todo = []
-    for item in items:
-        stored = store.lookup(job, item.id, input_hash(item.text)) if job.finished_before else None
-        if stored is None:
-            todo.append({"id": item.id, "text": item.text, "problem": item.problem or ""})
-        else:
-            collect.reused(stored.status)
-    if not todo:
-        return KnownLimits()
-    # Every worker's every request may wait in the keeper at once (slow start): room for them all.
-    keeper = ray.remote(num_cpus=0, max_concurrency=_KEEPER_CONCURRENCY)(LimitsKeeper).remote(
+    todo = _todo(items, store, job, collect, retry_errors=retry_errors)
+    keeper = ray.remote(num_cpus=0, max_concurrency=KEEPER_CONCURRENCY)(LimitsKeeper).remote(
         limits.get("rpm"),
         limits.get("tpm"),
         limits.get("adaptive", True),
         limits.get("slow_start", True),
         limits.get("known"),
     )
-    dataset = ray.data.from_items(todo).map_batches(
-        ExtractBatches,
-        fn_constructor_kwargs={"schema": schema, "options": dict(options), "keeper": keeper},
-        batch_size=max(1, int(options.get("concurrency", 16)) * BATCH_PER_SLOT),
-        compute=ray.data.ActorPoolStrategy(size=workers),
-        num_cpus=1,
-    )
-    hashes = {row["id"]: input_hash(row["text"]) for row in todo}
-    sampled = 0.0
-    for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
-        for item_id, raw, cost in zip(batch["id"], batch["record"], batch["cost"], strict=True):
-            collect.add(str(item_id), hashes[str(item_id)], orjson.loads(raw), float(cost))
-        store.flush()  # committed: these items are done, and a re-run skips them
-        collect.observe(ray.get(keeper.report.remote()))
-        if time.monotonic() - sampled >= _SAMPLE_EVERY_S:
-            sampled = time.monotonic()
-            collect.sample()
-    collect.observe(ray.get(keeper.report.remote()))
+    # A worker holds no more items than it may have requests in flight. One machine's engine keeps a
+    # few spare items (one waiting out a backoff holds no slot); a worker does not: when the driver is
+    # killed, its workers live on for a moment, and would send their spare items to nobody's store.
+    window = int(options.get("concurrency", 16))
+    actor = ray.remote(num_cpus=1, max_concurrency=window + 8, max_restarts=-1, max_task_retries=3)
+    pool = [actor(RayWorker).remote(schema, dict(options), keeper) for _ in range(workers)]
+    _Pipeline(ray, pool, keeper, collect, window=window, from_cache=from_cache).run(todo)
     learned: KnownLimits = ray.get(keeper.known.remote())
-    collect.sample()
-    store.flush()
+    for worker in pool:
+        ray.kill(worker)
     return learned
+
+
+def _todo(
+    items: Iterable[Item], store: RunStore, job: JobInfo, collect: _Collector, *, retry_errors: bool
+) -> Iterator[tuple[Item, int]]:
+    """The items still to extract, with their text's hash; those finished before are counted as reused."""
+    for item in items:
+        text_hash = input_hash(item.text)
+        stored = store.lookup(job, item.id, text_hash) if job.finished_before else None
+        if stored is None or (retry_errors and stored.status == "error"):
+            yield item, text_hash
+        else:
+            collect.reused(stored.status)
+
+
+class _Pipeline:
+    """The driver's loop: keeps every worker's window full, commits each result as it arrives, and
+    reads the workers' counters and the keeper's pace for the progress line and the timeline."""
+
+    def __init__(
+        self, ray: Any, pool: list[Any], keeper: Any, collect: _Collector, *, window: int, from_cache: Any
+    ) -> None:
+        self.ray = ray
+        self.pool = pool
+        self.keeper = keeper
+        self.collect = collect
+        self.window = window
+        self.from_cache = from_cache
+        #: the result of each call in flight → (item id, text hash, worker)
+        self.calls: dict[Any, tuple[str, int, int]] = {}
+        self.load = [0] * len(pool)
+        self.read_at = 0.0
+
+    def run(self, todo: Iterator[tuple[Item, int]]) -> None:
+        waiting = self._uncached(todo)
+        more = True
+        while more or self.calls:
+            while more and min(self.load) < self.window:
+                nxt = next(waiting, None)
+                if nxt is None:
+                    more = False
+                    break
+                self._send(*nxt)
+            if self.calls:
+                ready, _ = self.ray.wait(list(self.calls), num_returns=1, timeout=_SAMPLE_EVERY_S)
+                if ready:  # and whatever else is done by now: one commit for them all
+                    ready, _ = self.ray.wait(list(self.calls), num_returns=len(self.calls), timeout=0)
+                self._take(ready)
+            if time.monotonic() - self.read_at >= _SAMPLE_EVERY_S:
+                self._read_counters()
+        self._read_counters()
+
+    def _uncached(self, todo: Iterator[tuple[Item, int]]) -> Iterator[tuple[Item, int]]:
+        """The items the response cache cannot answer; those it answers are recorded on the way."""
+        if self.from_cache is None:
+            yield from todo
+            return
+        while True:
+            chunk = [entry for _, entry in zip(range(_CACHE_CHUNK), todo, strict=False)]
+            if not chunk:
+                return
+            answered = self.from_cache([item for item, _ in chunk])
+            for item, text_hash in chunk:
+                found = answered.get(item.id)
+                if found is None:
+                    yield item, text_hash
+                else:
+                    self.collect.add(item.id, text_hash, found[0], found[1], cached=True)
+            self.collect.store.flush()
+
+    def _send(self, item: Item, text_hash: int) -> None:
+        worker = min(range(len(self.pool)), key=self.load.__getitem__)
+        call = self.pool[worker].extract.remote(item.id, item.text, item.problem)
+        self.calls[call] = (item.id, text_hash, worker)
+        self.load[worker] += 1
+
+    def _take(self, ready: list[Any]) -> None:
+        if not ready:
+            return
+        for call in ready:
+            item_id, text_hash, worker = self.calls.pop(call)
+            self.load[worker] -= 1
+            try:
+                record, cost = self.ray.get(call)
+            except self.ray.exceptions.RayTaskError as exc:
+                cause = exc.cause if isinstance(exc.cause, BaseException) else exc
+                raise cause from None  # a fatal answer (bad key, unknown model): as on one machine
+            self.collect.add(item_id, text_hash, orjson.loads(record), float(cost))
+        self.collect.store.flush()  # committed: these items are done, and a re-run skips them
+
+    def _read_counters(self) -> None:
+        self.read_at = time.monotonic()
+        reports: list[WorkerReport] = self.ray.get([worker.report.remote() for worker in self.pool])
+        pace: KeeperReport = self.ray.get(self.keeper.report.remote())
+        self.collect.observe([report.counts for report in reports], pace)
+        for report in reports:
+            for entry in report.answers:
+                self.collect.store.add_cache(entry[1], entry[2], entry[3])
+        self.collect.sample()
+        self.collect.store.flush()  # the answers join the cache, the point the timeline, now
 
 
 class _Collector:
     """The driver's side: results into the store, and the run's counters into ``stats``, its run
-    row and its timeline (the keeper counts the requests: the driver takes its reports)."""
+    row and its timeline. The items are counted here; the requests are the workers' counts."""
 
     def __init__(self, store: RunStore, job: JobInfo, stats: RunStats) -> None:
         self.store = store
         self.job = job
         self.stats = stats
-        #: answers the items got (re-asks included): the requests that brought none were retried
-        self.answers = 0
+        #: requests the driver answered from the response cache (the workers count their own)
+        self.cached = 0
         self.rpm: float | None = None
         self.tpm: float | None = None
 
@@ -286,7 +241,9 @@ class _Collector:
         stats.ok += status == "ok"
         stats.errors += status != "ok"
 
-    def add(self, item_id: str, text_hash: int, record: dict[str, Any], cost: float) -> None:
+    def add(
+        self, item_id: str, text_hash: int, record: dict[str, Any], cost: float, *, cached: bool = False
+    ) -> None:
         error, usage = record["error"], record["usage"]
         kind = None if error is None else error["kind"]
         prompt, completion = usage["prompt_tokens"], usage["completion_tokens"]
@@ -304,7 +261,6 @@ class _Collector:
         )
         self.store.add_item(self.job, row)
         stats = self.stats
-        self.answers += record["attempts"]
         stats.done += 1
         stats.ok += error is None
         stats.errors += error is not None
@@ -313,15 +269,24 @@ class _Collector:
         stats.prompt_tokens += prompt
         stats.completion_tokens += completion
         stats.cost += cost
+        if cached:
+            self.cached += record["attempts"]
+            stats.cached += record["attempts"]
 
-    def observe(self, report: KeeperReport) -> None:
-        """The keeper's counts of what every worker sent, into the run's counters and its run row."""
-        sent, stats = report.sent, self.stats
-        self.rpm, self.tpm = report.rpm, report.tpm
-        stats.requests, stats.rate_limited, stats.in_flight = sent.requests, sent.rate_limited, sent.in_flight
-        # Requests that brought no answer were retried (or were the last try of an item that failed).
-        stats.retries = max(0, sent.requests - self.answers - sent.in_flight)
-        stats.faults = {"rate_limited": sent.rate_limited} if sent.rate_limited else {}
+    def observe(self, workers: list[StatsSnapshot], pace: KeeperReport) -> None:
+        """The workers' own counts of their requests, into the run's counters and its run row."""
+        stats = self.stats
+        self.rpm, self.tpm = pace.rpm, pace.tpm
+        stats.requests = sum(counts.requests for counts in workers)
+        stats.retries = sum(counts.retries for counts in workers)
+        stats.rate_limited = sum(counts.rate_limited for counts in workers)
+        stats.in_flight = sum(counts.in_flight for counts in workers)
+        stats.cached = self.cached + sum(counts.cached for counts in workers)
+        faults: dict[str, int] = {}
+        for counts in workers:
+            for kind, number in counts.faults.items():
+                faults[kind] = faults.get(kind, 0) + number
+        stats.faults = faults
         record_counters(self.job, stats.snapshot())
 
     def sample(self) -> None:
@@ -335,22 +300,23 @@ def run_job_on_ray(spec: JobSpec, *, counters: RunStats | None = None) -> RunSta
 
     Joins Ray at ``spec.ray.address`` (or an initialised one, or starts a local Ray with
     ``spec.ray.workers`` CPUs); each worker extracts with ``spec.extract``. The job is the same job an
-    online run of the output is: a re-run, with or without Ray, skips what either finished."""
+    online run of the output is: a re-run, with or without Ray, skips what either finished, and both
+    answer from the same response cache."""
     on_ray = spec.ray or RayOptions()
     ray = import_ray()
     counters = counters or RunStats()
     # The job is opened on a loop of this thread's own, and closed on it; the pipeline between blocks,
     # with no loop set as the thread's current one (Ray's driver would take it for its own).
-    with asyncio.Runner() as runner:
+    with spooled_stdin(spec) as readable, asyncio.Runner() as runner:
         # The schema and the model are checked before Ray starts: a mistake there costs no cluster.
-        job = runner.run(_opened(spec))
+        job = runner.run(_opened(readable))
         asyncio.set_event_loop(None)
         status = "failed"
         try:
             if not ray.is_initialized():
                 _connect(ray, on_ray.address, on_ray.workers)
             _quiet_progress(ray)
-            status = _drive(job, on_ray.workers, counters)
+            status = _drive(job, on_ray.workers, counters, runner)
         finally:
             assert job.store is not None
             assert job.handle is not None
@@ -359,11 +325,25 @@ def run_job_on_ray(spec: JobSpec, *, counters: RunStats | None = None) -> RunSta
     return counters
 
 
+@contextlib.contextmanager
+def spooled_stdin(spec: JobSpec) -> Iterator[JobSpec]:
+    """``spec``, with standard input (``-``) copied to a file first: a job on Ray reads its input
+    twice (to send it, then to write the output in input order). The file goes when the job ends."""
+    if spec.input != "-":
+        yield spec
+        return
+    with tempfile.TemporaryDirectory(prefix="corral-stdin-") as folder:
+        path = Path(folder) / "input"
+        with path.open("wb") as copy:
+            shutil.copyfileobj(sys.stdin.buffer, copy)
+        yield spec.replace(input=str(path), input_format=spec.input_format or stdin_format())
+
+
 async def _opened(spec: JobSpec) -> Job:
     return await open_job(spec)
 
 
-def _drive(job: Job, workers: int, counters: RunStats) -> str:
+def _drive(job: Job, workers: int, counters: RunStats, runner: asyncio.Runner) -> str:
     """The pipeline, then the output from the store; returns the run's status."""
     store, handle, spec = job.store, job.handle, job.spec
     assert store is not None
@@ -385,17 +365,94 @@ def _drive(job: Job, workers: int, counters: RunStats) -> str:
         )
 
     extract = spec.extract
-    limits = {"rpm": extract.rpm, "tpm": extract.tpm, "adaptive": extract.adaptive,
-              "slow_start": not backend.profile.self_hosted,
-              "known": store.known_limits(backend.endpoint, backend.model)}  # fmt: skip
-    learned = run_on_ray(items(), portable_schema(spec.schema), options, store=store,
-                         job=handle, workers=workers, limits=limits, stats=counters)  # fmt: skip
+    limits = {
+        "rpm": extract.rpm,
+        "tpm": extract.tpm,
+        "adaptive": extract.adaptive,
+        "slow_start": not backend.profile.self_hosted,
+        "known": store.known_limits(backend.endpoint, backend.model),
+    }
+    cache = job.extractor.cache
+    from_cache = _CacheAnswers(job, runner) if cache is not None and cache.read else None
+    learned = run_on_ray(
+        items(),
+        portable_schema(spec.schema),
+        options,
+        store=store,
+        job=handle,
+        workers=workers,
+        limits=limits,
+        stats=counters,
+        retry_errors=spec.retry_errors,
+        from_cache=from_cache,
+    )
     store.remember_limits(backend.endpoint, backend.model, learned)
     with job.open_sink() as sink:
         missing = write_output(store, handle, items(), sink)
     if missing:
         raise CorralError(f"{missing} items came back from no worker: run the job again to finish them")
     return "completed"
+
+
+class _CacheOnly:
+    """The job's backend as the driver uses it: it sends nothing. A request the response cache does
+    not answer (the scheduler asks the cache first) is deferred: a worker will send it."""
+
+    def __init__(self, backend: Backend) -> None:
+        self._backend = backend
+
+    @property
+    def profile(self) -> Profile:
+        return self._backend.profile
+
+    @property
+    def model(self) -> str:
+        return self._backend.model
+
+    @property
+    def endpoint(self) -> str:
+        return self._backend.endpoint
+
+    async def complete(self, request: Request) -> Reply:
+        return DEFERRED
+
+    async def aclose(self) -> None:
+        pass
+
+
+class _CacheAnswers:
+    """What the response cache answers of some items, found by the driver's own extractor over a
+    backend that sends nothing (the same keys, re-asks included, as the workers' requests)."""
+
+    def __init__(self, job: Job, runner: asyncio.Runner) -> None:
+        self._runner = runner
+        spec = job.spec
+        self._extractor: Extractor[Any] = Extractor(
+            spec.schema,
+            backend=_CacheOnly(job.extractor.backend),
+            cache=job.extractor.cache,
+            # Nothing is sent: no pace to keep, no window to open.
+            limits=EndpointLimits(adaptive=False, slow_start=False),
+            **_answering_options(spec, job.extractor.settings.mode.value),
+        )
+
+    def __call__(self, items: list[Item]) -> dict[str, tuple[dict[str, Any], float]]:
+        return self._runner.run(self._answer(items))
+
+    async def _answer(self, items: list[Item]) -> dict[str, tuple[dict[str, Any], float]]:
+        answered = {}
+        async for outcome in self._extractor.map(items, concurrency=None):
+            if outcome.pending is None:
+                answered[outcome.id] = (outcome.to_record(), outcome.cost)
+        return answered
+
+
+def _answering_options(spec: JobSpec, mode: str) -> dict[str, Any]:
+    options = spec.extract.extractor_options()
+    for name in ("rpm", "tpm", "adaptive", "model", "base_url", "api_key_env", "allow_plain_http"):
+        options.pop(name)
+    options["mode"] = mode
+    return options
 
 
 def _connect(ray: Any, address: str | None, workers: int) -> None:
@@ -421,13 +478,9 @@ def _connect(ray: Any, address: str | None, workers: int) -> None:
 
 
 def _quiet_progress(ray: Any) -> None:
-    """Ray Data reports every operator's progress on stderr; corral shows its own."""
-    for name in ("ray", "ray.data"):
+    """Ray logs its start-up and its actors' lives on stderr; corral shows its own progress."""
+    for name in ("ray",):
         logging.getLogger(name).setLevel(logging.WARNING)
-    context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = False
-    with contextlib.suppress(AttributeError):  # not in every Ray version
-        context.enable_operator_progress_bars = False
 
 
 def write_output(store: RunStore, job: JobInfo, items: Iterable[Item], sink: Sink) -> int:
