@@ -63,8 +63,12 @@ def plot(report: RunReport, slug: str) -> Plot:
 
 
 def total(plot: Plot, label: str, *, per_second: bool = False) -> float:
+    """What a series adds up to; a rate times each bar's own width (its window's length)."""
     series = next(s for s in plot.series if s.label == label)
-    return sum(y for _, y in series.points) * (plot.bar_width if per_second else 1.0)
+    if not per_second:
+        return sum(y for _, y in series.points)
+    widths = series.widths or (plot.bar_width,) * len(series.points)
+    return sum(y * width for (_, y), width in zip(series.points, widths, strict=True))
 
 
 def fact(report: RunReport, label: str) -> tuple[str, str]:
@@ -298,3 +302,63 @@ def test_a_run_refuses_a_report_over_its_input_output_or_a_stranger_before_it_st
         again = run(corral, sim, source, out, "--report", str(page))
         assert again.returncode == 0  # its own earlier report: replaced
     assert "run 2 (2 of 2 of this job)" in page.read_text()
+
+
+@pytest.fixture
+def paced_run(corral: Corral, source: Path, tmp_path: Path) -> Path:
+    """An ordinary run paced at its limit (2,400 a minute, 40/s: 300 items in 7.5 s), and its page."""
+    with SimulatorThread(SimConfig(latency_ms=5, rate_limit_headers=False)) as sim:
+        page = tmp_path / "run.html"
+        options = ["--rpm", "2400", "--concurrency", "16", "--report", str(page)]
+        assert run(corral, sim, source, tmp_path / "out.jsonl", *options).returncode == 0
+    return page
+
+
+def test_an_ordinary_run_paced_at_its_limit_reads_true_in_chromium(
+    paced_run: Path, tmp_path: Path, browser_page: BrowserPage
+) -> None:
+    # Issue 17, the report's small untruths on an ordinary run: request-rate spikes above a limit
+    # the run kept, an empty chart for "no retries", a latency note that left out the waiting, and a
+    # record of two fields in four lines of JSON.
+    from playwright.sync_api import Page, expect
+
+    report = report_of(tmp_path)
+    throughput = plot(report, "throughput")
+    bars = next(s for s in throughput.series if s.style == "bars")
+    assert {y for _, y in next(s for s in throughput.series if s.style == "limit").points} == {40.0}
+    assert max(y for _, y in bars.points) <= 40.0 * 1.1, "no bar above the limit the run kept"
+    assert total(throughput, "requests/s", per_second=True) == pytest.approx(N)
+    median = float(fact(report, "Latency")[0].removesuffix(" ms")) / 1000
+    assert median >= 20 * 0.005, "items waited for the limit far longer than the 5 ms answers took"
+
+    page = browser_page.page
+    assert isinstance(page, Page)
+    page.goto(paced_run.as_uri())
+    # Each bar at most a tenth taller than the dashed limit line stands above the axis.
+    drawn = page.evaluate("""() => {
+        const svg = document.querySelector('#throughput svg');
+        const limit = svg.querySelector('polyline[stroke-dasharray="6 4"]').getBoundingClientRect();
+        return Array.from(svg.querySelectorAll('rect'))
+            .filter((rect) => rect.querySelector('title'))
+            .map((rect) => { const box = rect.getBoundingClientRect();
+                             return [box.bottom - box.top, box.bottom - limit.top]; });
+    }""")
+    assert len(drawn) == len(bars.points) >= 7
+    assert all(height <= 1.1 * line for height, line in drawn), drawn
+
+    retries = page.locator("figure#retries")
+    expect(retries.locator("svg")).to_contain_text("None in this run: no request was retried")
+    assert retries.locator("svg rect title").count() == 0, "no bars of zero"
+
+    note = page.locator("figure#latency .note")
+    expect(note).to_contain_text("waiting for its turn under the rate and concurrency limits")
+    expect(note).not_to_contain_text("first request")
+
+    rows = page.locator("#item-rows tr")
+    expect(rows).to_have_count(50)
+    expect(rows.first.locator(".record .fields")).to_have_text("name: Person0 · age: 20JSON")
+    line = page.evaluate("parseFloat(getComputedStyle(document.querySelector('.record .fields')).lineHeight)")
+    heights = page.evaluate("""() => Array.from(document.querySelectorAll('#item-rows .record .fields'))
+        .map((fields) => fields.getBoundingClientRect().height)""")
+    assert len(heights) == 50 and max(heights) < 1.5 * line, "a record of two fields takes one line"
+    assert browser_page.problems == []

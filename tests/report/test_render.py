@@ -568,3 +568,114 @@ def test_a_report_without_items_or_plots_still_works(browser_page: BrowserPage, 
     expect(page.locator("#page-next")).to_be_disabled()
     assert page.locator("#sec-plots").count() == 0
     assert browser_page.problems == []
+
+
+# --- issue 17: what a reader sees ---------------------------------------------------------------
+
+
+def test_a_rate_drawn_over_windows_of_their_own_lengths(tmp_path: Path) -> None:
+    # The last window of a rate ends with the run: its bar is as wide as the time it averages over.
+    rate = Series("requests/s", ((0.0, 20.0), (2.0, 19.5), (4.0, 20.0)), "bars", widths=(2.0, 2.0, 3.0))
+    plot = Plot("throughput", "Requests", "time since start", "requests/s", (rate,), bar_width=2.0)
+    assert x_axis(plot).hi == 7.0
+    root = ET.fromstring(plot_svg(plot))
+    rects = [rect for rect in root.findall(".//g/rect") if rect.find("title") is not None]  # not the legend
+    widths = [float(rect.get("width") or 0) for rect in rects]
+    assert len(widths) == 3 and widths[2] / widths[0] == pytest.approx(1.5, rel=0.02)
+    assert [rect.findtext("title") for rect in rects] == [
+        "requests/s: 0s–2.0s: 20",
+        "requests/s: 2.0s–4.0s: 19.5",
+        "requests/s: 4.0s–7.0s: 20",
+    ]
+    only = RunReport(1, "r", "", (), (), (), (plot,), (), (), 0)
+    assert [path.name for path in write_pngs(only, tmp_path)] == ["throughput.png"]
+
+
+def test_a_plot_with_nothing_to_draw_says_why_inside_its_frame(
+    browser_page: BrowserPage, report: RunReport, tmp_path: Path
+) -> None:
+    from dataclasses import replace
+
+    from playwright.sync_api import Page
+
+    # Issue 17: an all-zero plot was drawn as empty axes; its note, now in the frame, is a sentence
+    # longer than the frame is wide: it must wrap inside it, not run off the drawing.
+    why = "None in this run: no request was retried, and none met a 429 or an overload. " * 2
+    nothing = Plot("retries", "Retries and 429s", "time since start", "retries", (), why.strip())
+    page = _open(browser_page, replace(report, plots=(nothing,)), tmp_path)
+    assert isinstance(page, Page)
+    figure = page.locator("figure#retries")
+    frame = figure.locator("svg > rect").bounding_box()
+    lines = figure.locator("svg text tspan")
+    assert frame is not None and lines.count() >= 2
+    for n in range(lines.count()):
+        box = lines.nth(n).bounding_box()
+        assert box is not None
+        assert frame["x"] < box["x"] and box["x"] + box["width"] < frame["x"] + frame["width"]
+        assert frame["y"] < box["y"] and box["y"] + box["height"] < frame["y"] + frame["height"]
+    assert " ".join(lines.all_text_contents()) == why.strip()
+    assert figure.locator("svg g rect, svg polyline").count() == 0  # no axes of zeros, no bars
+    assert browser_page.problems == []
+
+
+def test_a_record_shows_its_fields_on_a_line_with_its_json_a_click_away(
+    browser_page: BrowserPage, report: RunReport, tmp_path: Path
+) -> None:
+    from dataclasses import replace
+
+    from playwright.sync_api import Page, expect
+
+    # Issue 17: each record was indented JSON in a box, four lines or more for two fields.
+    long_note = "A very long remark. " * 30 + "TAIL-MARKER"
+    nested = {"name": "Ana", "age": 34, "address": {"city": "Sevilla", "zip": "41001"}, "note": long_note,
+              "nick": "", "tags": [], "spouse": None}  # fmt: skip
+    items = list(report.items)
+    items[0] = replace(items[0], output={"name": "Ana", "age": 34})
+    items[1] = replace(items[1], output=nested)
+    items[2] = replace(items[2], output=[{"name": "Ana"}, {"name": "Bo"}])
+    page = _open(browser_page, replace(report, items=tuple(items)), tmp_path)
+    assert isinstance(page, Page)
+    rows = page.locator("#item-rows tr")
+    expect(rows).to_have_count(PAGE_SIZE)
+
+    short = rows.nth(0).locator(".record .fields")
+    expect(short).to_have_text("name: Ana · age: 34JSON")
+    line = page.evaluate("parseFloat(getComputedStyle(document.querySelector('.record .fields')).lineHeight)")
+    box = short.bounding_box()
+    assert box is not None and box["height"] < 1.5 * line, "one line"
+    # The fixture's records (four fields, a list among them, 90 characters) wrap to three lines at
+    # most in a column a quarter of the page wide: as indented JSON they took six.
+    for n in range(3, PAGE_SIZE):
+        records = rows.nth(n).locator(".record .fields")
+        if records.count() and rows.nth(n).get_attribute("data-id") != "item-0005":  # an 85-character name
+            height = records.bounding_box()
+            assert height is not None and height["height"] < 3.5 * line, n
+
+    fields = rows.nth(1).locator(".record .fields")
+    expect(fields).to_contain_text(
+        'name: Ana · age: 34 · address: {"city":"Sevilla","zip":"41001"} · note: A very'
+    )
+    expect(fields).to_contain_text('nick: "" · tags: [] · spouse: null')
+    expect(fields).not_to_contain_text("TAIL-MARKER")  # cut...
+    cut = fields.locator(".value[title]")
+    expect(cut).to_have_count(1)
+    assert cut.get_attribute("title") == long_note  # ... its tooltip holds it whole
+    json_view = rows.nth(1).locator(".record pre.json")
+    expect(json_view).to_be_hidden()
+    toggle = rows.nth(1).locator("button.json-toggle")
+    expect(toggle).to_have_attribute("aria-expanded", "false")
+    toggle.click()
+    expect(json_view).to_be_visible()
+    expect(toggle).to_have_attribute("aria-expanded", "true")
+    assert json.loads(json_view.inner_text()) == nested
+    toggle.click()
+    expect(json_view).to_be_hidden()
+
+    expect(rows.nth(2).locator(".record .fields")).to_have_text('[{"name":"Ana"},{"name":"Bo"}]JSON')
+    page.fill("#item-search", "TAIL-MARKER")  # a search still looks through the whole record
+    expect(rows).to_have_count(1)
+    page.fill("#item-search", "onerror")  # and hostile text in a field stays text
+    expect(rows).to_have_count(1)
+    expect(rows.first.locator(".record .field").first).to_have_text(f"name: {HOSTILE}")
+    assert page.evaluate("document.querySelectorAll('img, [onerror], [onmouseover]').length") == 0
+    assert browser_page.problems == []

@@ -11,10 +11,12 @@ be made at any time, of a finished run or of one still going, by another process
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 import re
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,6 +33,12 @@ DEFAULT_MAX_ITEMS = 20_000
 _BUCKETS = 90
 _NICE_SECONDS = (0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600)
 _HISTOGRAM_BINS = 30
+#: a rate is taken over a second at least: between samples a tenth of a second apart, one request
+#: more or less at 20/s would read as 10/s more or less
+_MIN_RATE_WINDOW_S = 1.0
+#: ... and over a window that holds about this many requests at the run's mean rate, so that one
+#: request more or less moves a bar by a few percent, not past the limit line
+_REQUESTS_PER_WINDOW = 30
 #: example item ids listed per error kind
 _EXAMPLE_IDS = 5
 #: job names listed when the one asked for is not in the store
@@ -125,12 +133,19 @@ def _facts(
     facts.append(_rate_fact("Tokens", tokens, wall, _last(s.tpm for s in samples), "tok"))
     # 429s and overloads (503/529) alike pause the run: the samples count both as rate-limited.
     limited = samples[-1].rate_limited if samples else run.faults.get("rate_limited", 0)
+    # The two counts come from two records (the run's row, its timeline); a part larger than its
+    # whole (a Ray run's row said 0 retries, its timeline 5 after a 429) is not shown as if it held.
+    after = (
+        f"{limited:,} after a 429/overload"
+        if limited <= run.retries
+        else f"yet its timeline counted {limited:,} after a 429/overload: the run's counts disagree"
+    )
     facts.append(
         Fact(
             "Retries",
             f"{run.retries:,}",
-            f"{limited:,} after a 429/overload · failures: {_kinds(run.faults)}",
-            "plain" if not run.retries else "warn",
+            f"{after} · failures: {_kinds(run.faults)}",
+            "plain" if not run.retries and limited <= run.retries else "warn",
         )
     )
     if latencies:
@@ -191,18 +206,46 @@ def _plots(
     span = max(_wall(run), samples[-1].time - run.started if samples else 0.0, 1e-3)
     width = _bucket_width(span)
     edges = [k * width for k in range(math.ceil(span / width) + 1)]
-    times = [s.time - run.started for s in samples]
-    no_timeline = "" if samples else "This run recorded no timeline (it was made by an older corral)."
+    # A clock stepped back cannot put a sample before the run's start.
+    times = [max(0.0, s.time - run.started) for s in samples]
+    timeline = _Timeline(
+        samples=samples,
+        times=times,
+        windows=_windows(times, max((s.requests for s in samples), default=0)),
+        span=span,
+        missing="" if samples else "This run recorded no timeline (it was made by an older corral).",
+        none="None in this run" if run.ended is not None else "None in this run so far",
+    )
     return (
-        _completions(run, finished, edges),
-        _throughput(samples, times, edges, width, no_timeline),
-        _in_flight(samples, times, span, no_timeline),
+        _completions(run, finished, edges, timeline.none),
+        _throughput(run, timeline),
+        _in_flight(timeline),
         _latency(latencies),
-        _retries(samples, times, edges, width, no_timeline),
+        _retries(timeline),
     )
 
 
-def _completions(run: RunRecord, finished: Sequence[ItemTiming], edges: Sequence[float]) -> Plot:
+@dataclass(frozen=True, slots=True)
+class _Timeline:
+    """A run's timeline as its plots read it."""
+
+    samples: Sequence[Sample]
+    #: each sample's time, in seconds since the run started
+    times: Sequence[float]
+    #: the windows a rate, or a count per window, is taken over
+    windows: _Windows
+    #: the seconds the time plots span
+    span: float
+    #: why there is no timeline ("" when there is one)
+    missing: str
+    #: how a plot with nothing to draw begins (a run still going may have something later)
+    none: str
+
+
+def _completions(run: RunRecord, finished: Sequence[ItemTiming], edges: Sequence[float], none: str) -> Plot:
+    if not finished:
+        why = f": its {run.reused:,} items were answered by earlier runs" if run.reused else ""
+        return _nothing("completions", "Items finished", "items", f"{none}: it finished no item{why}.")
     ok = [t - run.started for t, status, _ in finished if status == "ok"]
     bad = [t - run.started for t, status, _ in finished if status != "ok"]
     series = [Series("ok", tuple((x, float(bisect.bisect_right(ok, x))) for x in edges), "line", "ok")]
@@ -216,50 +259,101 @@ def _completions(run: RunRecord, finished: Sequence[ItemTiming], edges: Sequence
     return Plot("completions", "Items finished", "time since start", "items", tuple(series), note + ".")
 
 
-def _throughput(
-    samples: Sequence[Sample], times: Sequence[float], edges: Sequence[float], width: float, empty: str
-) -> Plot:
-    sent = _per_second([s.requests for s in samples], times, edges, width)
-    series = [Series("requests/s", sent, "bars", "neutral")]
+def _throughput(run: RunRecord, timeline: _Timeline) -> Plot:
+    title = "Requests per second against the limit"
+    samples, times, windows, none = timeline.samples, timeline.times, timeline.windows, timeline.none
+    if timeline.missing:
+        return _nothing("throughput", title, "requests/s", timeline.missing)
+    ended = _Counter([s.requests for s in samples], times)
+    sent = _Counter(_sent(ended.values, [s.in_flight for s in samples]), times)
+    if not sent.total:
+        cached = f"; {run.cached:,} answers came from the response cache" if run.cached else ""
+        return _nothing("throughput", title, "requests/s", f"{none}: it sent no request{cached}.")
+    if not windows.edges:
+        return _nothing(
+            "throughput", title, "requests/s", "The timeline spans no time: there is no rate to show."
+        )
+    series = [Series("requests/s", sent.rates(windows), "bars", "neutral", widths=windows.widths)]
     limits = [(t, s.rpm / 60.0) for t, s in zip(times, samples, strict=True) if s.rpm]
     if limits:
-        series.append(Series("limit", tuple(_steps(limits, edges[-1])), "limit", "limit"))
-    note = empty or (
-        "Requests sent per second, against the provider's requests-per-minute limit ÷ 60."
+        series.append(Series("limit", tuple(_steps(limits, windows.edges[-1])), "limit", "limit"))
+    # Why windows: a rate needs enough requests under it. Between two samples a tenth of a second
+    # apart, one request more or less is a spike of 10/s, and a count kept over a gap, put in one
+    # narrow bar, is a rate the requests never had. A window's count is what the count rose by
+    # between its two ends (read straight between the samples around each), so every request is in
+    # one bar and the bars' areas add up to the requests.
+    against = (
+        ". The dashed line is the provider's requests-per-minute limit ÷ 60."
         if limits
-        else "Requests sent per second (no requests-per-minute limit was given or learned)."
+        else ". No requests-per-minute limit was given or learned."
     )
-    return Plot("throughput", "Requests per second against the limit", "time since start", "requests/s",
-                tuple(series), note, bar_width=width)  # fmt: skip
+    note = (
+        "Requests sent per second (those ended plus those in flight, at each sample), each bar the "
+        f"average over its window of {_seconds(windows.width)}: a shorter window holds too few requests "
+        f"to be a rate{against}"
+    )
+    gap = _largest_gap(times)
+    if gap > windows.width:
+        note += (
+            f" The timeline has gaps of up to {_seconds(gap)} between its samples: a bar within one shows "
+            "the average over the gap."
+        )
+    return Plot("throughput", title, "time since start", "requests/s", tuple(series),
+                note + _went_down(("requests", ended)), bar_width=windows.width)  # fmt: skip
 
 
-def _in_flight(samples: Sequence[Sample], times: Sequence[float], span: float, empty: str) -> Plot:
-    series = [Series("in flight", tuple((t, float(s.in_flight)) for t, s in zip(times, samples, strict=True)),
-                     "step", "neutral")]  # fmt: skip
+def _in_flight(timeline: _Timeline) -> Plot:
+    title = "Requests in flight"
+    samples, times, span, none = timeline.samples, timeline.times, timeline.span, timeline.none
+    points = [(t, s.in_flight) for t, s in zip(times, samples, strict=True)]
+    # Fewer than none in flight cannot be: such a sample is left out, and the note says so.
+    impossible = sum(1 for _, n in points if n < 0)
+    shown = [(t, float(n)) for t, n in points if n >= 0]
+    left_out = (
+        f" {impossible:,} sample{'s' if impossible != 1 else ''} recorded fewer than none in flight, "
+        "which cannot be: left out."
+        if impossible
+        else ""
+    )
+    peak = max((n for _, n in points if n >= 0), default=0)
+    if samples and not peak:
+        why = (
+            f"{none}: it sent no request."
+            if not max(s.requests for s in samples)
+            else "None seen: no request was in flight when the timeline was sampled (each one ended "
+            "between two samples)."
+        )
+        return _nothing("in_flight", title, "requests", why + left_out)
+    series = [Series("in flight", tuple(shown), "step", "neutral")]
     bound = _last(s.concurrency for s in samples)
     if bound:
         series.append(
             Series("concurrency limit", ((0.0, float(bound)), (span, float(bound))), "limit", "limit")
         )
-    peak = max((s.in_flight for s in samples), default=0)
-    note = empty or f"Requests waiting for an answer, sampled; peak {peak:,}."
-    return Plot("in_flight", "Requests in flight", "time since start", "requests", tuple(series), note)
+    note = timeline.missing or f"Requests waiting for an answer, sampled; peak {peak:,}.{left_out}"
+    return Plot("in_flight", title, "time since start", "requests", tuple(series), note)
 
 
 def _latency(latencies: Sequence[float]) -> Plot:
     if not latencies:
-        return Plot("latency", "Latency per item", "seconds", "items", (Series("items", ()),),
-                    "No item was extracted by this run.")  # fmt: skip
+        return Plot(
+            "latency", "Latency per item", "latency", "items", (), "No item was extracted by this run."
+        )
     top = _quantile(latencies, 0.995)
     width = _nice(max(top, 1e-3) / _HISTOGRAM_BINS)
     bins = max(1, math.ceil(top / width))
     counts = [0] * bins
     for value in latencies:
-        counts[min(int(value / width), bins - 1)] += 1
+        counts[min(max(int(value / width), 0), bins - 1)] += 1
     points = tuple((k * width, float(n)) for k, n in enumerate(counts))
     clipped = sum(1 for value in latencies if value >= bins * width)
+    # What the engine measures (corral.engine._extract): from when a worker starts on the item to its
+    # outcome. Its requests wait there for the rate limit (limits.admit) and for a free slot, and
+    # retries wait out their backoff: all of that is in, and no separate waiting time is kept.
     note = (
-        f"From the first request of an item to its result, re-asks and retries included; "
+        "From when the run started on the item to its result: waiting for its turn under the rate and "
+        "concurrency limits, every request, the backoff before each retry and any re-asks are all in it "
+        "(the waiting is not recorded apart from the requests); "
         f"median {_seconds(_quantile(latencies, 0.5))}, p95 {_seconds(_quantile(latencies, 0.95))}"
     )
     if clipped:
@@ -268,40 +362,177 @@ def _latency(latencies: Sequence[float]) -> Plot:
                 note + ".", bar_width=width)  # fmt: skip
 
 
-def _retries(
-    samples: Sequence[Sample], times: Sequence[float], edges: Sequence[float], width: float, empty: str
-) -> Plot:
-    retries = _per_second([s.retries for s in samples], times, edges, width, per_bucket=True)
-    limited = _per_second([s.rate_limited for s in samples], times, edges, width, per_bucket=True)
-    total = samples[-1].retries if samples else 0
-    note = empty or (
-        f"Retried requests per {_seconds(width)}: 429s and overloads (which pause the whole run) in front "
-        f"of all retries; {total:,} in all."
+def _retries(timeline: _Timeline) -> Plot:
+    title = "Retries and 429s"
+    samples, times, windows = timeline.samples, timeline.times, timeline.windows
+    if timeline.missing:
+        return _nothing("retries", title, "retries", timeline.missing)
+    retried = _Counter([s.retries for s in samples], times)
+    limited = _Counter([s.rate_limited for s in samples], times)
+    if not retried.total and not limited.total:
+        why = f"{timeline.none}: no request was retried, and none met a 429 or an overload."
+        return _nothing("retries", title, "retries", why)
+    per = _seconds(windows.width)
+    series = (
+        Series("retries", retried.counts(windows), "bars", "retry", widths=windows.widths),
+        Series("429s", limited.counts(windows), "bars", "error", widths=windows.widths),
     )
-    return Plot("retries", "Retries and 429s", "time since start", f"per {_seconds(width)}",
-                (Series("retries", retries, "bars", "retry"), Series("429s", limited, "bars", "error")),
-                note, bar_width=width)  # fmt: skip
+    note = (
+        f"Retried requests per window of {per}, in the window where the timeline first counted them: 429s "
+        f"and overloads (which pause the whole run) in front of all retries; {retried.total:,} in all"
+        + ("" if limited.total else ", none after a 429 or an overload")
+        + "."
+    )
+    note += _went_down(("retries", retried), ("retries after a 429", limited))
+    return Plot("retries", title, "time since start", f"per {per}", series, note, bar_width=windows.width)
 
 
-def _per_second(
-    values: Sequence[int], times: Sequence[float], edges: Sequence[float], width: float,
-    *, per_bucket: bool = False,
-) -> tuple[tuple[float, float], ...]:  # fmt: skip
-    """A cumulative counter, sampled at ``times``, as a rate per bucket (or a count per bucket).
+def _sent(ended: Sequence[int], in_flight: Sequence[int]) -> list[int]:
+    """How many requests had been sent at each sample, which is what a limit counts.
 
-    Each sample's increase goes to the bucket it was seen in, whole: interpolating between samples
-    would split counts into fractions, and two counters (retries, and the 429s among them) would no
-    longer keep their order within a bucket."""
-    if not values:
-        return ()
-    counts = [0.0] * (len(edges) - 1)
-    previous = 0
-    for t, value in zip(times, values, strict=True):
-        bucket = min(max(0, int(t / width)), len(counts) - 1)
-        counts[bucket] += value - previous
-        previous = value
-    scale = 1.0 if per_bucket else 1.0 / width
-    return tuple((edges[k], n * scale) for k, n in enumerate(counts))
+    The requests counter counts a request when it ends; counted so, answers that took different
+    times bunch up, and a run paced exactly at its limit seems to cross it. Sent by a sample are
+    those ended plus those in flight then; and, as each of those in flight ends later as a request,
+    no more than that sum at any later sample. The smallest of those later sums drops what was in
+    flight but never became a request (a line put in a provider batch), and keeps the count from
+    going down; it is never below the requests already ended."""
+    sent = [0] * len(ended)
+    bound: int | None = None
+    for k in range(len(ended) - 1, -1, -1):
+        total = ended[k] + in_flight[k]
+        bound = total if bound is None else min(bound, total)
+        sent[k] = max(ended[k], bound)
+    return sent
+
+
+def _nothing(slug: str, title: str, y_label: str, why: str) -> Plot:
+    """A plot with nothing to draw: the page shows ``why`` in its frame (an axis of zeros would look
+    like a chart that failed to draw), and no image of it is written."""
+    return Plot(slug, title, "time since start", y_label, (), why)
+
+
+@dataclass(frozen=True, slots=True)
+class _Windows:
+    """The windows a rate (or a count per window) is taken over: ``edges[k]`` to ``edges[k + 1]``,
+    seconds since the start, each ``width`` long but the last, which ends with the timeline (a last
+    sliver would be too short to be a rate: it joins the window before, which grows to 1.5 × at most)."""
+
+    edges: tuple[float, ...]
+    width: float
+
+    @property
+    def widths(self) -> tuple[float, ...]:
+        return tuple(b - a for a, b in itertools.pairwise(self.edges))
+
+
+def _windows(times: Sequence[float], requests: int) -> _Windows:
+    """Windows long enough for a rate: a second at least, long enough to hold about
+    :data:`_REQUESTS_PER_WINDOW` requests at the run's mean rate, and to hold a sample most of the
+    time (a window between two samples has nothing of its own); no more than :data:`_BUCKETS` of
+    them."""
+    end = times[-1] if times else 0.0
+    gaps = sorted(b - a for a, b in itertools.pairwise([0.0, *times]))
+    width = _nice_seconds(
+        max(
+            _MIN_RATE_WINDOW_S,
+            end / _BUCKETS,
+            _quantile(gaps, 0.9) if gaps else 0.0,
+            _REQUESTS_PER_WINDOW * end / requests if requests else 0.0,
+        )
+    )
+    if end <= 0:
+        return _Windows((), width)
+    whole = math.floor(end / width + 1e-9)
+    if end - whole * width >= width / 2:
+        whole += 1
+    inner = tuple(k * width for k in range(max(whole, 1)))
+    return _Windows((*inner, end), width)
+
+
+def _largest_gap(times: Sequence[float]) -> float:
+    return max((b - a for a, b in itertools.pairwise([0.0, *times])), default=0.0)
+
+
+class _Counter:
+    """A cumulative counter of the timeline (requests, retries) as it may be drawn.
+
+    Such a count of a run only grows. Should a stored timeline say otherwise (it happened: a Ray run's
+    retries read 39, 65, then 0), drawing the difference would make a negative bar, which no run can
+    have. Nor is it known whether the count restarted or one reading was wrong, so nothing is counted
+    twice: the counter is read as the highest count recorded so far, and the note says where it went
+    down."""
+
+    def __init__(self, values: Sequence[int], times: Sequence[float]) -> None:
+        self.times = times
+        self.values: list[int] = []
+        #: where a reading was lower than the one before: (time, highest count so far, the reading)
+        self.drops: list[tuple[float, int, int]] = []
+        highest = previous = 0
+        for t, value in zip(times, values, strict=True):
+            if value < previous:
+                self.drops.append((t, highest, value))
+            highest, previous = max(highest, value), value
+            self.values.append(highest)
+
+    @property
+    def total(self) -> int:
+        return self.values[-1] if self.values else 0
+
+    def at(self, t: float) -> float:
+        """The count at ``t``, straight between the samples around it (from zero at the start): the
+        best that can be said of a moment between two samples."""
+        times, values = self.times, self.values
+        index = bisect.bisect_right(times, t)
+        if index == len(times):
+            return float(values[-1])
+        before_t, before = (times[index - 1], values[index - 1]) if index else (0.0, 0)
+        after_t, after = times[index], values[index]
+        if after_t <= before_t:
+            return float(after)
+        return before + (after - before) * (t - before_t) / (after_t - before_t)
+
+    def rates(self, windows: _Windows) -> tuple[tuple[float, float], ...]:
+        """Per second over each window: what the count rose by across it, over its real length. The
+        rises add up to the count (no request is lost or counted twice between windows)."""
+        return tuple((a, (self.at(b) - self.at(a)) / (b - a)) for a, b in itertools.pairwise(windows.edges))
+
+    def counts(self, windows: _Windows) -> tuple[tuple[float, float], ...]:
+        """Whole counts per window: each rise goes to the window of the sample that saw it (the window
+        ``(a, b]`` holds the rises seen after ``a`` and up to ``b``). Not spread between samples: a
+        count cut in fractions reads as nonsense (0.3 retries), and a subset (the 429s among retries)
+        would no longer stay inside its whole."""
+        edges = windows.edges
+        counts = [0.0] * (len(edges) - 1)
+        if not counts:
+            return ()
+        previous = 0
+        for t, value in zip(self.times, self.values, strict=True):
+            window = min(max(bisect.bisect_left(edges, t) - 1, 0), len(counts) - 1)
+            counts[window] += value - previous
+            previous = value
+        return tuple(zip(edges, counts, strict=False))
+
+    def where_down(self, name: str) -> str:
+        """Where the recorded count went down, as a clause ("" when it never did)."""
+        if not self.drops:
+            return ""
+        t, highest, value = self.drops[0]
+        more = len(self.drops) - 1
+        again = f", and {more:,} more time{'s' if more != 1 else ''} after" if more else ""
+        return f"of {name} went down at {_duration(t)} (from {highest:,} to {value:,}{again})"
+
+
+def _went_down(*counters: tuple[str, _Counter]) -> str:
+    """A sentence for a plot's note on the counts that went down ("" when none did)."""
+    clauses = [clause for name, counter in counters if (clause := counter.where_down(name))]
+    if not clauses:
+        return ""
+    counts = "count" if len(clauses) == 1 else "counts"
+    return (
+        f" The recorded {counts} {' and '.join(clauses)}, which a run's count cannot do: the bars count "
+        "only rises above the highest count recorded before, so none is below zero, but the counts around "
+        "it are not to be trusted."
+    )
 
 
 def _steps(points: Sequence[tuple[float, float]], end: float) -> list[tuple[float, float]]:
@@ -319,6 +550,16 @@ def _bucket_width(span: float) -> float:
         if span / width <= _BUCKETS:
             return float(width)
     return float(_NICE_SECONDS[-1])
+
+
+def _nice_seconds(at_least: float) -> float:
+    """The first of :data:`_NICE_SECONDS` at or above ``at_least`` (whole multiples of the last one
+    beyond it)."""
+    for width in _NICE_SECONDS:
+        if width >= at_least:
+            return float(width)
+    last = _NICE_SECONDS[-1]
+    return float(last * math.ceil(at_least / last))
 
 
 def _nice(x: float) -> float:
@@ -426,7 +667,7 @@ def _rate(items: int, wall: float) -> str:
 def _seconds(value: float) -> str:
     if value >= 100:
         return _duration(value)
-    if value >= 1:
+    if round(value * 1000) >= 1000:  # 0.9996 s reads "1 s", not "1000 ms"
         return f"{value:.2f} s".replace(".00 s", " s")
     return f"{value * 1000:.0f} ms"
 

@@ -91,7 +91,8 @@ def _pretty(value: Any, indent: str = "") -> str:
 
 
 def _record_text(value: Any) -> str | None:
-    """The record as indented JSON (what the page shows and searches), or None when there is none."""
+    """The record as indented JSON (what the page searches, and shows when asked: the table shows
+    its fields on a line), or None when there is none."""
     return None if value is None else _pretty(value)
 
 
@@ -256,7 +257,9 @@ def _items(report: RunReport) -> str:
         '<div class="card"><table class="items-table"><colgroup><col class="c-id"><col class="c-status">'
         '<col><col><col class="c-num"><col class="c-num"><col class="c-num"></colgroup>'
         "<thead><tr><th>Item</th><th>Status</th><th>Input</th><th>Record or error</th>"
-        '<th class="num">Attempts</th><th class="num">Latency</th><th class="num">Tokens</th></tr></thead>'
+        '<th class="num">Attempts</th><th class="num" title="From when the run started on the item to its '
+        'result, waiting for the rate and concurrency limits included">Latency</th>'
+        '<th class="num">Tokens</th></tr></thead>'
         '<tbody id="item-rows"></tbody></table>'
         '<p class="items-empty" id="items-empty" hidden></p>'
         '<noscript><p class="items-empty">The items table needs JavaScript.</p></noscript></div>'

@@ -34,6 +34,9 @@ class Series:
     style: SeriesStyle = "line"
     #: a role the renderers map to a colour: ok, error, retry, limit, neutral
     role: Literal["ok", "error", "retry", "limit", "neutral"] = "neutral"
+    #: bars only: each point's own bar width, in x units (empty: every bar is ``Plot.bar_width``).
+    #: A rate is averaged over windows that need not all be as long (the last one ends with the run)
+    widths: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +49,7 @@ class Plot:
     series: tuple[Series, ...]
     #: one sentence under the plot: what it shows, or why it is empty
     note: str = ""
-    #: width of each bar in x units (bars series)
+    #: width of each bar in x units (bars series without widths of their own)
     bar_width: float = 1.0
     #: y axis from zero (counts, rates); False lets it fit the data
     from_zero: bool = True

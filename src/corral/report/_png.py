@@ -44,7 +44,7 @@ def _draw(axes: Axes, plot: Plot) -> None:
             axes.bar(
                 [bar.x for bar in bars],
                 [bar.value for bar in bars],
-                width=plot.bar_width,
+                width=[bar.width for bar in bars],
                 align="edge",
                 color=colour,
                 edgecolor="white",  # the hairline gap the page's bars have too

@@ -104,12 +104,23 @@ def series_colours(series: Sequence[Series]) -> list[str]:
 
 
 def bars_of(plot: Plot) -> list[list[Bar]]:
-    """Bars per series (empty for other styles). Bar series overlap, each drawn in front of those
-    before it: a subset (429s among all retries) goes after its whole, and shows inside it."""
-    return [
-        [Bar(x, plot.bar_width, y) for x, y in clean_points(series)] if series.style == "bars" else []
-        for series in plot.series
-    ]
+    """Bars per series (empty for other styles), in x order, each as wide as the series says (or
+    ``plot.bar_width``). Bar series overlap, each drawn in front of those before it: a subset (429s
+    among all retries) goes after its whole, and shows inside it."""
+    out: list[list[Bar]] = []
+    for series in plot.series:
+        if series.style != "bars":
+            out.append([])
+            continue
+        widths = series.widths or (plot.bar_width,) * len(series.points)
+        bars = [
+            Bar(x, width, y)
+            for (x, y), width in zip(series.points, widths, strict=True)
+            if math.isfinite(x) and math.isfinite(y) and math.isfinite(width) and width > 0
+        ]
+        bars.sort(key=lambda bar: bar.x)
+        out.append(bars)
+    return out
 
 
 def is_time_axis(plot: Plot) -> bool:
@@ -427,14 +438,36 @@ def _axis_titles(frame: _Frame, plot: Plot) -> list[str]:
     ]
 
 
+def _wrapped(text: str, width: float, char_width: float) -> list[str]:
+    """``text`` in lines of whole words that fit ``width`` (a word longer than a line gets its own)."""
+    room = max(1, int(width / char_width))
+    lines: list[str] = []
+    for word in text.split():
+        if lines and len(lines[-1]) + 1 + len(word) <= room:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return lines or [""]
+
+
 def _empty(plot: Plot, frame: _Frame) -> list[str]:
+    """A dashed frame with the plot's note in it (why there is nothing to draw), wrapped to fit: an
+    SVG text does not wrap by itself, and a sentence wider than the frame would be cut off."""
     note = plot.note or "No data to show."
+    size, gap = 13, 18
+    lines = _wrapped(note, frame.right - frame.left - 24, _CHAR_WIDTH * size / 12)
+    middle_x = (frame.left + frame.right) / 2
+    first_y = (frame.top + frame.bottom) / 2 + 4 - gap * (len(lines) - 1) / 2
+    spans = "".join(
+        f'<tspan x="{middle_x:.1f}" y="{first_y + gap * n:.1f}">{_esc(line)}</tspan>'
+        for n, line in enumerate(lines)
+    )
     return [
         f'<rect x="{frame.left:.1f}" y="{frame.top:.1f}" width="{frame.right - frame.left:.1f}" '
         f'height="{frame.bottom - frame.top:.1f}" fill="none" stroke="currentColor" stroke-opacity="0.25" '
         'stroke-dasharray="3 3" rx="4"/>',
-        f'<text x="{(frame.left + frame.right) / 2:.1f}" y="{(frame.top + frame.bottom) / 2 + 4:.1f}" '
-        f'text-anchor="middle" fill="currentColor" fill-opacity="0.7" font-size="13">{_esc(note)}</text>',
+        f'<text class="empty-note" text-anchor="middle" fill="currentColor" fill-opacity="0.7" '
+        f'font-size="{size}">{spans}</text>',
     ]
 
 

@@ -7,6 +7,9 @@
   const PAGE_SIZE = 50;
   /** characters of an input shown before its "more" toggle */
   const CLIP = 360;
+  /** characters of a record's field shown in the table (the whole field is its tooltip, and the
+      whole record is a click away as JSON) */
+  const FIELD_CLIP = 120;
   const numbers = new Intl.NumberFormat("en-US");
 
   const source = document.querySelector('script#items[type="application/json"]');
@@ -58,7 +61,8 @@
     if (typeof seconds !== "number") {
       return "–";
     }
-    if (seconds < 1) {
+    // 0.9996 s is "1.00 s", not "1000 ms"
+    if (Math.round(seconds * 1000) < 1000) {
       return `${Math.round(seconds * 1000)} ms`;
     }
     if (seconds < 10) {
@@ -110,11 +114,11 @@
     return td;
   }
 
-  /** The first CLIP characters (whole code points, ending at a word if one ends nearby) and "…". */
-  function clip(text) {
-    const head = Array.from(text).slice(0, CLIP).join("");
+  /** The first `limit` characters (whole code points, ending at a word if one ends nearby) and "…". */
+  function clip(text, limit = CLIP) {
+    const head = Array.from(text).slice(0, limit).join("");
     const space = head.search(/\s\S*$/);
-    return `${space > CLIP - 40 ? head.slice(0, space) : head}…`;
+    return `${space > limit - limit / 9 ? head.slice(0, space) : head}…`;
   }
 
   function inputText(text) {
@@ -138,6 +142,70 @@
     return wrap;
   }
 
+  /** One field's value as the serve page shows it: a string as it is, anything else as compact
+      JSON; cut when long (its tooltip holds it whole). */
+  function fieldValue(value) {
+    const text = typeof value === "string" ? value : JSON.stringify(value);
+    const shown = text === undefined ? String(value) : text;
+    const node = element("span", value === null || value === "" ? "value none" : "value");
+    if (value === "") {
+      node.textContent = '""';
+    } else if (Array.from(shown).length > FIELD_CLIP) {
+      node.textContent = clip(shown, FIELD_CLIP);
+      node.title = shown;
+    } else {
+      node.textContent = shown;
+    }
+    return node;
+  }
+
+  /** A record on as few lines as it needs: "name: Ana · age: 34", wrapping only when the fields do
+      not fit; the record as indented JSON behind a toggle. A record that is not an object (a list, a
+      number) is shown as compact JSON. */
+  function recordView(text) {
+    const wrap = element("div", "record");
+    const fields = element("div", "fields");
+    let value;
+    try {
+      value = JSON.parse(text);
+    } catch {
+      // Not JSON (a float Python wrote as NaN): the text as it is, and no toggle to show it again.
+      wrap.append(element("pre", "json", text));
+      return wrap;
+    }
+    if (value !== null && typeof value === "object" && !Array.isArray(value)) {
+      const entries = Object.entries(value);
+      if (entries.length === 0) {
+        fields.append(element("span", "value none", "(no fields)"));
+      }
+      entries.forEach(([key, field], index) => {
+        // No-break spaces keep "age: 20" on one line, and a line from starting with "·".
+        if (index > 0) {
+          fields.append(element("span", "sep", "\u00a0· "));
+        }
+        const pair = element("span", "field");
+        pair.append(element("span", "key", `${key}:`), document.createTextNode("\u00a0"), fieldValue(field));
+        fields.append(pair);
+      });
+    } else {
+      fields.append(fieldValue(value));
+    }
+    const json = element("pre", "json", text);
+    json.hidden = true;
+    const toggle = element("button", "more json-toggle", "JSON");
+    toggle.type = "button";
+    toggle.title = "Show the whole record as JSON";
+    toggle.setAttribute("aria-expanded", "false");
+    toggle.addEventListener("click", () => {
+      json.hidden = !json.hidden;
+      toggle.setAttribute("aria-expanded", String(!json.hidden));
+      toggle.title = json.hidden ? "Show the whole record as JSON" : "Hide the JSON";
+    });
+    fields.append(toggle);
+    wrap.append(fields, json);
+    return wrap;
+  }
+
   function buildRow(item) {
     const tr = element("tr", item.ok ? "ok" : "error");
     tr.dataset.id = item.id;
@@ -156,7 +224,7 @@
 
     const result = cell(item.ok ? "Record" : "Error", "result");
     if (item.ok) {
-      result.append(element("pre", "record", item.record === null ? "null" : item.record));
+      result.append(recordView(item.record === null ? "null" : item.record));
     } else {
       result.append(element("span", "error-kind", item.errorKind || "error"));
       if (item.errorMessage) {
