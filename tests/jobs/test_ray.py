@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 
 from corral.engine._limits import _BURST_S
+from corral.report._data import load_report
 from corral.sim import SimConfig, SimulatorThread
+from corral.store import RunStore
 from tests._support import ROOT, run_command
 
 pytest.importorskip("ray", reason="the ray extra is not installed")
@@ -199,6 +201,12 @@ def test_the_counts_are_what_the_server_saw_and_the_timeline_never_goes_back(tmp
         assert values == sorted(values), "a count never goes down"
         assert min(values) >= 0
     assert samples[-1][1:] == (requests, retries)
+    # The report reads the same: no plot has a negative value, and none says its counts disagree.
+    with RunStore.open(store) as kept:
+        report = load_report(kept, 1)
+    for plot in report.plots:
+        assert all(y >= 0 for series in plot.series for _, y in series.points), plot.slug
+        assert "disagree" not in plot.note and "went down" not in plot.note, plot.note
 
 
 def test_errors_are_extracted_again_with_retry_errors(tmp_path: Path) -> None:
