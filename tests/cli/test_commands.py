@@ -198,8 +198,8 @@ def test_ray_without_the_extra_says_how_to_install_it(monkeypatch: pytest.Monkey
 @pytest.mark.parametrize(
     ("options", "words"),
     [
-        (["-", "-o", "out.jsonl"], "pass a file"),
         (["examples/people.txt"], "pass -o FILE"),
+        (["examples/people.txt", "-o", "out.jsonl", "--batch"], "a provider batch runs at the provider"),
         (
             ["examples/people.txt", "-o", "out.jsonl", "--max-cost", "1"],
             "--max-cost does not work with --ray",

@@ -114,10 +114,13 @@ def run_on_ray(
     window = int(options.get("concurrency", 16))
     actor = ray.remote(num_cpus=1, max_concurrency=window + 8, max_restarts=-1, max_task_retries=3)
     pool = [actor(RayWorker).remote(schema, dict(options), keeper) for _ in range(workers)]
-    _Pipeline(ray, pool, keeper, collect, window=window, from_cache=from_cache).run(todo)
-    learned: KnownLimits = ray.get(keeper.known.remote())
-    for worker in pool:
-        ray.kill(worker)
+    try:
+        _Pipeline(ray, pool, keeper, collect, window=window, from_cache=from_cache).run(todo)
+        learned: KnownLimits = ray.get(keeper.known.remote())
+    finally:
+        # A cluster outlives the job (``--ray auto``): its actors must not.
+        for member in [*pool, keeper]:
+            ray.kill(member)
     return learned
 
 
