@@ -143,6 +143,11 @@ class Extractor(Generic[T]):
         return self.scheduler.price
 
     @property
+    def prices(self) -> Mapping[str, Price] | None:
+        """The price table it was given (the model's own price is :attr:`price`)."""
+        return self._prices
+
+    @property
     def budget(self) -> Budget | None:
         """The spending cap its requests are held to, if any."""
         return self.scheduler.budget

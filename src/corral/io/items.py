@@ -23,7 +23,7 @@ import orjson
 from corral.errors import InputError
 from corral.types import Item
 
-__all__ = ["FORMATS", "Format", "as_items", "count_items", "read_items", "stdin_format"]
+__all__ = ["FORMATS", "Format", "ItemReader", "as_items", "count_items", "read_items", "stdin_format"]
 
 Format = Literal["jsonl", "csv", "txt"]
 FORMATS: dict[str, Format] = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".txt": "txt"}
@@ -35,8 +35,8 @@ def read_items(
     format: Format | None = None,
     text_field: str = "text",
     id_field: str = "id",
-) -> Iterator[Item]:
-    """Open ``path`` (``-`` for standard input) and stream its items.
+) -> ItemReader:
+    """Open ``path`` (``-`` for standard input) and stream its items (``close()`` closes the file).
 
     The file is opened and its first item read eagerly, so a missing, unreadable or empty input fails
     here, before any request is made.
@@ -53,7 +53,7 @@ def read_items(
         rows.close()
         stream.close()
         raise
-    return _Items(first, rows, stream)
+    return ItemReader(first, rows, stream)
 
 
 def count_items(path: str | Path, *, format: Format | None = None) -> int | None:
@@ -87,7 +87,7 @@ def as_items(texts: Iterable[str | Item]) -> Iterator[Item]:
             raise InputError(f"item {number} is a {type(text).__name__}, not a str or corral.Item")
 
 
-class _Items(Iterator[Item]):
+class ItemReader(Iterator[Item]):
     """The items of an opened input; ``close()`` closes the file even before the first item is taken
     (a generator's ``finally`` would not run then, and an input opened but never read would leak)."""
 

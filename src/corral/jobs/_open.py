@@ -223,7 +223,7 @@ async def _open(
             items = read_items(
                 source, format=spec.input_format, text_field=spec.text_field, id_field=spec.id_field
             )
-            closing.callback(getattr(items, "close", lambda: None))
+            closing.callback(items.close)
         if spec.output is not None:
             check_output(spec.output, sink_format(spec.output, spec.output_format), source=spec.input)
         if prices is None and spec.prices:

@@ -40,7 +40,6 @@ import orjson
 
 from corral._extractor import Extractor
 from corral.backends.base import DEFERRED, Backend, Profile, Reply, Request
-from corral.cost import load_prices
 from corral.engine._limits import EndpointLimits
 from corral.engine._stats import RunStats, StatsSnapshot
 from corral.errors import ConfigError, CorralError
@@ -358,7 +357,7 @@ def _drive(job: Job, workers: int, counters: RunStats, runner: asyncio.Runner) -
     # The workers ask for the model the server named (if it was asked), in the mode chosen here.
     options["model"] = backend.model if spec.extract.base_url else spec.extract.model
     options["mode"] = job.extractor.settings.mode.value
-    options["prices"] = load_prices(spec.prices) if spec.prices else None
+    options["prices"] = job.extractor.prices  # the table the job loaded, not the file again
     for name in ("rpm", "tpm", "adaptive"):  # the keeper's, not each worker's
         options.pop(name)
 
@@ -482,8 +481,7 @@ def _connect(ray: Any, address: str | None, workers: int) -> None:
 
 def _quiet_progress(ray: Any) -> None:
     """Ray logs its start-up and its actors' lives on stderr; corral shows its own progress."""
-    for name in ("ray",):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("ray").setLevel(logging.WARNING)
 
 
 def write_output(store: RunStore, job: JobInfo, items: Iterable[Item], sink: Sink) -> int:
