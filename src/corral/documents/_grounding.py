@@ -1,0 +1,151 @@
+"""Grounding: where in its source document each extracted value stands, as character spans.
+
+A value is looked for three ways, in order, and the first that finds it says how good the span is:
+
+    exact        the value as it is, in the text as it is                      score 1.0
+    normalised   both folded (Unicode NFKC, case, runs of whitespace as one)   score 1.0
+    fuzzy        the best partial match of the folded value (rapidfuzz's       its score, if ≥ min_score
+                 bit-parallel alignment: linear in the text's length)
+
+A value found nowhere is ungrounded (``None``): the model said something the text does not. The
+document is folded once, with a map from every folded character back to the original one, so a span
+found in the folded text is a span of the original (``text[start:end]`` is what the reader sees).
+Each lookup is a C-speed search over the folded text (``str.find`` or rapidfuzz), so grounding every
+value of a long document costs milliseconds per value, and a lookup may be held to a range (the chunk
+the value was extracted from) to cost less still.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from array import array
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from rapidfuzz import fuzz
+
+__all__ = ["Aligner", "Span", "ground_record"]
+
+#: fuzzy matches below this score (0-1) do not ground a value
+MIN_SCORE = 0.85
+#: values longer than this are not matched fuzzily (the alignment grows with the value's length, and a
+#: long value that is found neither as it is nor folded is a paraphrase, not a typo)
+_MAX_FUZZY = 512
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """Where a value stands in its document: ``text[start:end]``."""
+
+    start: int
+    end: int
+    how: Literal["exact", "normalised", "fuzzy"]
+    #: 1.0 for exact and normalised matches; the fuzzy match's similarity otherwise
+    score: float = 1.0
+
+
+class Aligner:
+    """One document, folded once; :meth:`find` looks values up in it."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._folded, self._origin = _fold(text)
+
+    def find(
+        self, value: str, *, within: tuple[int, int] | None = None, min_score: float = MIN_SCORE
+    ) -> Span | None:
+        """The span of ``value`` in the document (the first, from ``within``'s start if given), or
+        None when it is found nowhere (a fuzzy match under ``min_score`` is nowhere)."""
+        if not value.strip():
+            return None
+        start, end = within if within is not None else (0, len(self.text))
+        exact = self.text.find(value, start, end)
+        if exact >= 0:
+            return Span(exact, exact + len(value), "exact")
+        folded_value, _ = _fold(value)
+        lo, hi = self._folded_range(start, end)
+        at = self._folded.find(folded_value, lo, hi)
+        if at >= 0:
+            return self._span(at, at + len(folded_value), "normalised", 1.0)
+        return self._fuzzy(folded_value, lo, hi, min_score)
+
+    def _fuzzy(self, folded_value: str, lo: int, hi: int, min_score: float) -> Span | None:
+        if len(folded_value) > _MAX_FUZZY:
+            return None
+        match = fuzz.partial_ratio_alignment(folded_value, self._folded[lo:hi], score_cutoff=min_score * 100)
+        if match is None or match.dest_end <= match.dest_start:
+            return None
+        return self._span(lo + match.dest_start, lo + match.dest_end, "fuzzy", match.score / 100)
+
+    def _span(
+        self, folded_start: int, folded_end: int, how: Literal["normalised", "fuzzy"], score: float
+    ) -> Span:
+        # From the original character of the first folded one to that of the last (a ligature that
+        # folded into two characters is taken whole).
+        return Span(self._origin[folded_start], self._origin[folded_end - 1] + 1, how, score)
+
+    def _folded_range(self, start: int, end: int) -> tuple[int, int]:
+        """The folded text's range covering the original ``[start, end)``."""
+        origin = self._origin
+        lo = _bisect(origin, start)
+        hi = _bisect(origin, end)
+        return lo, hi
+
+
+def ground_record(
+    output: Any, aligner: Aligner, *, within: tuple[int, int] | None = None, min_score: float = MIN_SCORE
+) -> dict[str, Span | None]:
+    """Every string leaf of an extraction's output (nested objects and lists included), by its path
+    (``people[0].name``), with its span in the document or None (ungrounded)."""
+    return {
+        path: aligner.find(value, within=within, min_score=min_score) for path, value in _leaves(output, "")
+    }
+
+
+def _leaves(node: Any, path: str) -> Iterator[tuple[str, str]]:
+    if isinstance(node, str):
+        yield path, node
+    elif isinstance(node, Mapping):
+        for key, child in node.items():
+            yield from _leaves(child, f"{path}.{key}" if path else str(key))
+    elif isinstance(node, Sequence) and not isinstance(node, bytes | bytearray):
+        for index, child in enumerate(node):
+            yield from _leaves(child, f"{path}[{index}]")
+
+
+def _fold(text: str) -> tuple[str, array[int]]:
+    """``text`` folded (NFKC, casefolded, every run of whitespace one space, none at the ends), and for
+    each folded character the index of the original character it came from."""
+    out: list[str] = []
+    origin = array("q")
+    space_pending = False
+    cache: dict[str, str] = {}
+    for index, char in enumerate(text):
+        if char.isspace():
+            space_pending = bool(out)
+            continue
+        folded = cache.get(char)
+        if folded is None:
+            folded = char.lower() if char.isascii() else unicodedata.normalize("NFKC", char).casefold()
+            cache[char] = folded
+        if space_pending:
+            out.append(" ")
+            origin.append(index - 1)
+            space_pending = False
+        for piece in folded:
+            out.append(piece)
+            origin.append(index)
+    return "".join(out), origin
+
+
+def _bisect(origin: array[int], index: int) -> int:
+    """The first folded position whose original index is at least ``index``."""
+    lo, hi = 0, len(origin)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if origin[mid] < index:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
