@@ -11,6 +11,9 @@ tests/test_public_api.py checks that the list is complete. What it holds, by kin
 - durable jobs (what ``corral run`` does, from Python): :func:`open_job` → :class:`Job`, described by
   a :class:`JobSpec` around :class:`ExtractOptions` (with :class:`BatchOptions` for provider batches,
   :class:`RayOptions` for :func:`run_job_on_ray`); a pass ends in a :class:`JobResult`;
+- documents: :func:`run_documents`, a job's pass with long texts chunked, merged and grounded as
+  :class:`DocumentOptions` say (what ``corral run`` runs), counting into :class:`DocumentCounts`;
+  :func:`read_documents` for a folder, glob or file of documents;
 - what an extractor is built from: :func:`load_spec` → :class:`ResponseSpec`; a backend
   (:func:`open_backend`, or your own :class:`Backend` taking a :class:`Request` and answering a
   :class:`Completion`, described by its :class:`Profile` and the :class:`Mode` it puts the schema
@@ -40,6 +43,7 @@ from corral.errors import (
     ConfigError,
     CorralError,
     InputError,
+    InputTooLong,
     ItemError,
     ModelNotFound,
     ModeRefused,
@@ -59,11 +63,13 @@ if TYPE_CHECKING:
     from corral._extractor import Extractor, run
     from corral.backends import Backend, Completion, Mode, Profile, Request, open_backend
     from corral.cost import Budget, Price
+    from corral.documents import DocumentCounts, run_documents
     from corral.engine import Order, Strategy
     from corral.engine._limits import EndpointLimits
-    from corral.io import read_items
+    from corral.io import read_documents, read_items
     from corral.jobs import (
         BatchOptions,
+        DocumentOptions,
         ExtractOptions,
         Job,
         JobResult,
@@ -94,8 +100,12 @@ _HOMES = {
     "Order": "corral.engine",
     "Strategy": "corral.engine",
     "EndpointLimits": "corral.engine._limits",
+    "DocumentCounts": "corral.documents",
+    "run_documents": "corral.documents",
+    "read_documents": "corral.io",
     "read_items": "corral.io",
     "BatchOptions": "corral.jobs",
+    "DocumentOptions": "corral.jobs",
     "ExtractOptions": "corral.jobs",
     "Job": "corral.jobs",
     "JobResult": "corral.jobs",
@@ -139,11 +149,14 @@ __all__ = [
     "Completion",
     "ConfigError",
     "CorralError",
+    "DocumentCounts",
+    "DocumentOptions",
     "EndpointLimits",
     "ErrorInfo",
     "ExtractOptions",
     "Extractor",
     "InputError",
+    "InputTooLong",
     "Item",
     "ItemError",
     "Job",
@@ -177,7 +190,9 @@ __all__ = [
     "load_spec",
     "open_backend",
     "open_job",
+    "read_documents",
     "read_items",
     "run",
+    "run_documents",
     "run_job_on_ray",
 ]

@@ -13,15 +13,16 @@ from __future__ import annotations
 import asyncio
 import enum
 import hashlib
+import math
 from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
-from corral.backends import Backend, Mode, open_backend, resolve_model
+from corral.backends import Backend, Mode, Request, open_backend, resolve_model
 from corral.backends.models import ModelTraits
 from corral.cost import Budget, Price, price_for, unpriced
-from corral.engine._extract import DEFAULT_INSTRUCTION, ExtractSettings, extract_item
+from corral.engine._extract import DEFAULT_INSTRUCTION, Check, ExtractSettings, extract_item
 from corral.engine._limits import EndpointLimits, Slots
 from corral.engine._scheduler import RetryPolicy, Scheduler
 from corral.engine._stats import RunStats
@@ -59,7 +60,11 @@ class Extractor(Generic[T]):
     ``limits``: an :class:`~corral.engine._limits.EndpointLimits` shared with other extractors sending to the
     same endpoint (then ``rpm``, ``tpm`` and ``adaptive`` are its, not given here); ``backend``: one
     already open, which the extractor uses but does not close. ``allow_plain_http``: let a key go
-    over ``http://`` to a host that is not loopback (refused otherwise).
+    over ``http://`` to a host that is not loopback (refused otherwise). ``context_window``: the
+    model's window in tokens, when neither the server nor corral's data knows it (an Ollama model run
+    with a larger ``num_ctx``); a text that cannot fit ends as a ``too_long`` error, never cut.
+    ``check(item, output)``: doubts about a valid answer (sentences for the model); an answer with
+    any is re-asked with them, within ``max_retries``, and kept after the last.
     """
 
     def __init__(
@@ -88,6 +93,8 @@ class Extractor(Generic[T]):
         budget: Budget | None = None,
         limits: EndpointLimits | None = None,
         allow_plain_http: bool = False,
+        context_window: int | None = None,
+        check: Check | None = None,
     ) -> None:
         if max_retries < 0:
             raise ConfigError(f"max_retries must be 0 or more, got {max_retries}")
@@ -129,7 +136,11 @@ class Extractor(Generic[T]):
             max_tokens=max_tokens,
             temperature=temperature,
             reasoning_effort=reasoning_effort,
+            check=check,
         )
+        if context_window is not None and context_window < 256:
+            raise ConfigError(f"context_window must be at least 256 tokens, got {context_window}")
+        self._context_window = context_window
 
     @property
     def stats(self) -> RunStats:
@@ -177,6 +188,42 @@ class Extractor(Generic[T]):
         }
 
     @property
+    def context_window(self) -> int | None:
+        """The most tokens a request may hold, prompt and reply: as given, else what the backend knows
+        (a server's report, the embedded model's ``n_ctx``, the provider's documented window)."""
+        return self._context_window or self.backend.context_window
+
+    def token_count(self, text: str) -> int:
+        """Tokens ``text`` adds to a request, as the engine counts them against the context window
+        (the provider's tokenizer where corral has it, else a conservative estimate)."""
+        return math.ceil(self.scheduler.text_tokens(text))
+
+    def text_room(self) -> int | None:
+        """Tokens of text a request may carry within the context window, once the instructions, the
+        schema and the reply's room (``max_tokens``) are counted; None when the window is not known."""
+        window = self.context_window
+        if window is None:
+            return None
+        settings = self.settings
+        mode = settings.ladder.current
+        bare = Request(
+            messages=[settings.system_for(mode), {"role": "user", "content": ""}],
+            spec=self.spec,
+            mode=mode,
+            max_tokens=settings.max_tokens,
+        )
+        return math.floor(window - self.scheduler.prompt_estimate(bare) - settings.max_tokens)
+
+    @property
+    def check(self) -> Check | None:
+        """Doubts about valid answers, re-asked (see the class's doc)."""
+        return self.settings.check
+
+    @check.setter
+    def check(self, check: Check | None) -> None:
+        self.settings.check = check
+
+    @property
     def in_flight_limit(self) -> int | None:
         """Requests in flight at most (the extractor's, or the shared limits' bound); None: no bound."""
         return self._slots.limit
@@ -200,6 +247,7 @@ class Extractor(Generic[T]):
 
     async def __aenter__(self) -> Self:
         await resolve_model(self.backend)
+        self.scheduler.context_window = self.context_window  # known now the server was asked
         try:
             self._check_reasoning_effort()
         except ConfigError:

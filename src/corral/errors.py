@@ -40,6 +40,7 @@ __all__ = [
     "ConfigError",
     "CorralError",
     "InputError",
+    "InputTooLong",
     "ItemError",
     "ModeRefused",
     "ModelNotFound",
@@ -181,6 +182,14 @@ class BadRequest(ProviderError):
     """400/422: the provider rejected this request; sending it again cannot help."""
 
     kind = "bad_request"
+
+
+class InputTooLong(BadRequest):
+    """The request does not fit the model's context window (``context_length_exceeded``, Anthropic's
+    "prompt is too long"): this item's text is too long for the model. Sending it again cannot help;
+    cut it into chunks (corral does, unless chunking is turned off) or use a model with a larger window."""
+
+    kind = "too_long"
 
 
 class UnsupportedParameter(BadRequest):

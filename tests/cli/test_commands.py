@@ -38,7 +38,7 @@ def test_run_extracts_the_article_to_stdout(corral: Corral, sim: SimulatorThread
     rows = records(result.stdout)
     assert [r["id"] for r in rows] == [str(n) for n in range(1, 8)]
     assert rows[0]["output"] == {"name": "John", "age": 20}
-    assert set(rows[0]) == {"id", "input", "output", "error", "attempts", "usage", "latency"}
+    assert set(rows[0]) == {"id", "input", "output", "error", "attempts", "usage", "latency", "grounding"}
     assert rows[0]["usage"]["total_tokens"] > 0  # type: ignore[index]
     assert "7 items: 7 ok · 7 requests" in result.stderr
 

@@ -48,6 +48,10 @@ class BatchLike:
     def endpoint(self) -> str:
         return "memory://batch-like"
 
+    @property
+    def context_window(self) -> int | None:
+        return None
+
     async def complete(self, request: Request) -> Reply:
         return self.replies[request.item_id]
 

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 import pytest
 
+from corral.documents import run_documents
 from corral.errors import ConfigError, OutputError, StoreError
 from corral.jobs import BatchOptions, ExtractOptions, JobSpec, open_job
 from corral.sim import SimConfig, SimulatorThread
@@ -40,7 +41,7 @@ async def test_a_job_opened_in_python_is_the_job_corral_run_finishes(source: Pat
     out = tmp_path / "out.jsonl"
     with SimulatorThread(SimConfig(latency_ms=1, seed=2)) as sim:
         async with open_job(spec_for(source, out, sim.url)) as job:
-            result = await job.run()
+            result = await run_documents(job)  # what corral run runs: long texts chunked, all grounded
             # $CORRAL_STORE names the store (the tests' own), so the output's full path names the job.
             assert job.key == str(out.resolve())
         assert result.status == "completed"

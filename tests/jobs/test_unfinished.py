@@ -35,6 +35,10 @@ class AnswersOddLater:
     def endpoint(self) -> str:
         return "memory://later"
 
+    @property
+    def context_window(self) -> int | None:
+        return None
+
     async def complete(self, request: Request) -> Reply:
         n = int(request.item_id)
         if n % 2:

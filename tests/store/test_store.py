@@ -88,6 +88,7 @@ def test_open_creates_the_database_in_a_directory_and_reopens_it(store_dir: Path
             ("batch_requests",),
             ("batches",),
             ("cache",),
+            ("documents",),
             ("endpoints",),
             ("items",),
             ("job_args",),
@@ -562,9 +563,10 @@ def test_a_store_from_a_newer_corral_is_refused(store_dir: Path) -> None:
 
 #: what the earlier layouts that upgrade in place lacked
 _BEFORE = {
-    4: "DROP TABLE endpoints;",
-    3: "DROP TABLE endpoints; DROP TABLE samples; ALTER TABLE runs DROP COLUMN faults;",
-    2: "DROP TABLE endpoints; DROP TABLE samples; ALTER TABLE runs DROP COLUMN faults; "
+    5: "DROP TABLE documents;",
+    4: "DROP TABLE documents; DROP TABLE endpoints;",
+    3: "DROP TABLE documents; DROP TABLE endpoints; DROP TABLE samples; ALTER TABLE runs DROP COLUMN faults;",
+    2: "DROP TABLE documents; DROP TABLE endpoints; DROP TABLE samples; ALTER TABLE runs DROP COLUMN faults; "
     "DROP TABLE batch_requests; DROP TABLE batches; DROP TABLE job_args;",
 }
 

@@ -81,6 +81,21 @@ async def run_a_durable_job() -> corral.JobResult:
         await opened.aclose()
 
 
+async def run_documents() -> corral.DocumentCounts:
+    options = corral.DocumentOptions(
+        chunk_tokens=1500, passes=2, ungrounded="reask", keys=(("people", ("name",)),)
+    )
+    spec = corral.JobSpec(
+        schema="people.py:People", input="contracts/", output="out.jsonl", documents=options
+    )
+    counts = corral.DocumentCounts()
+    documents: Iterator[corral.Item] = corral.read_documents("contracts/**/*.pdf")
+    async with corral.open_job(spec) as job:
+        result: corral.JobResult = await corral.run_documents(job, documents, documents=counts)
+        print(result.status, counts.ok, counts.errors, counts.ungrounded, counts.chunks)
+    return counts
+
+
 def durable_jobs_elsewhere() -> corral.JobSpec:
     spec = corral.JobSpec(schema="review.json", input="in.jsonl", output="out.jsonl")
     batched = spec.replace(batch=corral.BatchOptions(retries=1, reask_online=True, token_limit=90_000))
@@ -123,6 +138,10 @@ class EchoBackend:
     def endpoint(self) -> str:
         return "memory://echo"
 
+    @property
+    def context_window(self) -> int | None:
+        return None
+
     async def complete(self, request: corral.Request) -> corral.Completion:
         mode: corral.Mode = request.mode
         reply = {"role": "assistant", "content": "{}"}
@@ -161,7 +180,11 @@ provider_errors: tuple[type[corral.ProviderError], ...] = (
     corral.BatchExpired,
     corral.BatchCanceled,
 )
-bad_requests: tuple[type[corral.BadRequest], ...] = (corral.UnsupportedParameter, corral.ModeRefused)
+bad_requests: tuple[type[corral.BadRequest], ...] = (
+    corral.UnsupportedParameter,
+    corral.ModeRefused,
+    corral.InputTooLong,
+)
 item_errors: tuple[type[corral.ItemError], ...] = (corral.OutputInvalid,)
 corral_errors: tuple[type[corral.CorralError], ...] = (
     corral.UsageError,

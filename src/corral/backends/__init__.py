@@ -34,7 +34,7 @@ from corral.backends.anthropic import DEFAULT_BASE_URL, KEY_ENV, AnthropicBacken
 from corral.backends.base import Backend, Completion, Message, Mode, Profile, Request
 from corral.backends.models import ModelTraits
 from corral.backends.openai import OpenAIBackend
-from corral.errors import ConfigError
+from corral.errors import ConfigError, ProviderError
 
 __all__ = [
     "PROVIDERS",
@@ -83,6 +83,8 @@ class Provider:
     #: environment variable that moves the provider elsewhere (a proxy, a gateway, a region), as the
     #: provider's own SDK reads it
     base_url_env: str | None = None
+    #: the context window its models run with unless the server says otherwise (None: by model name)
+    context_window: int | None = None
 
 
 PROVIDERS: dict[str, Provider] = {
@@ -93,7 +95,10 @@ PROVIDERS: dict[str, Provider] = {
         key_required=True,
         base_url_env="OPENAI_BASE_URL",
     ),
-    "ollama": Provider("http://localhost:11434/v1", SELF_HOSTED_PROFILE),
+    # Ollama runs a model with num_ctx 2048 unless told otherwise, and cuts a longer prompt to fit
+    # without a word (newer versions start at 4096; the smaller is assumed): pass --context-window
+    # with the num_ctx you set.
+    "ollama": Provider("http://localhost:11434/v1", SELF_HOSTED_PROFILE, context_window=2048),
     "vllm": Provider("http://localhost:8000/v1", SELF_HOSTED_PROFILE, "VLLM_API_KEY"),
     "llamacpp": Provider("http://localhost:8080/v1", SELF_HOSTED_PROFILE),
 }
@@ -174,7 +179,7 @@ def _provider(
         )
     url = moved or provider.base_url
     _refuse_key_in_clear(url, key, key_env or "", allowed=allow_plain_http)
-    return OpenAIBackend(
+    backend = OpenAIBackend(
         base_url=url,
         model=name,
         profile=provider.profile,
@@ -183,6 +188,9 @@ def _provider(
         concurrency=concurrency,
         timeout=timeout,
     )
+    if provider.context_window is not None:
+        backend.set_context_window(provider.context_window)
+    return backend
 
 
 def _anthropic(
@@ -253,10 +261,21 @@ def is_loopback(host: str | None) -> bool:
 
 
 async def resolve_model(backend: Backend) -> None:
-    """Fill in the model name of a ``--base-url`` backend given none: the server's first model."""
-    if not isinstance(backend, OpenAIBackend) or backend.model:
+    """Fill in the model name of a ``--base-url`` backend given none (the server's first model), and
+    learn the context window a server other than OpenAI's reports for its model (vLLM's
+    ``max_model_len``, ``context_length`` of gateways like OpenRouter), from ``GET /models``."""
+    if not isinstance(backend, OpenAIBackend) or backend.profile is OPENAI_PROFILE:
         return
-    models = await backend.list_models()
-    if not models:
-        raise ConfigError("the server lists no models: pass --model NAME")
-    backend.set_model(models[0])
+    try:
+        served = await backend.served_models()
+    except ProviderError:
+        if not backend.model:
+            raise
+        return  # a server without GET /models: its window stays what is known of the model's name
+    if not backend.model:
+        if not served:
+            raise ConfigError("the server lists no models: pass --model NAME")
+        backend.set_model(served[0].id)
+    reported = next((entry.context_window for entry in served if entry.id == backend.model), None)
+    if reported is not None:
+        backend.set_context_window(reported)

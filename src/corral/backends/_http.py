@@ -22,6 +22,7 @@ import orjson
 
 from corral.backends._headers import rate_limits
 from corral.backends.base import Completion, Profile, Request
+from corral.backends.models import context_window_for
 from corral.errors import (
     AuthError,
     BadRequest,
@@ -222,6 +223,7 @@ class HttpBackend(abc.ABC):
         self._model = model
         self._profile = profile
         self._key_env = key_env  # named in the fix for a refused key
+        self._context_window = context_window_for(model) if model else None
 
     @abc.abstractmethod
     def body(self, request: Request) -> dict[str, Any]:
@@ -247,6 +249,15 @@ class HttpBackend(abc.ABC):
     @property
     def endpoint(self) -> str:
         return self._http.endpoint
+
+    @property
+    def context_window(self) -> int | None:
+        """The model's window: what the server reported, else what its provider documents."""
+        return self._context_window
+
+    def set_context_window(self, tokens: int | None) -> None:
+        """The window as learned (a server's report) or as the user set it."""
+        self._context_window = tokens
 
     @property
     def base_url(self) -> str:

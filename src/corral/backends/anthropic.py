@@ -23,7 +23,16 @@ import orjson
 
 from corral.backends._http import HttpBackend, HttpClient, class_for_status, retry_after, unfence
 from corral.backends.base import Completion, Message, Mode, Profile, Request
-from corral.errors import AuthError, BadRequest, ConfigError, ModelNotFound, ProviderError, TransportError
+from corral.backends.models import TOO_LONG_FIX
+from corral.errors import (
+    AuthError,
+    BadRequest,
+    ConfigError,
+    InputTooLong,
+    ModelNotFound,
+    ProviderError,
+    TransportError,
+)
 from corral.schema import ResponseSpec
 from corral.types import Usage
 
@@ -250,11 +259,20 @@ def error_from_type(
     """
     usual = _STATUS.get(error_type)
     cls = class_for_status(status if usual is None else usual)
+    # The prompt alone over the window, or the prompt and max_tokens together (its two wordings).
+    if cls is BadRequest and message.startswith(
+        ("prompt is too long", "input length and `max_tokens` exceed")
+    ):
+        cls = InputTooLong
     if status is None:
         status = usual
     label = f" ({error_type})" if error_type else ""
     where = f"{source} answered HTTP {status}{label}" if status is not None else f"{source}: error{label}"
-    fix = _hint(cls, error_type, message, status=status, key_env=key_env, model=model)
+    fix = (
+        TOO_LONG_FIX
+        if cls is InputTooLong
+        else _hint(cls, error_type, message, status=status, key_env=key_env, model=model)
+    )
     text = f"{where}: {message}{fix}"
     return cls(
         text,

@@ -68,6 +68,9 @@ class Profile:
     batch_api: str | None = None
     #: the request fields its models take, unless a model's name says otherwise (see .models)
     traits: ModelTraits = DEFAULT
+    #: refuses a prompt over its context window itself, counting with the model's own tokenizer (the
+    #: embedded model): the engine's estimate is not needed
+    checks_window: bool = False
 
     @property
     def default_mode(self) -> Mode:
@@ -163,6 +166,11 @@ class Backend(Protocol):
     @property
     def endpoint(self) -> str:
         """Where the model runs (a base URL, a model file), for cache keys; never holds a key."""
+        ...
+
+    @property
+    def context_window(self) -> int | None:
+        """The most tokens one request may hold, prompt and reply together (None: not known)."""
         ...
 
     async def complete(self, request: Request) -> Reply: ...

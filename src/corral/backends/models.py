@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["DEFAULT", "REASONING", "ModelTraits", "traits_for"]
+__all__ = ["DEFAULT", "REASONING", "TOO_LONG_FIX", "ModelTraits", "context_window_for", "traits_for"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,3 +48,31 @@ def traits_for(model: str, default: ModelTraits) -> ModelTraits:
         if pattern.search(name):
             return traits
     return default
+
+
+#: how to fix a request over the model's context window (said with every such error)
+TOO_LONG_FIX = (
+    " — the text is too long for the model: let corral cut it into chunks (drop --no-chunking), "
+    "or use a model with a larger context window"
+)
+
+#: context windows (prompt and reply together, in tokens) as the providers document them, by model
+#: name (the last path segment), first match wins. Where a provider documents a larger window behind
+#: an opt-in (Anthropic's 1M-token beta), the default one is listed: the harsher reading.
+_WINDOWS: tuple[tuple[re.Pattern[str], int], ...] = (
+    (re.compile(r"^gpt-5(?:$|[-.:_])"), 400_000),
+    (re.compile(r"^gpt-4\.1(?:$|[-.:_])"), 1_047_576),
+    (re.compile(r"^(?:gpt-4o|chatgpt-4o|gpt-4-turbo)(?:$|[-.:_])"), 128_000),
+    (re.compile(r"^o\d(?:$|[-.:_])"), 200_000),
+    (re.compile(r"^gpt-3\.5-turbo"), 16_385),
+    (re.compile(r"^claude-"), 200_000),
+)
+
+
+def context_window_for(model: str) -> int | None:
+    """The documented context window of ``model`` in tokens, or None when it is not known by name."""
+    name = model.rsplit("/", 1)[-1].lower()
+    for pattern, window in _WINDOWS:
+        if pattern.search(name):
+            return window
+    return None

@@ -9,6 +9,7 @@ caps a client at a few hundred requests/s — below what a high-tier key or a lo
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -22,11 +23,12 @@ from corral.backends._http import (
     unfence,
 )
 from corral.backends.base import Completion, Message, Mode, Profile, Request
-from corral.backends.models import ModelTraits, traits_for
+from corral.backends.models import TOO_LONG_FIX, ModelTraits, context_window_for, traits_for
 from corral.errors import (
     AuthError,
     BadRequest,
     ConfigError,
+    InputTooLong,
     ModelNotFound,
     ModeRefused,
     ProviderError,
@@ -38,7 +40,7 @@ from corral.schema import ResponseSpec
 from corral.types import Usage
 
 # raise_open_file_limit lives in .http; callers that import it from here still may.
-__all__ = ["OpenAIBackend", "raise_open_file_limit"]
+__all__ = ["OpenAIBackend", "ServedModel", "raise_open_file_limit"]
 
 #: words in an error's message that name the structured-output mode ...
 _MODE_WORDS = ("response_format", "tool_choice", "tools", "json_schema")
@@ -51,6 +53,29 @@ _REFUSAL_WORDS = (
 )  # fmt: skip
 #: OpenAI's codes for a field the model refuses: every request would carry it
 _UNSUPPORTED = ("unsupported_parameter", "unsupported_value")
+#: how OpenAI and vLLM begin a context-window refusal (vLLM sends no code)
+_TOO_LONG = "maximum context length"
+
+
+@dataclass(frozen=True, slots=True)
+class ServedModel:
+    """A model a server lists, and its context window if the server says (None: it does not)."""
+
+    id: str
+    context_window: int | None = None
+
+
+#: where OpenAI-compatible servers put a model's window in ``GET /models``: vLLM, then gateways
+_WINDOW_FIELDS = ("max_model_len", "context_length", "context_window")
+
+
+def _reported_window(entry: Mapping[str, Any]) -> int | None:
+    for name in _WINDOW_FIELDS:
+        value = entry.get(name)
+        # A server's word is taken only when it is a sane count: it bounds every request of the run.
+        if isinstance(value, int) and not isinstance(value, bool) and 256 <= value <= 100_000_000:
+            return value
+    return None
 
 
 class OpenAIBackend(HttpBackend):
@@ -83,14 +108,25 @@ class OpenAIBackend(HttpBackend):
         """Name the model after construction (when it was learned from ``GET /models``)."""
         self._model = model
         self._traits = traits_for(model, self._profile.traits)
+        if self._context_window is None:
+            self._context_window = context_window_for(model)
 
     async def list_models(self) -> list[str]:
         """Model ids the endpoint serves (``GET /models``)."""
+        return [entry.id for entry in await self.served_models()]
+
+    async def served_models(self) -> list[ServedModel]:
+        """What the endpoint serves (``GET /models``), with each model's window where it says."""
         status, raw, headers = await self.send("GET", f"{self.base_url}/models", None)
         if status >= 400:
             raise self.error_for(status, raw, headers)
         data = self.decode(raw)
-        return [str(entry.get("id")) for entry in data.get("data", []) if isinstance(entry, dict)]
+        entries = data.get("data")
+        return [
+            ServedModel(str(entry.get("id")), _reported_window(entry))
+            for entry in (entries if isinstance(entries, list) else [])
+            if isinstance(entry, dict)
+        ]
 
     def body(self, request: Request) -> dict[str, Any]:
         """The request body, as sent online and as written into a batch file (one builder for both)."""
@@ -135,6 +171,8 @@ class OpenAIBackend(HttpBackend):
             cls = ModelNotFound
         elif code in _UNSUPPORTED and cls is BadRequest:
             cls = UnsupportedParameter
+        elif cls is BadRequest and (code == "context_length_exceeded" or _TOO_LONG in message):
+            cls = InputTooLong
         elif status in (400, 422, 500) and cls in (BadRequest, ServerError) and _refuses_mode(message):
             cls = ModeRefused
         text = f"{self._http.host} answered HTTP {status}: {message}"
@@ -155,6 +193,8 @@ class OpenAIBackend(HttpBackend):
             )
         elif cls is ModeRefused:
             text += " — the server does not take this structured-output mode"
+        elif cls is InputTooLong:
+            text += TOO_LONG_FIX
         body = raw[:2000].decode("utf-8", "replace")
         return cls(text, status=status, body=body, headers=dict(headers), retry_after=retry_after(headers))
 

@@ -8,9 +8,10 @@ import argparse
 
 from corral.backends import Mode
 from corral.engine import ORDERS, STRATEGIES
+from corral.errors import ConfigError
 from corral.io.items import FORMATS
 from corral.io.sinks import SINK_FORMATS
-from corral.jobs import STORE_ENV, BatchOptions, ExtractOptions, JobSpec, RayOptions
+from corral.jobs import STORE_ENV, BatchOptions, DocumentOptions, ExtractOptions, JobSpec, RayOptions
 from corral.store import DEFAULT_DIR
 
 __all__ = [
@@ -74,6 +75,13 @@ def add_request_arguments(group: argparse._ActionsContainer) -> None:
         "--timeout", type=float, default=120.0, metavar="SECONDS", help="per request (default 120)"
     )
     group.add_argument(
+        "--context-window",
+        type=positive_int,
+        metavar="TOKENS",
+        help="the model's context window, prompt and reply, when the server does not report it and "
+        "corral does not know the model (an Ollama model run with a larger num_ctx)",
+    )
+    group.add_argument(
         "--retries",
         type=non_negative_int,
         default=6,
@@ -90,6 +98,75 @@ def add_limit_arguments(group: argparse._ActionsContainer) -> None:
         "--no-adaptive",
         action="store_true",
         help="without --rpm/--tpm or rate-limit headers, do not slow down on 429s (only back off)",
+    )
+
+
+def add_document_arguments(group: argparse._ActionsContainer) -> None:
+    """Chunking, merging and grounding (``corral run``)."""
+    group.add_argument(
+        "--chunk-tokens",
+        type=positive_int,
+        default=2000,
+        metavar="N",
+        help="cut a longer text into chunks of at most N tokens, at paragraphs and sentences; fewer "
+        "when the model's context window leaves less room (default 2000)",
+    )
+    group.add_argument(
+        "--overlap",
+        type=non_negative_int,
+        default=50,
+        metavar="N",
+        help="tokens of a chunk's last sentences that begin the next one (default 50)",
+    )
+    group.add_argument(
+        "--no-chunking",
+        action="store_true",
+        help="never cut a text: one too long for the model is an error naming its size and the limit",
+    )
+    group.add_argument(
+        "--passes",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="read every chunk N times and merge the answers: finds more, costs N times (default 1)",
+    )
+    group.add_argument(
+        "--no-ground", action="store_true", help="do not look for each value's place in the text"
+    )
+    group.add_argument(
+        "--ungrounded",
+        choices=["keep", "drop", "reask"],
+        default="keep",
+        help="a value found nowhere in the text: keep it, flagged in 'grounding' (default); drop it "
+        "(its list entry, or the field); reask the model, naming it",
+    )
+    group.add_argument(
+        "--merge-key",
+        action="append",
+        default=[],
+        metavar="LIST=FIELD[,FIELD]",
+        help="entries of the list LIST (a path: people, orders.items) with equal FIELDs are one "
+        "entry when chunks are merged, their other fields merged (default: entries equal as a whole)",
+    )
+
+
+def document_options(args: argparse.Namespace) -> DocumentOptions:
+    """The ``long texts and documents`` flags as :class:`~corral.jobs.DocumentOptions`."""
+    keys = []
+    for entry in args.merge_key:
+        path, equals, names = entry.partition("=")
+        fields = tuple(name.strip() for name in names.split(",") if name.strip())
+        if not equals or not path.strip() or not fields:
+            raise ConfigError(f"--merge-key {entry!r}: write it LIST=FIELD[,FIELD], like people=name")
+        keys.append((path.strip(), fields))
+    return DocumentOptions(
+        chunking=not args.no_chunking,
+        chunk_tokens=args.chunk_tokens,
+        overlap=args.overlap,
+        passes=args.passes,
+        ground=not args.no_ground,
+        ungrounded=args.ungrounded,
+        keys=tuple(keys),
     )
 
 
@@ -129,6 +206,7 @@ def job_spec(args: argparse.Namespace, *, batch: bool = False) -> JobSpec:
         tpm=args.tpm,
         adaptive=not args.no_adaptive,
         retries=args.retries,
+        context_window=args.context_window,
     )
     batched = None
     if batch or args.batch:
@@ -163,6 +241,7 @@ def job_spec(args: argparse.Namespace, *, batch: bool = False) -> JobSpec:
         prices=args.prices,
         batch=batched,
         ray=on_ray,
+        documents=document_options(args),
     )
 
 
@@ -177,7 +256,10 @@ def _ray_address(given: str) -> str | None:
 def add_job_arguments(parser: argparse.ArgumentParser) -> None:
     """What ``corral run`` (and ``corral batch submit``) takes."""
     parser.add_argument(
-        "input", metavar="INPUT", help="a .jsonl, .csv or .txt file (one item per line), or - for stdin"
+        "input",
+        metavar="INPUT",
+        help="a .jsonl, .csv or .txt file (one item per line), - for stdin, or documents (a file an "
+        "item): a folder, a glob like 'papers/**/*.pdf', or one .md, .html or .pdf file",
     )
     parser.add_argument(
         "--schema",
@@ -224,7 +306,9 @@ def add_run_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("--text-field", default="text", metavar="NAME", help="JSONL/CSV field with the text")
     run.add_argument("--id-field", default="id", metavar="NAME", help="JSONL/CSV field with the item id")
     run.add_argument(
-        "--format", choices=sorted(set(FORMATS.values())), help="input format when the extension does not say"
+        "--format",
+        choices=[*sorted(set(FORMATS.values())), "documents"],
+        help="input format when the extension does not say (documents: a .txt file read whole)",
     )
     run.add_argument("-o", "--output", metavar="OUT", help="output file: .jsonl (default), .csv or .parquet")
     run.add_argument(
@@ -237,6 +321,7 @@ def add_run_arguments(run: argparse.ArgumentParser) -> None:
         "they get a leading ' so that no spreadsheet runs text that came from outside",
     )
 
+    add_document_arguments(run.add_argument_group("long texts and documents"))
     durable = run.add_argument_group("durability and cost")
     durable.add_argument(
         "--store",

@@ -26,9 +26,12 @@ from corral.engine._stats import RunStats
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
+    from corral.documents import DocumentCounts
+
 __all__ = [
     "DisplayMode",
     "choose_display",
+    "documents_line",
     "format_duration",
     "show_progress",
     "status_line",
@@ -317,3 +320,17 @@ def _dollars(usd: float) -> str:
     if usd < 0.0001:
         return "<$0.0001"
     return f"${usd:.4f}" if usd < 0.99995 else f"${usd:,.2f}"  # the cut: where .4f reads "1.0000"
+
+
+def documents_line(counts: DocumentCounts) -> str:
+    """``corral: 12 documents (340 chunks): 11 ok, 1 error; 3 values not found in their text``."""
+    parts = [f"{counts.ok:,} ok"]
+    if counts.errors:
+        parts.append(f"{counts.errors:,} error{'s' if counts.errors != 1 else ''}")
+    if counts.pending:
+        parts.append(f"{counts.pending:,} waiting for chunks")
+    total = counts.documents + counts.pending
+    line = f"corral: {total:,} documents ({counts.chunks:,} chunks): {', '.join(parts)}"
+    if counts.ungrounded:
+        line += f"; {counts.ungrounded:,} values not found in their text (null in 'grounding')"
+    return line

@@ -21,8 +21,9 @@ from typing import Literal
 
 from corral.cli._options import add_job_arguments, job_spec
 from corral.cli._pass import run_pass
-from corral.cli._progress import format_duration, summary_line
+from corral.cli._progress import documents_line, format_duration, summary_line
 from corral.cli._signals import stop_on_signals
+from corral.documents import DocumentCounts
 from corral.engine._stats import RunStats
 from corral.errors import ConfigError, ProviderError, StoreError
 from corral.jobs import STORE_ENV, Job, JobSpec, look_at_batches, open_job, store_path
@@ -131,8 +132,14 @@ async def _drive(job: Job, args: argparse.Namespace, *, wait: bool) -> int:
         lost=batch.lost,
     )
 
+    documents = DocumentCounts()
+
     async def replay() -> int:
-        result = await run_pass(job, counters, quiet=args.quiet, status_every=args.status_every)
+        nonlocal documents
+        documents = DocumentCounts()  # each pass assembles every document it can, anew
+        result = await run_pass(
+            job, counters, quiet=args.quiet, status_every=args.status_every, documents=documents
+        )
         if result.status == "budget":
             report(f"stopped: {result.budget_message}; re-run with a higher --max-cost to go on")
         return result.counts.deferred
@@ -162,7 +169,9 @@ async def _drive(job: Job, args: argparse.Namespace, *, wait: bool) -> int:
         return 0
     if not args.quiet:
         print(summary_line(counters), file=sys.stderr)
-    return 1 if counters.errors else 0
+        if documents.documents or documents.pending:
+            print(documents_line(documents), file=sys.stderr)
+    return 1 if counters.errors or documents.errors else 0
 
 
 # --- status / cancel -----------------------------------------------------------------------------

@@ -12,9 +12,10 @@ import sys
 
 from corral.cli._options import add_job_arguments, job_spec
 from corral.cli._pass import run_pass
-from corral.cli._progress import summary_line
+from corral.cli._progress import documents_line, summary_line
 from corral.cli._signals import stop_on_signals
 from corral.cli.report import check_report_target, report_latest, report_run
+from corral.documents import DocumentCounts
 from corral.engine._stats import RunStats
 from corral.errors import ConfigError
 from corral.jobs import Job, JobResult, open_job
@@ -55,9 +56,12 @@ async def cmd_run(args: argparse.Namespace) -> int:
 
 async def _run(args: argparse.Namespace, job: Job) -> int:
     counters = RunStats()
+    documents = DocumentCounts()
     result = JobResult("failed", counters.snapshot())
     with stop_on_signals() as stopping:
-        result = await run_pass(job, counters, quiet=args.quiet, status_every=args.status_every)
+        result = await run_pass(
+            job, counters, quiet=args.quiet, status_every=args.status_every, documents=documents
+        )
     if stopping.is_set():
         resume = " — re-run the same command to finish" if job.handle is not None else ""
         print(f"corral: interrupted ({stopping.signal_name}){resume}", file=sys.stderr)
@@ -65,6 +69,8 @@ async def _run(args: argparse.Namespace, job: Job) -> int:
         return 130
     if not args.quiet:
         print(summary_line(counters), file=sys.stderr)
+        if documents.documents or documents.pending:
+            print(documents_line(documents), file=sys.stderr)
     if result.status == "budget":
         print(
             f"corral: stopped: {result.budget_message}. {result.counts.not_started:,} items pulled from the "
@@ -72,4 +78,4 @@ async def _run(args: argparse.Namespace, job: Job) -> int:
             file=sys.stderr,
         )
         return 1
-    return 1 if counters.errors else 0
+    return 1 if counters.errors or documents.errors else 0

@@ -12,18 +12,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from corral.backends.base import Completion, Deferred, Message, Mode, Request
+from corral.backends.models import TOO_LONG_FIX
 from corral.engine._limits import Slots
 from corral.engine._scheduler import Scheduler, Tally
 from corral.engine._stats import RunStats
-from corral.errors import ModeRefused, OutputInvalid, ProviderError
+from corral.errors import InputTooLong, ModeRefused, OutputInvalid, ProviderError
 from corral.schema import ResponseSpec
 from corral.types import ErrorInfo, Item, Outcome, Usage
 
-__all__ = ["DEFAULT_INSTRUCTION", "ExtractSettings", "ModeLadder", "extract_item"]
+__all__ = ["DEFAULT_INSTRUCTION", "Check", "ExtractSettings", "ModeLadder", "extract_item"]
+
+#: doubts about an item's valid answer (as JSON-able data), each a sentence for the model; none: fine
+Check = Callable[[Item, Any], Sequence[str]]
 
 _log = logging.getLogger("corral")
 
@@ -76,7 +81,7 @@ class ModeLadder:
         return self.current
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ExtractSettings:
     """How to ask. Built once per run; the system messages are rendered here, not per item.
 
@@ -94,14 +99,15 @@ class ExtractSettings:
     modes: tuple[Mode, ...] = ()
     #: the caller chose ``mode``: it is never changed
     forced: bool = False
+    #: doubts about a valid answer (``check(item, output)``: values the text does not hold, say); an
+    #: answer with any is re-asked with them, within ``max_retries``, and kept after the last re-ask
+    check: Check | None = None
     ladder: ModeLadder = field(init=False)
     _systems: dict[Mode, Message] = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(
-            self, "ladder", ModeLadder(self.modes or (self.mode,), self.mode, forced=self.forced)
-        )
-        object.__setattr__(self, "_systems", {})
+        self.ladder = ModeLadder(self.modes or (self.mode,), self.mode, forced=self.forced)
+        self._systems = {}
 
     @property
     def system(self) -> Message:
@@ -135,6 +141,12 @@ async def extract_item(
     tally = Tally(stats)
     max_tokens = settings.max_tokens
     started = time.perf_counter()
+    too_long = scheduler.over_window(
+        Request(messages=messages, spec=settings.spec, mode=mode, max_tokens=max_tokens)
+    )
+    if too_long is not None:
+        message = too_long + TOO_LONG_FIX
+        return _failed(item, InputTooLong.kind, message, tally=tally, usage=usage, started=started)
     problem = ""
     attempt = 0
     while attempt <= settings.max_retries:
@@ -173,25 +185,44 @@ async def extract_item(
             feedback = _TRUNCATED
             max_tokens = min(max_tokens * 2, settings.max_tokens * _MAX_TOKEN_GROWTH)
         else:
-            try:
-                value = await _parsed(settings.spec, completion.text)
-            except OutputInvalid as exc:
-                problem = str(exc)
-                feedback = _correction(exc)
-            else:
+            verdict = await _judge(settings, item, completion.text, last=attempt > settings.max_retries)
+            if isinstance(verdict, _Accepted):
                 return Outcome(
                     id=item.id,
                     input=item.text,
-                    value=value,
+                    value=verdict.value,
                     attempts=tally.requests,
                     usage=usage,
                     latency=time.perf_counter() - started,
-                    output=settings.spec.dump(value),
+                    output=verdict.output,
                     cost=tally.cost,
                 )
+            problem, feedback = verdict
         messages = [*messages, completion.reply, _feedback_message(completion, feedback)]
     message = f"no valid output after {settings.max_retries + 1} attempts; last problem: {problem}"
     return _failed(item, OutputInvalid.kind, message, tally=tally, usage=usage, started=started)
+
+
+@dataclass(frozen=True, slots=True)
+class _Accepted:
+    value: Any
+    output: Any
+
+
+async def _judge(
+    settings: ExtractSettings, item: Item, text: str, *, last: bool
+) -> _Accepted | tuple[str, str]:
+    """A reply accepted, or why not and what to tell the model. Doubts (``settings.check``) left
+    after the last re-ask stay with the answer, for the caller to flag."""
+    try:
+        value = await _parsed(settings.spec, text)
+    except OutputInvalid as exc:
+        return str(exc), _correction(exc)
+    output = settings.spec.dump(value)
+    doubts = settings.check(item, output) if settings.check is not None else ()
+    if not doubts or last:
+        return _Accepted(value, output)
+    return "; ".join(doubts), _doubted(doubts)
 
 
 async def _parsed(spec: ResponseSpec[Any], text: str) -> Any:
@@ -200,6 +231,14 @@ async def _parsed(spec: ResponseSpec[Any], text: str) -> Any:
     if spec.offload:
         return await asyncio.to_thread(spec.parse, text)
     return spec.parse(text)
+
+
+def _doubted(doubts: Sequence[str]) -> str:
+    listed = "\n".join(f"- {doubt}" for doubt in doubts)
+    return (
+        f"Your reply is valid JSON, but:\n{listed}\nUse only what the text says, copied as it is written; "
+        "leave out what it does not say. Reply again with corrected JSON only."
+    )
 
 
 def _correction(exc: OutputInvalid) -> str:

@@ -97,9 +97,35 @@ class Scheduler:
             rpm=rpm, tpm=tpm, adaptive=adaptive, slow_start=not backend.profile.self_hosted
         )
         self._estimate = TokenEstimator(backend.profile.tokenizer, backend.model)
+        #: the model's context window (None: not known, and nothing is checked against it)
+        self.context_window: int | None = None
         self._rng = random.Random(seed)
         self._answered = False  # has the endpoint ever answered? (then a refused connection is transient)
         self._stopped: ProviderError | None = None  # a fatal answer: nothing more is sent
+
+    def text_tokens(self, text: str) -> float:
+        """Tokens ``text`` adds to a prompt, as :meth:`over_window` counts them."""
+        return self._estimate.text_tokens(text)
+
+    def prompt_estimate(self, request: Request) -> float:
+        """Tokens of the request's prompt, as :meth:`over_window` counts them."""
+        return self._estimate.prompt_tokens(self._estimate.units(request))
+
+    def over_window(self, request: Request) -> str | None:
+        """Why ``request`` cannot fit the model's context window, or None when it may. Counted before
+        sending because some servers (Ollama) cut an over-long prompt without a word and answer from
+        what is left; a backend that checks exactly itself (the embedded model) is left to do so."""
+        window = self.context_window
+        if window is None or self.backend.profile.checks_window:
+            return None
+        prompt = round(self.prompt_estimate(request))
+        if prompt + request.max_tokens <= window:
+            return None
+        return (
+            f"the request needs about {prompt:,} tokens of prompt and {request.max_tokens:,} of reply "
+            f"(max_tokens), more than the {window:,}-token context window of "
+            f"{self.backend.model or 'the model'}"
+        )
 
     async def complete(self, request: Request, slots: Slots, tally: Tally) -> Completion | Deferred:
         """One completion, retried until it succeeds, fails for good, or the retry budget is spent;

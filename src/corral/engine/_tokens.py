@@ -52,6 +52,10 @@ class TokenEstimator:
                 units += count(call.get("function", {}).get("arguments") or "")
         return units + (_PER_MESSAGE * len(request.messages) if self._count else 0)
 
+    def text_tokens(self, text: str) -> float:
+        """What ``text`` adds to a prompt, as :meth:`prompt_tokens` counts it."""
+        return self.prompt_tokens((self._count or len)(text))
+
     def prompt_tokens(self, units: int) -> float:
         return units * self.per_unit * _SAFETY
 

@@ -174,6 +174,10 @@ class Documents(Iterator[Item]):
     def __len__(self) -> int:
         return self._count
 
+    def close(self) -> None:
+        """Stop: no file is held open between items, so nothing else is to release."""
+        self._entries = iter(())
+
     def __next__(self) -> Item:
         entry = next(self._entries)
         try:

@@ -21,11 +21,21 @@ from typing import IO, Any, Literal
 import orjson
 
 from corral.errors import InputError
+from corral.io.documents import DOCUMENT_TYPES, Documents, count_documents, read_documents
 from corral.types import Item
 
-__all__ = ["FORMATS", "Format", "ItemReader", "as_items", "count_items", "read_items", "stdin_format"]
+__all__ = [
+    "FORMATS",
+    "Format",
+    "ItemReader",
+    "as_items",
+    "count_items",
+    "is_documents",
+    "read_items",
+    "stdin_format",
+]
 
-Format = Literal["jsonl", "csv", "txt"]
+Format = Literal["jsonl", "csv", "txt", "documents"]
 FORMATS: dict[str, Format] = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".txt": "txt"}
 
 
@@ -35,14 +45,18 @@ def read_items(
     format: Format | None = None,
     text_field: str = "text",
     id_field: str = "id",
-) -> ItemReader:
+) -> ItemReader | Documents:
     """Open ``path`` (``-`` for standard input) and stream its items (``close()`` closes the file).
 
     The file is opened and its first item read eagerly, so a missing, unreadable or empty input fails
-    here, before any request is made.
+    here, before any request is made. A directory, a glob pattern, a ``.md``, ``.html`` or ``.pdf``
+    file, or any path with ``format="documents"`` is read as documents, a file an item
+    (:func:`~corral.io.documents.read_documents`: listed now, each read as it is taken).
     """
     name = str(path)
     fmt = format or _format_of(name)
+    if fmt == "documents":
+        return read_documents(name)
     stream = _open(name)
     rows = {"jsonl": _jsonl, "csv": _csv, "txt": _txt}[fmt](stream, name, text_field, id_field)
     try:
@@ -65,7 +79,12 @@ def count_items(path: str | Path, *, format: Format | None = None) -> int | None
     name = str(path)
     if name == "-":
         return None
-    fmt = format or _format_of(name)
+    try:
+        fmt = format or _format_of(name)
+    except InputError:
+        return None
+    if fmt == "documents":
+        return count_documents(name)
     try:
         if fmt == "csv":
             with open(name, encoding="utf-8-sig", newline="", errors="replace") as text:
@@ -116,6 +135,19 @@ class ItemReader(Iterator[Item]):
         self.close()
 
 
+def is_documents(source: str) -> bool:
+    """Whether ``source`` is read as documents without ``--format``: a directory, a glob pattern that
+    is not a file's own name, or a file of a document type other than ``.txt`` (which stays a text a
+    line, as it always was: ``--format documents`` reads one whole)."""
+    path = Path(source)
+    if path.is_dir():
+        return True
+    if any(char in source for char in "*?[") and not path.is_file():
+        return True
+    suffix = path.suffix.lower()
+    return suffix in DOCUMENT_TYPES and suffix not in FORMATS
+
+
 def stdin_format() -> Format:
     """What standard input is read as without ``--format``: one text per line."""
     return "txt"
@@ -125,6 +157,8 @@ def _format_of(name: str) -> Format:
     if name == "-":
         return stdin_format()
     suffix = Path(name).suffix.lower()
+    if is_documents(name):
+        return "documents"
     if suffix not in FORMATS:
         known = ", ".join(sorted(FORMATS))
         raise InputError(

@@ -17,11 +17,12 @@ from corral.jobs._durable import JobResult, run_job
 from corral.jobs._identity import STORE_ENV, job_name, job_settings, store_path
 from corral.jobs._open import Job, look_at_batches, open_job
 from corral.jobs._ray import run_job_on_ray
-from corral.jobs._spec import BatchOptions, ExtractOptions, JobSpec, RayOptions
+from corral.jobs._spec import BatchOptions, DocumentOptions, ExtractOptions, JobSpec, RayOptions
 
 __all__ = [
     "STORE_ENV",
     "BatchOptions",
+    "DocumentOptions",
     "ExtractOptions",
     "Job",
     "JobResult",

@@ -139,6 +139,10 @@ class BatchBackend:
         # Same as online: a batch answer is the answer to the same request, and the cache says so.
         return self.online.endpoint
 
+    @property
+    def context_window(self) -> int | None:
+        return self.online.context_window
+
     async def aclose(self) -> None:
         await self.online.aclose()
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,7 +67,7 @@ class JobResult:
 
 async def run_job(
     extractor: Extractor[Any],
-    items: Iterable[Item],
+    items: Iterable[Item] | AsyncIterable[Item],
     sink: Sink,
     stats: RunStats,
     *,
@@ -77,12 +77,14 @@ async def run_job(
     order: Order = "input",
     retry_errors: bool = False,
     on_outcome: Callable[[Outcome[Any]], None] | None = None,
+    on_pending: Callable[[Outcome[Any]], None] | None = None,
 ) -> JobResult:
     """Run ``items`` through ``extractor`` into ``sink``, recording every outcome in ``store``.
 
     ``stats``: the run's counters. This pass counts its items into them, and the extractor its
     requests; pass the same object to every pass of a run (batch mode replays the input each round:
-    see :meth:`RunStats.start_pass`)."""
+    see :meth:`RunStats.start_pass`). ``on_outcome`` sees every item that ended, ``on_pending`` every
+    one that did not (deferred to a provider batch, or not started for the budget)."""
     run = _DurableRun(
         extractor=extractor,
         sink=sink,
@@ -91,6 +93,7 @@ async def run_job(
         job=job,
         retry_errors=retry_errors,
         on_outcome=on_outcome,
+        on_pending=on_pending,
     )
     return await run.run(items, strategy, order)
 
@@ -106,6 +109,7 @@ class _DurableRun:
         job: JobInfo | None,
         retry_errors: bool,
         on_outcome: Callable[[Outcome[Any]], None] | None,
+        on_pending: Callable[[Outcome[Any]], None] | None,
     ) -> None:
         self.extractor = extractor
         self.sink = sink
@@ -114,6 +118,7 @@ class _DurableRun:
         self.job = job
         self.retry_errors = retry_errors
         self.on_outcome = on_outcome
+        self.on_pending = on_pending
         # Lookups cost a query per item: skip them when no earlier run finished anything.
         self.lookups = job is not None and job.finished_before > 0
         self.committer = (
@@ -126,7 +131,9 @@ class _DurableRun:
         self.remembered = KnownLimits()
         self.remembered_mode = extractor.settings.ladder.current
 
-    async def run(self, items: Iterable[Item], strategy: Strategy, order: Order) -> JobResult:
+    async def run(
+        self, items: Iterable[Item] | AsyncIterable[Item], strategy: Strategy, order: Order
+    ) -> JobResult:
         status = "failed"
         stats = self.stats
         stats.start_pass()
@@ -183,8 +190,14 @@ class _DurableRun:
                 self._remember_endpoint()  # so a run killed later still leaves them to the next
                 await asyncio.to_thread(self.store.checkpoint)
 
-    def _until_budget(self, items: Iterable[Item]) -> Iterator[Item]:
+    async def _until_budget(self, items: Iterable[Item] | AsyncIterable[Item]) -> AsyncIterator[Item]:
         budget = self.extractor.budget
+        if isinstance(items, AsyncIterable):
+            async for item in items:
+                if budget is not None and budget.reached:
+                    return
+                yield item
+            return
         for item in items:
             if budget is not None and budget.reached:
                 return
@@ -233,11 +246,13 @@ class _DurableRun:
         )
 
     def _emit(self, outcome: Outcome[Any]) -> None:
-        if outcome.pending == "deferred":
-            self.stats.deferred += 1
-            return
-        if outcome.pending == "not_started":
-            self.stats.not_started += 1
+        if outcome.pending is not None:
+            if outcome.pending == "deferred":
+                self.stats.deferred += 1
+            else:
+                self.stats.not_started += 1
+            if self.on_pending is not None:
+                self.on_pending(outcome)
             return
         if self.committer is None:
             self.sink.write(outcome.to_record())

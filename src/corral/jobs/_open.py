@@ -12,7 +12,7 @@ settings), the model, the prices when a cost cap is set.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Generator, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -92,42 +92,35 @@ class Job:
 
     async def run(
         self,
-        items: Iterator[Item] | list[Item] | None = None,
+        items: Iterable[Item] | AsyncIterable[Item] | None = None,
         sink: Sink | None = None,
         *,
         counters: RunStats | None = None,
         order: Order | None = None,
         on_outcome: Callable[[Outcome[Any]], None] | None = None,
+        on_pending: Callable[[Outcome[Any]], None] | None = None,
     ) -> JobResult:
         """One pass over ``items`` (default: the spec's input) into ``sink`` (default: the spec's
         output, rewritten from the start): finished items come from the store, the rest are extracted,
-        every result is committed before it is written."""
+        every result is committed before it is written. ``on_outcome`` sees each item that ended,
+        ``on_pending`` each that did not (see :func:`~corral.jobs.run_job`)."""
         counters = counters if counters is not None else RunStats()
-        if sink is None:
-            with self.open_sink() as opened:
-                return await self._run(items, opened, counters, order, on_outcome)
-        return await self._run(items, sink, counters, order, on_outcome)
-
-    async def _run(
-        self,
-        items: Iterator[Item] | list[Item] | None,
-        sink: Sink,
-        counters: RunStats,
-        order: Order | None,
-        on_outcome: Callable[[Outcome[Any]], None] | None,
-    ) -> JobResult:
-        return await run_job(
-            self.extractor,
-            self.items() if items is None else items,
-            sink,
-            counters,
-            store=self.store,
-            job=self.handle,
-            strategy=self.spec.strategy,
-            order=order or self.spec.order,
-            retry_errors=self.spec.retry_errors,
-            on_outcome=on_outcome,
-        )
+        with contextlib.ExitStack() as closing:
+            if sink is None:
+                sink = closing.enter_context(self.open_sink())
+            return await run_job(
+                self.extractor,
+                self.items() if items is None else items,
+                sink,
+                counters,
+                store=self.store,
+                job=self.handle,
+                strategy=self.spec.strategy,
+                order=order or self.spec.order,
+                retry_errors=self.spec.retry_errors,
+                on_outcome=on_outcome,
+                on_pending=on_pending,
+            )
 
     async def aclose(self) -> None:
         """Close what the job opened (the extractor, its backend, the store unless it was given)."""

@@ -415,6 +415,10 @@ class _CacheOnly:
     def endpoint(self) -> str:
         return self._backend.endpoint
 
+    @property
+    def context_window(self) -> int | None:
+        return self._backend.context_window
+
     async def complete(self, request: Request) -> Reply:
         return DEFERRED
 

@@ -18,7 +18,7 @@ from corral.errors import ConfigError, StoreError
 from corral.io import Format, SinkFormat
 from corral.store import without_credentials
 
-__all__ = ["BatchOptions", "ExtractOptions", "JobSpec", "RayOptions"]
+__all__ = ["BatchOptions", "DocumentOptions", "ExtractOptions", "JobSpec", "RayOptions"]
 
 #: the version of a spec kept in the run store; a spec without one was kept by corral 0.1's CLI
 SPEC_VERSION = 2
@@ -46,6 +46,8 @@ class ExtractOptions:
     tpm: float | None = None
     adaptive: bool = True
     retries: int = 6
+    #: the model's context window in tokens (None: the server's report or corral's data)
+    context_window: int | None = None
 
     def extractor_options(self) -> dict[str, Any]:
         """Keyword arguments for :class:`~corral.Extractor`."""
@@ -66,6 +68,41 @@ class BatchOptions:
     token_limit: int | None = None
     #: a batch whose creation answer was lost and that cannot be found again: resubmit or wait
     lost: Literal["resubmit", "wait"] = "resubmit"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DocumentOptions:
+    """Long texts: cut into chunks, their answers merged, every value grounded in the text (see
+    :mod:`corral.documents`)."""
+
+    #: cut a text too long for one request into chunks (False: such a text is a ``too_long`` error)
+    chunking: bool = True
+    #: tokens of text per chunk at most (fewer when the model's context window leaves less room)
+    chunk_tokens: int = 2000
+    #: tokens of the previous chunk's last sentences that begin the next one
+    overlap: int = 50
+    #: extraction passes over every chunk, merged (more finds more, at the price of more requests)
+    passes: int = 1
+    #: find every extracted string's span in the text (the record's ``grounding`` map)
+    ground: bool = True
+    #: a value found nowhere in the text: "keep" it (flagged), "drop" it, or "reask" the model
+    ungrounded: Literal["keep", "drop", "reask"] = "keep"
+    #: for a list of objects, by its path (``people``), the fields that make two entries one
+    keys: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    #: a fuzzy match under this similarity (0-1) grounds nothing
+    min_score: float = 0.85
+
+    def __post_init__(self) -> None:
+        if self.chunk_tokens < 100:
+            raise ConfigError(f"chunk_tokens must be at least 100, not {self.chunk_tokens}")
+        if self.overlap < 0 or self.overlap >= self.chunk_tokens // 2:
+            raise ConfigError(f"overlap must be 0 or more and under half of chunk_tokens, not {self.overlap}")
+        if not 1 <= self.passes <= 10:
+            raise ConfigError(f"passes must be from 1 to 10, not {self.passes}")
+        if not 0.0 < self.min_score <= 1.0:
+            raise ConfigError(f"min_score must be over 0 and at most 1, not {self.min_score}")
+        if self.ungrounded != "keep" and not self.ground:
+            raise ConfigError(f"ungrounded={self.ungrounded!r} needs grounding: drop --no-ground")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -108,6 +145,7 @@ class JobSpec:
     prices: str | None = None
     batch: BatchOptions | None = None
     ray: RayOptions | None = None
+    documents: DocumentOptions = field(default_factory=DocumentOptions)
 
     def replace(self, **changes: Any) -> JobSpec:
         """A copy with ``changes``."""
@@ -155,7 +193,14 @@ class JobSpec:
         data.pop("version", None)
         extract = ExtractOptions(**data.pop("extract"))
         batch = data.pop("batch", None)
-        spec = cls(**data, extract=extract, batch=None if batch is None else BatchOptions(**batch))
+        documents = data.pop("documents", None) or {}
+        documents["keys"] = tuple((path, tuple(names)) for path, names in documents.get("keys", ()))
+        spec = cls(
+            **data,
+            extract=extract,
+            batch=None if batch is None else BatchOptions(**batch),
+            documents=DocumentOptions(**documents),
+        )
         return spec, credentials
 
 
@@ -163,6 +208,7 @@ def _as_dict(spec: JobSpec) -> dict[str, Any]:
     data = {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)}
     data["extract"] = spec.extract.extractor_options()
     data["batch"] = None if spec.batch is None else dataclasses.asdict(spec.batch)
+    data["documents"] = dataclasses.asdict(spec.documents)
     return data
 
 

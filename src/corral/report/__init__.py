@@ -1,6 +1,7 @@
 """Reports of runs, from the run store (``corral report``), in the order a report is made:
 
-    _data    a run read from the store into a RunReport: the numbers, the timeline, errors, items
+    _data    a run read from the store into a RunReport: the numbers, the timeline, errors, items,
+             and a document job's documents (records, grounding spans, texts)
     _model   what a report shows, as plain data (RunReport, Plot): renderers format nothing
     _html    the report as one self-contained HTML page (nothing fetched; untrusted text escaped)
     _svg     a plot as inline SVG, drawn by hand; its scale arithmetic serves _png too

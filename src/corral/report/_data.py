@@ -1,21 +1,24 @@
-"""A run's report, read from the run store: the numbers, the timeline plots, errors and items.
+"""A run's report, read from the run store: the numbers, the timeline plots, errors, items, documents.
 
-Everything comes from tables a run writes anyway (``runs``, ``items``, ``samples``), so a report can
-be made at any time, of a finished run or of one still going, by another process.
+Everything comes from tables a run writes anyway (``runs``, ``items``, ``samples``, ``documents``), so
+a report can be made at any time, of a finished run or of one still going, by another process.
 
-    runs     the run's counters: requests, retries, tokens, cost, failures by kind
-    samples  its timeline: cumulative counters and in-flight requests, with the limits in effect
-    items    every item of the job: latency, finish time, the record written to the output
+    runs       the run's counters: requests, retries, tokens, cost, failures by kind
+    samples    its timeline: cumulative counters and in-flight requests, with the limits in effect
+    items      every item of the job: latency, finish time, the record written to the output
+    documents  a document job's documents: each one's record (its values and their spans) and text;
+               a page holds DEFAULT_MAX_DOCUMENTS of them, each text cut at MAX_DOCUMENT_CHARS
 """
 
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import itertools
 import math
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -23,12 +26,33 @@ from typing import Any
 import orjson
 
 from corral.errors import StoreError
-from corral.report._model import ErrorGroup, Fact, ItemRow, Plot, RunLine, RunReport, Series
-from corral.store import ItemTiming, RunRecord, RunStore, Sample, job_keys
+from corral.report._model import (
+    DocumentConflict,
+    DocumentField,
+    DocumentView,
+    ErrorGroup,
+    Fact,
+    ItemRow,
+    Plot,
+    RunLine,
+    RunReport,
+    Series,
+)
+from corral.store import ItemTiming, RunRecord, RunStore, Sample, StoredDocument, job_keys
 
-__all__ = ["DEFAULT_MAX_ITEMS", "find_run", "load_report"]
+__all__ = ["DEFAULT_MAX_DOCUMENTS", "DEFAULT_MAX_ITEMS", "MAX_DOCUMENT_CHARS", "find_run", "load_report"]
 
 DEFAULT_MAX_ITEMS = 20_000
+#: documents a page holds at most (every error first), and characters of each one's text: 50 at
+#: 300,000 characters keep the page under 20 MB in the worst case
+DEFAULT_MAX_DOCUMENTS = 50
+MAX_DOCUMENT_CHARS = 300_000
+#: values of one document listed at most (a record of thousands of values is still counted whole)
+_MAX_FIELDS = 2_000
+#: conflicts of one document listed at most
+_MAX_CONFLICTS = 200
+#: how a value's span may have been found (anything else a record says is shown as not found)
+_HOW = ("exact", "normalised", "fuzzy")
 #: time plots are drawn from about this many buckets (a bucket is a "nice" number of seconds)
 _BUCKETS = 90
 _NICE_SECONDS = (0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600)
@@ -66,7 +90,13 @@ def find_run(store: RunStore, selector: str | None) -> int:
     return latest
 
 
-def load_report(store: RunStore, run_id: int, *, max_items: int = DEFAULT_MAX_ITEMS) -> RunReport:
+def load_report(
+    store: RunStore,
+    run_id: int,
+    *,
+    max_items: int = DEFAULT_MAX_ITEMS,
+    max_documents: int = DEFAULT_MAX_DOCUMENTS,
+) -> RunReport:
     views = store.views
     run = _load_run(store, run_id)
     job = views.job(run.job)
@@ -77,6 +107,10 @@ def load_report(store: RunStore, run_id: int, *, max_items: int = DEFAULT_MAX_IT
     history = views.runs_of(run.job)
     latencies = sorted(item.latency for item in finished)
     items, note = _items(store, run.job, total, max_items)
+    documents, documents_total, documents_note = _documents(store, run.job, max_documents)
+    facts = _facts(run, samples, (total, errors), latencies, history)
+    if documents_total:
+        facts = (facts[0], _documents_fact(store, run.job, documents_total), *facts[1:])
     return RunReport(
         run=run.id,
         title=f"corral report: {_short(job.name)}",
@@ -84,7 +118,7 @@ def load_report(store: RunStore, run_id: int, *, max_items: int = DEFAULT_MAX_IT
             f"run {run.id} ({_position(history, run)} of {len(history)} of this job) · {run.status} · "
             f"started {_when(run.started)}"
         ),
-        facts=_facts(run, samples, (total, errors), latencies, history),
+        facts=facts,
         settings=_settings(job.name, job.settings, store),
         runs=tuple(_run_line(r) for r in history),
         plots=_plots(run, samples, finished, latencies),
@@ -93,6 +127,9 @@ def load_report(store: RunStore, run_id: int, *, max_items: int = DEFAULT_MAX_IT
         items_total=total,
         items_note=note,
         generated=_when(time.time()),
+        documents=documents,
+        documents_total=documents_total,
+        documents_note=documents_note,
     )
 
 
@@ -624,12 +661,162 @@ def _item_row(raw: bytes, run: int, cost: float) -> ItemRow:
     )
 
 
+# --- documents ----------------------------------------------------------------------------------
+
+
+def _documents_fact(store: RunStore, job: int, total: int) -> Fact:
+    errors = store.document_count(job, status="error")
+    detail = f"{total - errors:,} ok · {errors:,} errors"
+    return Fact(
+        "Documents", _big(total), detail, "good" if not errors else "bad" if errors / total > 0.05 else "warn"
+    )
+
+
+def _documents(store: RunStore, job: int, cap: int) -> tuple[tuple[DocumentView, ...], int, str]:
+    """The job's documents the page holds (every error first, then in id order, each text cut at
+    :data:`MAX_DOCUMENT_CHARS`), how many it has, and why the page holds fewer ("" when it does not)."""
+    total = store.document_count(job)
+    if not total:
+        return (), 0, ""
+    cap = max(cap, 0)
+    stored = store.documents(job, status="error", limit=cap, max_chars=MAX_DOCUMENT_CHARS)
+    stored += store.documents(job, status="ok", limit=cap - len(stored), max_chars=MAX_DOCUMENT_CHARS)
+    views = sorted((_document_view(doc) for doc in stored), key=lambda view: _natural(view.id))
+    note = ""
+    if len(views) < total:
+        note = (
+            f"The page holds {len(views):,} of the job's {total:,} documents (every error first); "
+            "the output file holds them all."
+        )
+    return tuple(views), total, note
+
+
+def _document_view(doc: StoredDocument) -> DocumentView:
+    """A stored document as the page shows it. Its record is a run's, but every value in it came from
+    the document or the model: nothing in it is trusted to be well formed."""
+    try:
+        record = orjson.loads(doc.record)
+    except orjson.JSONDecodeError:
+        record = None
+    if not isinstance(record, dict):
+        record = {"error": {"kind": "unreadable", "message": "the stored record is not a JSON object"}}
+    grounding = record.get("grounding")
+    spans = grounding if isinstance(grounding, Mapping) else {}
+    length = doc.cut_from if doc.cut_from is not None else len(doc.text)
+    fields = [_document_field(path, value, spans.get(path), length, len(doc.text))
+              for path, value in _string_leaves(record.get("output"), "")]  # fmt: skip
+    error = record.get("error")
+    error = error if isinstance(error, Mapping) else None
+    usage = record.get("usage")
+    usage = usage if isinstance(usage, Mapping) else {}
+    ok = doc.status == "ok" and error is None
+    return DocumentView(
+        id=doc.doc_id,
+        ok=ok,
+        chunks=_count(record.get("chunks")),
+        fields=tuple(fields[:_MAX_FIELDS]),
+        fields_total=len(fields),
+        ungrounded=sum(1 for field in fields if field.missing and field.how is None),
+        conflicts=_conflicts(record.get("conflicts")),
+        error_kind=None if ok else str((error or {}).get("kind") or "error"),
+        error_message=None if error is None or error.get("message") is None else str(error["message"]),
+        text=doc.text,
+        note=_document_note(doc, fields),
+        attempts=_count(record.get("attempts")) or 0,
+        tokens=(_count(usage.get("prompt_tokens")) or 0) + (_count(usage.get("completion_tokens")) or 0),
+        latency_s=_number(record.get("latency")) or 0.0,
+    )
+
+
+def _string_leaves(node: Any, path: str) -> Iterator[tuple[str, str]]:
+    """Every string in a record, by its path (``people[0].name``): the rule grounding names them by
+    (:func:`corral.documents.ground_record`)."""
+    if isinstance(node, str):
+        yield path, node
+    elif isinstance(node, Mapping):
+        for key, child in node.items():
+            yield from _string_leaves(child, f"{path}.{key}" if path else str(key))
+    elif isinstance(node, list):
+        for index, child in enumerate(node):
+            yield from _string_leaves(child, f"{path}[{index}]")
+
+
+def _document_field(path: str, value: str, found: Any, length: int, shown: int) -> DocumentField:
+    """A value and its span, checked: a span must lie in the text (``length`` characters) and be
+    highlighted only where the page holds the text (its first ``shown`` characters)."""
+    if not isinstance(found, Mapping):
+        return DocumentField(path, value, None, None, None, None, "not found in the text")
+    start, end = _count(found.get("start")), _count(found.get("end"))
+    if start is None or end is None or not start < end <= length:
+        return DocumentField(
+            path, value, None, None, None, None, "not found in the text (its span is not in it)"
+        )
+    how = found.get("how")
+    score = _number(found.get("score"))
+    page = _count(found.get("page"))
+    grounded = DocumentField(
+        path,
+        value,
+        None,
+        str(how) if how in _HOW else "exact",
+        None if score is None else min(max(score, 0.0), 1.0),
+        page if page else None,
+    )
+    if start >= shown:
+        return dataclasses.replace(grounded, missing="beyond the text shown")
+    return dataclasses.replace(grounded, span=(start, min(end, shown)))
+
+
+def _document_note(doc: StoredDocument, fields: Sequence[DocumentField]) -> str:
+    parts = []
+    if doc.cut_from is not None:
+        beyond = sum(1 for field in fields if field.missing == "beyond the text shown")
+        parts.append(
+            f"The page holds the first {len(doc.text):,} of the text's {doc.cut_from:,} characters"
+            + (f"; {beyond:,} values found after them are listed without a highlight." if beyond else ".")
+        )
+    if len(fields) > _MAX_FIELDS:
+        parts.append(f"The first {_MAX_FIELDS:,} of its {len(fields):,} values are listed.")
+    return " ".join(parts)
+
+
+def _conflicts(raw: Any) -> tuple[DocumentConflict, ...]:
+    if not isinstance(raw, list):
+        return ()
+    found = []
+    for entry in raw[:_MAX_CONFLICTS]:
+        if isinstance(entry, Mapping):
+            others = entry.get("others")
+            others = others if isinstance(others, list) else []
+            found.append(DocumentConflict(str(entry.get("path", "")), _shown(entry.get("kept")),
+                                          tuple(_shown(other) for other in others)))  # fmt: skip
+    return tuple(found)
+
+
+def _shown(value: Any) -> str:
+    """A value as text: a string as it is, anything else as JSON."""
+    return value if isinstance(value, str) else orjson.dumps(value, default=str).decode()
+
+
+def _count(value: Any) -> int | None:
+    """A whole number ≥ 0 from a record (None: it is something else)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _number(value: Any) -> float | None:
+    """A finite number from a record (None: it is something else)."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
 # --- formatting ---------------------------------------------------------------------------------
 
 
 def _natural(text: str) -> tuple[Any, ...]:
-    """Sort key that puts item 9 before item 10."""
-    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text))
+    """Sort key that puts item 9 before item 10. The split leaves the digits at odd places (a part
+    between them may still pass ``isdigit``, "²" does, and not be a number)."""
+    return tuple(int(part) if odd % 2 else part for odd, part in enumerate(re.split(r"(\d+)", text)))
 
 
 def _quantile(ordered: Sequence[float], q: float) -> float:

@@ -7,6 +7,13 @@ written here goes through :func:`html.escape`; the items travel as JSON inside a
 escaped, so no text can close the element; the page's script builds the table with DOM text nodes
 only. The script and styles live in ``assets/`` as real files (linted, diffable) and are read here.
 
+Documents (a document job's chunked inputs) travel the same way, in ``<script id="documents">``: each
+one's text already cut where a value's highlight starts or ends, every piece with the values covering
+it. The page's script joins the pieces into text nodes and ``<mark>`` elements and never counts
+characters: spans are Python's offsets (code points), which a JavaScript string, counted in UTF-16
+units, would shift after every character beyond the BMP (an emoji). ``documents.js`` is embedded,
+after ``report.js`` in the page's one script, only in a page that has documents.
+
 Should anything still get through, the page's Content-Security-Policy stops it from doing harm: only
 the page's own script and styles run (allowed by their SHA-256, computed here from what is embedded),
 and nothing is loaded from anywhere (``default-src 'none'``; images only as ``data:``), so a smuggled
@@ -21,13 +28,31 @@ import html
 import json
 import math
 import re
+from collections.abc import Sequence
 from importlib.resources import files
+from itertools import pairwise
 from typing import Any
 
-from corral.report._model import ErrorGroup, Fact, ItemRow, Plot, RunLine, RunReport
+from corral.report._model import (
+    DocumentField,
+    DocumentView,
+    ErrorGroup,
+    Fact,
+    ItemRow,
+    Plot,
+    RunLine,
+    RunReport,
+)
 from corral.report._svg import plot_svg
 
-__all__ = ["GENERATOR_META", "content_security_policy", "items_json", "render_html"]
+__all__ = [
+    "GENERATOR_META",
+    "content_security_policy",
+    "documents_json",
+    "items_json",
+    "render_html",
+    "text_pieces",
+]
 
 #: how corral recognises a page it wrote (and may overwrite): in the first few hundred bytes of every one
 GENERATOR_META = '<meta name="generator" content="corral report">'
@@ -65,6 +90,10 @@ def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
+#: the values a piece of a document's text names at most, innermost first (so that thousands of
+#: nested spans cannot make the page quadratic in size; a value more deeply nested than this is not
+#: highlighted where it is)
+_MAX_COVER = 16
 #: a list or object that fits in this many characters stays on one line in a shown record
 _INLINE_WIDTH = 56
 #: the share-of-items bar of an error kind, in CSS pixels (as .share-bar in report.css)
@@ -115,10 +144,73 @@ def _item_array(item: ItemRow) -> list[Any]:
     ]
 
 
+def _script_json(value: Any) -> str:
+    """JSON that is safe between ``<script>`` tags: nothing in it can end the element."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return _SCRIPT_UNSAFE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+
+
 def items_json(items: tuple[ItemRow, ...] | list[ItemRow]) -> str:
     """The items as JSON that is safe between ``<script>`` tags: nothing in it can end the element."""
-    text = json.dumps([_item_array(item) for item in items], ensure_ascii=False, separators=(",", ":"))
-    return _SCRIPT_UNSAFE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+    return _script_json([_item_array(item) for item in items])
+
+
+def text_pieces(text: str, fields: Sequence[DocumentField]) -> list[str | list[Any]]:
+    """A document's text cut wherever a value's span starts or ends: a piece no value covers is a
+    string; a covered one is ``[piece, [field indexes]]``, the fields' indexes innermost (shortest
+    span) first. Spans that overlap or nest become pieces naming each of them, so every value's
+    pieces join into exactly its span, and no offset has to cross into JavaScript."""
+    spans = [(field.span, index) for index, field in enumerate(fields) if field.span is not None]
+    spans = [((start, end), index) for (start, end), index in spans if 0 <= start < end <= len(text)]
+    if not spans:
+        return [text] if text else []
+    opening: dict[int, list[int]] = {}
+    closing: dict[int, list[int]] = {}
+    width: dict[int, int] = {}
+    for (start, end), index in spans:
+        opening.setdefault(start, []).append(index)
+        closing.setdefault(end, []).append(index)
+        width[index] = end - start
+    cuts = sorted({0, len(text), *opening, *closing})
+    active: set[int] = set()
+    pieces: list[str | list[Any]] = []
+    for start, end in pairwise(cuts):
+        active.difference_update(closing.get(start, ()))
+        active.update(opening.get(start, ()))
+        piece = text[start:end]
+        if active:
+            pieces.append([piece, sorted(active, key=lambda index: (width[index], index))[:_MAX_COVER]])
+        else:
+            pieces.append(piece)
+    return pieces
+
+
+def _document_object(doc: DocumentView) -> dict[str, Any]:
+    """One document for documents.js: its numbers, its values (each ``[path, value, how, score,
+    page, missing]``) and its text as :func:`text_pieces`."""
+    return {
+        "id": doc.id,
+        "ok": doc.ok,
+        "chunks": doc.chunks,
+        "values": doc.fields_total,
+        "ungrounded": doc.ungrounded,
+        "error": None if doc.ok else [doc.error_kind or "error", doc.error_message],
+        "conflicts": [[c.path, c.kept, list(c.others)] for c in doc.conflicts],
+        "fields": [
+            [f.path, f.value, f.how, None if f.score is None else _finite(f.score), f.page, f.missing]
+            for f in doc.fields
+        ],
+        "text": text_pieces(doc.text, doc.fields),
+        "note": doc.note,
+        "attempts": doc.attempts,
+        "tokens": doc.tokens,
+        "latency": _finite(doc.latency_s),
+    }
+
+
+def documents_json(documents: Sequence[DocumentView]) -> str:
+    """The documents as JSON that is safe between ``<script>`` tags."""
+    return _script_json([_document_object(doc) for doc in documents])
 
 
 # --- sections -----------------------------------------------------------------------------------
@@ -269,6 +361,35 @@ def _items(report: RunReport) -> str:
     )
 
 
+def _document_row(index: int, doc: DocumentView) -> str:
+    status = "ok" if doc.ok else "error"
+    chunks = "–" if doc.chunks is None else f"{doc.chunks:,}"
+    missing = ' class="num missing"' if doc.ungrounded else ' class="num"'
+    return (
+        f'<tr class="{status}" data-doc="{index}"><td class="id"><button type="button" class="doc-link" '
+        f'data-doc="{index}" aria-controls="doc-view" title="Show this document">{_esc(doc.id)}</button></td>'
+        f'<td><span class="badge {status}">{status}</span></td><td class="num">{chunks}</td>'
+        f'<td class="num">{doc.fields_total:,}</td><td{missing}>{doc.ungrounded:,}</td></tr>'
+    )
+
+
+def _documents(report: RunReport) -> str:
+    note = f'<p class="items-note">{_esc(report.documents_note)}</p>' if report.documents_note else ""
+    rows = "".join(_document_row(index, doc) for index, doc in enumerate(report.documents))
+    return (
+        f'<section id="sec-documents"><h2>Documents</h2>{note}'
+        '<p class="section-note">Each document was cut into chunks, each chunk extracted as an item, and '
+        "the answers merged into one record. Choose a document to see its text with every value the "
+        "record holds marked where it was found; choose a value to find it in the text.</p>"
+        '<div class="card doc-list"><table class="documents"><thead><tr><th>Document</th><th>Status</th>'
+        '<th class="num">Chunks</th><th class="num">Values</th>'
+        '<th class="num" title="Values not found in the document\'s text">Not found</th></tr></thead>'
+        f"<tbody>{rows}</tbody></table></div>"
+        '<div class="doc-view" id="doc-view"></div>'
+        '<noscript><p class="items-empty">The document view needs JavaScript.</p></noscript></section>'
+    )
+
+
 # --- the page -----------------------------------------------------------------------------------
 
 
@@ -281,6 +402,9 @@ def render_html(report: RunReport) -> str:
         toc.append(("sec-plots", "Plots"))
     sections.append(_errors(report.errors))
     toc.append(("sec-errors", f"Errors ({sum(group.count for group in report.errors):,})"))
+    if report.documents:  # a document job's results, before its run history
+        sections.append(_documents(report))
+        toc.append(("sec-documents", f"Documents ({report.documents_total:,})"))
     if report.runs:
         sections.append(_runs(report.runs, report.run))
         toc.append(("sec-runs", "Runs"))
@@ -291,6 +415,12 @@ def render_html(report: RunReport) -> str:
     toc.append(("sec-items", f"Items ({report.items_total:,})"))
     facts = _facts(report.facts) if report.facts else ""
     style, script = _asset("report.css"), _asset("report.js")
+    documents = ""
+    if report.documents:
+        script += "\n" + _asset("documents.js")
+        documents = (
+            f'<script type="application/json" id="documents">{documents_json(report.documents)}</script>\n'
+        )
     return (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">{GENERATOR_META}'
         f'<meta http-equiv="Content-Security-Policy" content="{content_security_policy(style, script)}">'
@@ -302,5 +432,5 @@ def render_html(report: RunReport) -> str:
         "<footer>Written by <code>corral report</code>: this page is self-contained and works offline."
         "</footer></main>\n"
         f'<script type="application/json" id="items">{items_json(report.items)}</script>\n'
-        f"<script>{script}</script>\n</body></html>\n"
+        f"{documents}<script>{script}</script>\n</body></html>\n"
     )

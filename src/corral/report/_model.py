@@ -8,7 +8,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["ErrorGroup", "Fact", "ItemRow", "Plot", "RunLine", "RunReport", "Series"]
+__all__ = [
+    "DocumentConflict",
+    "DocumentField",
+    "DocumentView",
+    "ErrorGroup",
+    "Fact",
+    "ItemRow",
+    "Plot",
+    "RunLine",
+    "RunReport",
+    "Series",
+]
 
 Tone = Literal["plain", "good", "warn", "bad"]
 #: line: a measured curve; step: a level held until the next point (in flight); bars: one bar per
@@ -91,6 +102,61 @@ class ItemRow:
 
 
 @dataclass(frozen=True, slots=True)
+class DocumentField:
+    """One extracted string value of a document's record, and where the text says it."""
+
+    #: where the record holds it: ``title``, ``people[0].name``
+    path: str
+    value: str
+    #: its span in the document's text, ``text[start:end]`` in characters (code points, as Python
+    #: indexes a str), within the text the report holds; None: not highlighted (``missing`` says why)
+    span: tuple[int, int] | None
+    #: how the span was found: "exact", "normalised", "fuzzy" (None: it was not found)
+    how: str | None
+    #: how well the span matches the value, 0-1 (1.0 for exact and normalised; None: not found)
+    score: float | None
+    #: the PDF page the span starts on, from 1 (None: not a PDF, or not found)
+    page: int | None
+    #: why there is no span: "" (there is one), or "not found in the text", or "beyond the text
+    #: shown" (the page holds only the text's start)
+    missing: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentConflict:
+    """A field the document's chunks disagreed on: the value kept, and the others (as JSON text)."""
+
+    path: str
+    kept: str
+    others: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentView:
+    """A document a run assembled from its chunks: its record's values, each grounded in its text."""
+
+    id: str
+    ok: bool
+    #: how many chunks it was cut into (None: not recorded)
+    chunks: int | None
+    #: every string value of its record, in the record's order (``fields_total`` may be more)
+    fields: tuple[DocumentField, ...]
+    #: string values in the record, and those of them not found in the text (all, not only ``fields``)
+    fields_total: int
+    ungrounded: int
+    conflicts: tuple[DocumentConflict, ...]
+    error_kind: str | None
+    error_message: str | None
+    #: the document's text, or its start (``note`` then says how much of it)
+    text: str
+    #: what of the document the page leaves out ("" when nothing): the rest of its text, values
+    note: str
+    attempts: int
+    tokens: int
+    latency_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class RunLine:
     """One run of the job, for the history table."""
 
@@ -122,3 +188,9 @@ class RunReport:
     #: why ``items`` is fewer than ``items_total`` ("" when it is not)
     items_note: str = ""
     generated: str = ""
+    #: the job's documents (chunked inputs merged into one record each), errors first; () when none
+    documents: tuple[DocumentView, ...] = ()
+    #: documents the job holds; ``documents`` may be fewer (a size cap keeps the page light)
+    documents_total: int = 0
+    #: why ``documents`` is fewer than ``documents_total`` ("" when it is not)
+    documents_note: str = ""

@@ -92,6 +92,7 @@ async def serve(args: argparse.Namespace) -> int:
             timeout=args.timeout,
             retries=args.retries,
             concurrency=args.concurrency,
+            context_window=args.context_window,
         )
         manager = JobManager(
             store,

@@ -15,6 +15,14 @@ providers' batch APIs: OpenAI's ``/v1/files`` + ``/v1/batches`` and Anthropic's
 ``/v1/messages/batches``, with their statuses on an accelerated clock (``batch_seconds``), results in
 shuffled order, and lines that error (the seeded faults) or expire (``batch_expire_rate``).
 
+Each model has a context window (``context_window``, 128,000 tokens by default, as gpt-4o-mini): a
+request whose prompt and ``max_tokens`` do not fit is refused with the provider's own 400, online and
+in batch lines, and ``GET /v1/models`` reports the window as vLLM does (``max_model_len``). A long
+text gets one entity per person it names, each read from their own stretch of it; ``hallucinate``
+and ``misplace`` make a share of the answers' free strings wrong the two ways grounding must catch
+(invented, or miscopied past an exact search), by seed. Few-shot prompts without a schema of corral's
+kind (langextract's "Q:"/"A:" examples) are answered in their own format from the last question.
+
     async with Simulator(SimConfig(latency_ms=200, rpm=600, reset_rate=0.01)) as sim:
         client = openai.AsyncOpenAI(base_url=sim.url, api_key="sk-test")
         ...
@@ -29,8 +37,11 @@ From the socket to the answer:
     anthropic        the Messages wire, onto the same parsed request
     core             the simulated model, free of HTTP: one request in, one reply and a delay out
     limits           OpenAI's rate limits enforced: requests and tokens per minute as buckets
+    window           context windows: the 400s of a request that does not fit
     answers          JSON Schema → a deterministic answer built from the prompt (nodes: its pieces;
-                     text: what it "reads" in a prompt)
+                     text: what it "reads" in a prompt; hashing: the draws it makes from a text)
+    fewshot          few-shot prompts (langextract's) answered as their examples show
+    slips            hallucinated and misplaced values, by seed
     faults           wrong answers on purpose: schema-invalid JSON, text that is not JSON
     batches          provider batches on an accelerated clock (batch_openai, batch_anthropic: their
                      endpoints)

@@ -8,7 +8,9 @@ always gets the same answer.
 
 Nullable fields stay null unless the text has evidence for them, as a careful model would answer.
 The "many" shape ``{"items": [entity, ...]}`` (and any list of objects with a name field) gets one
-entity per person named in the text.
+entity per person named in the text, each filled from the stretch of text that is theirs (a long
+chunk with dozens of people included: a few milliseconds for 16,000 characters). With
+:class:`~corral.sim.slips.Slips`, a share of the free strings comes out hallucinated or misplaced.
 
 A recursive schema (a tree: ``children`` holding more of the same) gets a finite answer: past a
 depth the answer stops growing (:mod:`corral.sim.nodes`). A schema no finite value satisfies
@@ -41,6 +43,7 @@ from corral.sim.nodes import (
     field_kind,
     text_seed,
 )
+from corral.sim.slips import NO_SLIPS, Slips
 from corral.sim.text import Facts
 
 __all__ = ["Filler", "filler_for", "rank_graph", "schema_key", "schema_problem"]
@@ -225,35 +228,38 @@ class Filler:
                 self.problem = _NO_END
             else:
                 self._root = root
-        self._answers: dict[str, str] = {}
+        #: answers by (text, slips): fillers are shared by every simulator in the process
+        self._answers: dict[tuple[str, Slips], str] = {}
         self._breakers: list[Breaker] | None = None
 
-    def value(self, text: str) -> Any:
+    def value(self, text: str, slips: Slips = NO_SLIPS) -> Any:
         """A fresh (mutable) answer for ``text``; ``{}`` for a schema no value satisfies (asked for in
-        a prompt, where no API checks it: a model can only answer something that fails it)."""
+        a prompt, where no API checks it: a model can only answer something that fails it).
+        ``slips``: which free strings come out hallucinated or misplaced (:mod:`corral.sim.slips`)."""
         if self._root is None:
             return {}
         facts = Facts(text)
-        ctx = Ctx(facts, text, list(facts.names), list(facts.numbers), depth=0, top=True)
+        ctx = Ctx(facts, text, list(facts.names), list(facts.numbers), depth=0, top=True, slips=slips)
         try:
             return self._root.fill(ctx, text_seed(text))
         except RecursionError:  # a schema so deep that even its smallest value is out of reach
             return {}
 
-    def answer(self, text: str) -> str:
-        """The valid answer as JSON text; the same text always gets the same answer."""
-        found = self._answers.get(text)
+    def answer(self, text: str, slips: Slips = NO_SLIPS) -> str:
+        """The valid answer as JSON text; the same text (and slips) always gets the same answer."""
+        key = (text, slips)
+        found = self._answers.get(key)
         if found is None:
             if len(self._answers) >= _ANSWER_CACHE_SIZE:
                 self._answers.clear()
-            found = self._answers[text] = orjson.dumps(self.value(text)).decode()
+            found = self._answers[key] = orjson.dumps(self.value(text, slips)).decode()
         return found
 
-    def invalid(self, text: str, pick: float) -> str:
+    def invalid(self, text: str, pick: float, slips: Slips = NO_SLIPS) -> str:
         """Valid JSON that breaks the schema: a required field missing or a value of the wrong type."""
         if self._breakers is None:
             self._breakers = breakers(self.schema, self.value(""))
-        value = self.value(text)
+        value = self.value(text, slips)
         breaker = self._breakers[min(int(pick * len(self._breakers)), len(self._breakers) - 1)]
         return orjson.dumps(breaker(value)).decode()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from corral.sim.config import SimConfig
+from corral.sim.config import DEFAULT_CONTEXT_WINDOW, SimConfig
 
 __all__ = ["add_arguments", "config_from_args"]
 
@@ -30,6 +30,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0.0,
         metavar="SHARE",
         help="share of answers that are not JSON at all",
+    )
+    documents = parser.add_argument_group("long texts and the answers read from them")
+    documents.add_argument(
+        "--context-window",
+        type=_window,
+        default=DEFAULT_CONTEXT_WINDOW,
+        metavar="TOKENS",
+        help="the model's context window: a request whose prompt + max_tokens exceeds it is refused "
+        "with the provider's 400 (context_length_exceeded; Anthropic's 'prompt is too long'), never "
+        "cut short; GET /v1/models reports it as max_model_len; 0: none "
+        f"(default: {DEFAULT_CONTEXT_WINDOW}, gpt-4o-mini's)",
+    )
+    documents.add_argument(
+        "--hallucinate",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="share of the answer's string values (schema answers and few-shot, langextract-style "
+        "ones alike) replaced by a plausible one that is nowhere in the text (an invented name), by "
+        "seed and text",
+    )
+    documents.add_argument(
+        "--misplace",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="share of the answer's string values (likewise) miscopied from the text (case, whitespace, "
+        "straightened quotes or dashes, a dropped diacritic, a one-letter typo): an exact search "
+        "fails, a normalised or fuzzy one finds them; by seed and text",
     )
     limits = parser.add_argument_group("rate limits (OpenAI-style 429s and x-ratelimit-* headers)")
     limits.add_argument("--rpm", type=int, metavar="N", help="requests per minute (default: unlimited)")
@@ -132,4 +161,17 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         batch_api_error_rate=args.batch_api_error_rate,
         batch_token_limit=args.batch_token_limit,
         refused_modes=tuple(args.refuse_mode),
+        context_window=args.context_window or None,
+        hallucinate=args.hallucinate,
+        misplace=args.misplace,
     )
+
+
+def _window(raw: str) -> int:
+    try:
+        tokens = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a whole number of tokens, not {raw!r}") from None
+    if tokens < 0:
+        raise argparse.ArgumentTypeError(f"at least 0 (0: no window), not {tokens}")
+    return tokens

@@ -10,12 +10,23 @@ from typing import Any, Literal, NamedTuple
 from corral.errors import ConfigError
 from corral.sim.openai import SimMode
 
-__all__ = ["LogEntry", "RateLimitBucket", "ScriptCall", "SimConfig", "SimFault", "SimReply", "SimStats"]
+__all__ = [
+    "DEFAULT_CONTEXT_WINDOW",
+    "LogEntry",
+    "RateLimitBucket",
+    "ScriptCall",
+    "SimConfig",
+    "SimFault",
+    "SimReply",
+    "SimStats",
+]
 
 #: transport faults a script can ask for (``SimReply.fault``)
 SimFault = Literal["reset", "hang", "trickle", "bad_body"]
 #: how the per-minute limits are enforced (``SimConfig.rate_limit_bucket``)
 RateLimitBucket = Literal["second", "minute"]
+#: gpt-4o-mini's context window: every real model has one
+DEFAULT_CONTEXT_WINDOW = 128_000
 #: the fault shares of SimConfig, in the order they divide each request's draw (malformed and
 #: invalid first, where they were before the others existed, so old seeds give the same answers)
 _FAULT_RATES = (
@@ -95,6 +106,22 @@ class SimConfig:
     #: ``token_limit_exceeded``, as OpenAI's do ("try again once some in_progress batches have been
     #: completed")
     batch_token_limit: int | None = None
+    #: the model's context window in tokens (None: unbounded, as no real model is). A request whose
+    #: prompt and requested output (``max_tokens``/``max_completion_tokens``; without one, at least
+    #: one token) do not fit is refused with the provider's 400 (OpenAI's and vLLM's
+    #: ``context_length_exceeded``, Anthropic's "prompt is too long"), never cut short; counted with
+    #: the tokens the TPM limit charges. ``GET /v1/models`` reports it as vLLM does, ``max_model_len``.
+    #: The default is gpt-4o-mini's.
+    context_window: int | None = DEFAULT_CONTEXT_WINDOW
+    #: share of the answer's free string values (a name, a city; not an enum, a format or a pattern)
+    #: that are hallucinated: replaced by a plausible value found nowhere in the text
+    hallucinate: float = 0.0
+    #: share of them that are misplaced: copied the way models miscopy (case changed, whitespace
+    #: collapsed or doubled, curly quotes and dashes straightened, a diacritic dropped, a one-letter
+    #: typo), so that an exact search of the text fails and only a normalised or fuzzy one finds them.
+    #: Both shares are drawn per value from the seed, the text and the value's place in the answer,
+    #: so the same request always gets the same slips (see :mod:`corral.sim.slips`)
+    misplace: float = 0.0
 
     def __post_init__(self) -> None:
         if self.latency_ms < 0:
@@ -125,6 +152,7 @@ class SimConfig:
         if self.log_size < 0:
             raise ConfigError(f"log_size must be >= 0, not {self.log_size}")
         _check_batch_fields(self)
+        _check_document_fields(self)
 
 
 def _check_batch_fields(config: SimConfig) -> None:
@@ -134,6 +162,19 @@ def _check_batch_fields(config: SimConfig) -> None:
         raise ConfigError(f"batch_expire_rate must be between 0 and 1, not {config.batch_expire_rate}")
     if not 0 <= config.batch_api_error_rate < 1:
         raise ConfigError(f"batch_api_error_rate must be in [0, 1), not {config.batch_api_error_rate}")
+
+
+def _check_document_fields(config: SimConfig) -> None:
+    window = config.context_window
+    if window is not None and (not isinstance(window, int) or isinstance(window, bool) or window < 1):
+        raise ConfigError(f"context_window must be a positive whole number or None, not {window!r}")
+    for name in ("hallucinate", "misplace"):
+        share = getattr(config, name)
+        if not 0 <= share <= 1:
+            raise ConfigError(f"{name} must be between 0 and 1, not {share}")
+    if config.hallucinate + config.misplace > 1 + 1e-9:
+        total = config.hallucinate + config.misplace
+        raise ConfigError(f"hallucinate and misplace must not exceed 1 together, not {total:g}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +210,7 @@ class SimReply:
     never answers, ``"trickle"`` sends it slowly over ``SimConfig.trickle_s``, ``"bad_body"`` sends
     an HTML page instead of JSON. A reply that sets any of ``answer_text``, ``status`` or ``fault``
     gets no random faults; one that only sets ``headers``, latency or ``finish_reason`` still may.
-    A script only sees requests the rate limits let through.
+    A script only sees requests the context window and the rate limits let through.
     """
 
     answer_text: str | None = None
@@ -237,11 +278,13 @@ class LogEntry(NamedTuple):
     text: str
     #: ``hash()`` of the whole user text (this process only): tells texts with equal prefixes apart
     text_hash: int
-    #: what went wrong on purpose, "" for nothing: "rate_limit" (a 429 from the limits), "malformed",
+    #: what went wrong on purpose, "" for nothing: "rate_limit" (a 429 from the limits),
+    #: "context_length" (a 400: the prompt and max_tokens do not fit the window), "malformed",
     #: "invalid", "bad_arguments", "server_error", "reset", "hang", "trickle", "bad_body" (random or
     #: scripted)
     fault: str = ""
     #: tokens charged against the limits (prompt + max_tokens, or + the answer's tokens); 0 for a
-    #: request that was not charged (refused with 429, or rejected as a bad request). Counted whether
-    #: or not a limit is set, so a test can check a client's own limiter with ``overdraft``.
+    #: request that was not charged (refused with 429, refused for the context window, or rejected as
+    #: a bad request). Counted whether or not a limit is set, so a test can check a client's own
+    #: limiter with ``overdraft``.
     tokens: int = 0

@@ -27,8 +27,11 @@ from corral.sim.answers import Filler, filler_for
 from corral.sim.anthropic import OVERLOADED, messages_error_body, render_message
 from corral.sim.config import LogEntry, ScriptCall, SimConfig, SimReply, SimStats
 from corral.sim.faults import malformed
+from corral.sim.fewshot import fewshot_answer, read_fewshot
 from corral.sim.limits import RateLimits
 from corral.sim.openai import SimRequest, chat_completion, error_body, estimate_tokens
+from corral.sim.slips import Slips
+from corral.sim.window import window_refusal
 
 __all__ = ["Outgoing", "Script", "SimCore"]
 
@@ -68,6 +71,8 @@ class SimCore:
         self._median = config.latency_ms / 1000
         self._mu = math.log(self._median) if self._median > 0 else 0.0
         self._tag = secrets.token_hex(3)  # ids differ between simulator runs, like real ones
+        #: hallucinated and misplaced values: drawn from the seed and the text, not from a stream
+        self._slips = Slips(config.seed, config.hallucinate, config.misplace)
         # One draw per request picks at most one fault: consecutive slices of [0, 1), one per kind.
         # bad_arguments is malformed under its own name (malformed already breaks the tool call's
         # arguments), logged apart so a test can tell which knob produced it.
@@ -156,19 +161,23 @@ class SimCore:
 
         ``batch``: a line of a provider batch. It is answered without latency, outside the online
         rate limits (batches have their own), and never with a transport fault (reset, hang, trickle,
-        bad body): a batch result is a stored body, not a connection."""
+        bad body): a batch result is a stored body, not a connection.
+
+        A request that does not fit the context window is refused first, as a bad request: at once,
+        uncharged, unseen by the script, and without a draw (the faults of the requests that are
+        answered keep their pattern)."""
+        refused = self._over_window(request)
+        if refused is not None:
+            return refused
         draw = self._faults.random()  # one draw per request: the fault pattern depends on order only
         delay = 0.0 if batch else self._draw_latency()
-        filler, answer = _answer(request)
+        filler, answer = _answer(request, self._slips)
         # OpenAI charges on arrival: the prompt and the most the answer may take (or will take).
         tokens = request.prompt_tokens + (request.max_tokens or estimate_tokens(len(answer)))
-        headers: Mapping[str, str] | None = None
-        if self._limits is not None and not batch:
-            at = time.monotonic() if now is None else now
-            refusal = self._limits.charge(tokens, at, request.model, request.wire)
-            if refusal is not None:  # decided before any fault: a refused request never also faults
-                return Outgoing(429, refusal.body, refusal.headers, 0.0, "rate_limit", 0)
-            headers = self._limits.headers(request.wire)
+        admitted = None if batch else self._admit(request, tokens, now)
+        if isinstance(admitted, Outgoing):  # decided before any fault: a refused request never also faults
+            return admitted
+        headers = admitted
 
         scripted = self._run_script(request, index, answer) if self.script is not None else None
         if isinstance(scripted, Outgoing):
@@ -197,6 +206,25 @@ class SimCore:
         if body is None:
             body = self._render(request, answer, index, reply.finish_reason)
         return Outgoing(status, body, headers, delay, fault, tokens)
+
+    def _over_window(self, request: SimRequest) -> Outgoing | None:
+        """The 400 for a request that does not fit the context window; None when it fits."""
+        window = self.config.context_window
+        refused = window_refusal(request, window) if window is not None else None
+        return None if refused is None else Outgoing(400, refused, None, 0.0, "context_length", 0)
+
+    def _admit(
+        self, request: SimRequest, tokens: int, now: float | None
+    ) -> Outgoing | Mapping[str, str] | None:
+        """Charge an online request to the rate limits: the 429 refusing it, or the headers to send
+        (None: no limits, or no headers)."""
+        if self._limits is None:
+            return None
+        at = time.monotonic() if now is None else now
+        refusal = self._limits.charge(tokens, at, request.model, request.wire)
+        if refusal is not None:
+            return Outgoing(429, refusal.body, refusal.headers, 0.0, "rate_limit", 0)
+        return self._limits.headers(request.wire)
 
     def _render(self, request: SimRequest, answer: str, index: int, finish_reason: str | None) -> bytes:
         if request.wire == "anthropic":
@@ -232,7 +260,8 @@ class SimCore:
         if fault in ("malformed", "bad_arguments"):
             return (fault, malformed(answer, pick), 200) if request.mode != "text" else ("", answer, 200)
         if fault == "invalid":  # only where there is a schema to break
-            return (fault, filler.invalid(request.user_text, pick), 200) if filler else ("", answer, 200)
+            invalid = filler.invalid(request.user_text, pick, self._slips) if filler else None
+            return (fault, invalid, 200) if invalid is not None else ("", answer, 200)
         return fault, answer, 200
 
     def _draw_latency(self) -> float:
@@ -267,11 +296,17 @@ class SimCore:
             return Outgoing(500, _error_body(request.wire, 500, message), None, 0.0)
 
 
-def _answer(request: SimRequest) -> tuple[Filler | None, str]:
-    """The schema's filler, if there is a schema, and the right answer."""
+def _answer(request: SimRequest, slips: Slips) -> tuple[Filler | None, str]:
+    """The schema's filler, if there is a schema, and the right answer: a few-shot prompt's
+    (langextract's) by its examples, any other's by its schema."""
+    filler = None
     if request.schema_key is not None and request.schema is not None:
         filler = filler_for(request.schema_key, request.schema)
-        return filler, filler.answer(request.user_text)
+    shot = read_fewshot(request.user_text, request.schema)
+    if shot is not None:
+        return filler, fewshot_answer(shot, slips)
+    if filler is not None:
+        return filler, filler.answer(request.user_text, slips)
     if request.mode == "text":
         return None, f"(simulated reply from {request.model}) {request.user_text[:200]}"
     return None, orjson.dumps({"answer": request.user_text[:200]}).decode()

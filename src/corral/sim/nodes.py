@@ -15,10 +15,11 @@ takes its lowest-ranked branch; every step down then lowers the rank, so every f
 from __future__ import annotations
 
 import datetime
-import zlib
 from collections.abc import Callable
 from typing import Any, Final
 
+from corral.sim.hashing import mix, step, text_seed
+from corral.sim.slips import NO_SLIPS, Slips
 from corral.sim.text import Entity, Facts, value_after_key
 from corral.sim.text import Number as TextNumber
 
@@ -53,29 +54,10 @@ _FALLBACK_NAMES = ("Alex", "Sam", "Robin", "Kim", "Charlie", "Jordan", "Taylor",
 _EPOCH = datetime.date(1970, 1, 1)
 
 
-def step(h: int, salt: int) -> int:
-    """The hash of a child path: cheap and order-sensitive; :func:`mix` it before using it."""
-    return (h * 1_000_003 + salt) & 0xFFFFFFFF
-
-
-def mix(h: int) -> int:
-    """A 32-bit avalanche: per-field values that differ, but never vary between runs."""
-    x = (h * 0x9E3779B1) & 0xFFFFFFFF
-    x ^= x >> 16
-    x = (x * 0x85EBCA6B) & 0xFFFFFFFF
-    x ^= x >> 13
-    x = (x * 0xC2B2AE35) & 0xFFFFFFFF
-    return x ^ (x >> 16)
-
-
-def text_seed(text: str) -> int:
-    return zlib.crc32(text.encode())
-
-
 class Ctx:
     """What one object (or one entity of a list) is being filled from."""
 
-    __slots__ = ("depth", "facts", "hops", "name_pos", "names", "numbers", "text", "top")
+    __slots__ = ("depth", "facts", "hops", "name_pos", "names", "numbers", "slips", "text", "top")
 
     def __init__(
         self,
@@ -87,6 +69,7 @@ class Ctx:
         depth: int,
         top: bool,
         hops: int = 0,
+        slips: Slips = NO_SLIPS,
     ) -> None:
         self.facts = facts
         self.text = text
@@ -98,6 +81,8 @@ class Ctx:
         self.hops = hops
         #: the whole text (not one entity's slice): lists of people here use every entity
         self.top = top
+        #: how the answer's free strings go wrong on purpose (:mod:`corral.sim.slips`)
+        self.slips = slips
 
     @property
     def deep(self) -> bool:
@@ -107,10 +92,10 @@ class Ctx:
     def entity(self, entity: Entity) -> Ctx:
         names = [entity.name] if entity.name else []
         return Ctx(self.facts, entity.text, names, list(entity.numbers), depth=self.depth, top=False,
-                   hops=self.hops)  # fmt: skip
+                   hops=self.hops, slips=self.slips)  # fmt: skip
 
     def take_number(self, fits: Callable[[int | float], bool], prefer_age: bool) -> int | float | None:
-        """The next unused number that fits; for an age, one next to "years" or at least below 130."""
+        """The next unused number that fits; for an age, one next to "years", else one below 130."""
         best = plausible = first = None
         for number in self.numbers:
             if not fits(number.value):
@@ -121,7 +106,8 @@ class Ctx:
             first = first or number
             if plausible is None and 0 < number.value < 130:
                 plausible = number
-        best = best or plausible or first
+        # A year is no age: without an age-like number, an age is not in the text.
+        best = best or plausible or (None if prefer_age else first)
         if best is None:
             return None
         self.numbers.remove(best)
@@ -247,17 +233,33 @@ class Null(Node):
 
 
 class String(Node):
-    __slots__ = ("fmt", "key", "kind", "max_len", "min_len")
+    __slots__ = ("fmt", "free", "key", "kind", "max_len", "min_len")
 
     def __init__(self, key: str, schema: JSON) -> None:
         self.key = key
         self.fmt: str | None = schema.get("format")
         self.kind = field_kind(key, self.fmt)
+        #: neither a format nor a pattern pins it: a slip (:mod:`corral.sim.slips`) may change it
+        self.free = not self.fmt and not schema.get("pattern")
         self.min_len = int(schema.get("minLength", 0))
         max_len = schema.get("maxLength")
         self.max_len = int(max_len) if max_len is not None else None
 
     def evidence(self, ctx: Ctx, h: int) -> Any:
+        found = self._read(ctx, h)
+        return found if found is MISSING else self.slip(ctx, found, h)
+
+    def fill(self, ctx: Ctx, h: int) -> Any:
+        found = self._read(ctx, h)
+        return self.slip(ctx, self._fit(self._invent(ctx, h), h) if found is MISSING else found, h)
+
+    def slip(self, ctx: Ctx, value: str, h: int) -> str:
+        """``value`` as the configured slips change it (most often: as it is)."""
+        if not ctx.slips.active or not self.free:
+            return value
+        return self._fit(ctx.slips.apply(value, h, ctx.facts, self.kind), h)
+
+    def _read(self, ctx: Ctx, h: int) -> Any:
         kind, facts = self.kind, ctx.facts
         found: str | None = None
         if kind == "name" and ctx.name_pos < len(ctx.names):
@@ -279,10 +281,6 @@ class String(Node):
         else:
             found = value_after_key(ctx.text, self.key)
         return MISSING if found is None else self._fit(found, h)
-
-    def fill(self, ctx: Ctx, h: int) -> Any:
-        found = self.evidence(ctx, h)
-        return self._fit(self._invent(ctx, h), h) if found is MISSING else found
 
     def _invent(self, ctx: Ctx, h: int) -> str:
         fmt, kind = self.fmt, self.kind
@@ -459,7 +457,8 @@ class Array(Node):
             ]
             return values
         if self.key.lower() in _NAME_LISTS and isinstance(self.item, String) and ctx.names:
-            values += ctx.names[: self._clamp(len(ctx.names))]
+            names = ctx.names[: self._clamp(len(ctx.names))]
+            values += [self.item.slip(ctx, name, step(h, i + 1)) for i, name in enumerate(names)]
         count = self._clamp(max(len(values), 1 + mix(h) % 3))
         # Distinct values read better; only uniqueItems makes them a must.
         i = len(values)

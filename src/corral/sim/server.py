@@ -38,6 +38,7 @@ from corral.sim.config import LogEntry, RateLimitBucket, SimConfig, SimStats
 from corral.sim.core import Outgoing, Script, SimCore
 from corral.sim.limits import Overdraft, overdraft
 from corral.sim.openai import RequestError, SimRequest, error_body, parse_request
+from corral.sim.window import model_entry
 
 __all__ = ["Simulator", "SimulatorThread", "run", "serve"]
 
@@ -152,7 +153,7 @@ class Simulator(_Observed):
             ("GET", "/sim/stats"): self._stats,
             ("POST", "/sim/reset"): self._reset,
         }
-        self._models_body = orjson.dumps({"object": "list", "data": [_model_object(self.config.model)]})
+        self._models_body = orjson.dumps({"object": "list", "data": [self._model_object(self.config.model)]})
 
     async def start(self) -> None:
         if self._runner is not None:
@@ -207,7 +208,7 @@ class Simulator(_Observed):
             return await route(request)
         path = request.path
         if request.method == "GET" and path.startswith("/v1/models/"):
-            return _json(200, orjson.dumps(_model_object(path.removeprefix("/v1/models/"))))
+            return _json(200, orjson.dumps(self._model_object(path.removeprefix("/v1/models/"))))
         # Batch paths carry ids: each batch module routes its own.
         if path.startswith(("/v1/files", "/v1/batches")):
             return self._batch_read_failure("openai", request) or await self._openai_batches.handle(request)
@@ -306,6 +307,10 @@ class Simulator(_Observed):
             return 499, response
         return out.status, response
 
+    def _model_object(self, model: str) -> dict[str, object]:
+        # Every model the simulator answers has the one window it is configured with.
+        return model_entry(model, self.config.context_window)
+
     async def _models(self, request: web.BaseRequest) -> web.StreamResponse:
         return _json(200, self._models_body)
 
@@ -360,10 +365,6 @@ def refused_mode_body(mode: str) -> bytes:
     return orjson.dumps(
         {"error": {"message": message, "type": "internal_server_error", "param": None, "code": None}}
     )
-
-
-def _model_object(model: str) -> dict[str, Any]:
-    return {"id": model, "object": "model", "created": 1_700_000_000, "owned_by": "corral-sim"}
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:

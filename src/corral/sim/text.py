@@ -6,6 +6,14 @@ text; anything they cannot find is filled from a hash of the text instead.
 
 :class:`Facts` reads each kind of fact on first use only: a ``Person`` answer needs names and numbers,
 and the simulator's throughput depends on not scanning for e-mails it will never use.
+
+Long texts (a document's chunk) name many people, each more than once. A person is counted once:
+a later (or earlier) mention by part of their name ("Maria" beside "Maria Lopez") is the same
+person, and each owns the text from their first mention to the next person's. A capitalised run
+ending in an organisation's word ("Northwind Traders", "Harbor Bank") or after "in/at/from" is a
+place, not a person; a lone capitalised word that opens a sentence is not a name when the text
+writes it in lower case elsewhere ("Colleagues describe her"). A bare small number in a person's
+stretch reads as their age when nothing next to "years" or "aged" does.
 """
 
 from __future__ import annotations
@@ -14,7 +22,7 @@ import functools
 import re
 from typing import NamedTuple
 
-__all__ = ["Entity", "Facts", "Number", "value_after_key"]
+__all__ = ["Entity", "Facts", "Number", "age_in", "value_after_key"]
 
 
 class Number(NamedTuple):
@@ -43,12 +51,33 @@ _NOT_NAMES = frozenset(
     meanwhile moreover furthermore finally first second third next last please thanks thank
     what who whom whose which why how where each every all some any many most few several both
     one two three four five six seven eight nine ten name names age years year old
-    monday tuesday wednesday thursday friday saturday sunday january february march april may june
+    monday tuesday wednesday thursday friday saturday sunday mondays tuesdays wednesdays thursdays
+    fridays saturdays sundays january february march april may june
     july august september october november december mr mrs ms miss dr prof sir madam
     extract text person people user assistant system json schema return answer note
     called named meet
     is am are was were be been has have had do does did will would can could should must
+    during despite instead besides recently currently originally eventually together unlike
+    earlier soon still yet once again perhaps maybe sometimes often usually never always
+    everyone everybody someone somebody nobody nothing everything none neither either such other
+    others another outside inside most much more less like indeed overall otherwise nevertheless
+    nonetheless therefore thus hence afterwards afterward previously initially ultimately born
+    based according following including both let unfortunately fortunately luckily sadly
+    colleagues friends students critics officials residents researchers neighbours neighbors
+    parents children workers experts visitors members staff
+    ask tell look see take give make keep try consider imagine remember think find read watch
+    listen check visit enjoy
     """.split()  # noqa: SIM905 - a word list reads (and diffs) better as running text
+)
+#: the last word of an organisation's or a place's name, never of a person's
+_ORG_WORDS = frozenset(
+    """
+    inc ltd llc corp corporation company co group bank university college school hospital clinic
+    institute foundation agency ministry department council association society club museum
+    library gallery hotel restaurant cafe airport station street road avenue square park river
+    lake mountain city county state republic kingdom traders motors labs systems technologies
+    industries partners holdings airlines press times news church cathedral gmbh ag plc
+    """.split()  # noqa: SIM905 - as above
 )
 # Found with str.find, then one anchored match each: a regex alternation scanned over the whole text
 # costs more than everything else the simulator does with a text. The same goes for the lookarounds
@@ -66,6 +95,7 @@ _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _URL = re.compile(r"https?://[^\s\"'<>)]+")
 _DATE = re.compile(r"\b\d{4}-\d{2}-\d{2}\b")
 _WORD = re.compile(r"[A-Za-z][a-z]{3,}")
+_LOWER_WORD = re.compile(r"(?<![\w'’-])[a-z][a-z'’-]*")
 
 
 class Facts:
@@ -203,26 +233,72 @@ def _names(text: str) -> tuple[tuple[str, ...], dict[str, int], tuple[str, ...]]
         cued = dict(sorted(cued.items(), key=lambda item: item[1]))
     others: dict[str, int] = {}
     places: dict[str, None] = {}
+    lowered: frozenset[str] | None = None
     for match in _CAPITALISED.finditer(text):
-        name = match.group()
-        start = match.start()
-        if name in cued:
+        if match.group() in cued:
             continue
-        words = name.split()
-        if start and text[start - 1].isalnum():  # "iPhone Tim": the run began inside a word
-            start += len(words[0]) + 1
-            words.pop(0)
-        while words and words[0].lower() in _NOT_NAMES:  # "Hello John" -> "John"
-            start += len(words[0]) + 1
-            words.pop(0)
+        start, words = _trimmed(text, match)
         if not words:
             continue
         name = " ".join(words)
-        if text[max(0, start - 6) : start].rpartition(" ")[0].rpartition(" ")[2].lower() in _PLACE_BEFORE:
+        before = text[max(0, start - 6) : start].rpartition(" ")[0].rpartition(" ")[2].lower()
+        if before in _PLACE_BEFORE or any(word.lower() in _ORG_WORDS for word in words):
             places.setdefault(name, None)
-        elif name not in cued and not any(name in c.split() for c in cued):
-            others.setdefault(name, start)
-    return (*cued, *others), {**cued, **others}, tuple(places)
+        elif name not in cued and name not in others:
+            if len(words) == 1 and _opens_sentence(text, start):
+                # "Colleagues describe her...": a capital that only the sentence gives, when the
+                # text writes the word in lower case elsewhere.
+                lowered = lowered or frozenset(_LOWER_WORD.findall(text))
+                if name.lower() in lowered:
+                    continue
+            others[name] = start
+    found = {**cued, **{name: at for name, at in others.items() if name not in cued}}
+    # A part of a longer name is that person again ("Maria" after "Maria Lopez"), not another one.
+    kept = {name: at for name, at in found.items() if not _part_of_another(name, found)}
+    return tuple(kept), kept, tuple(places)
+
+
+def _trimmed(text: str, match: re.Match[str]) -> tuple[int, list[str]]:
+    """A run of capitalised words without what is not part of a name: (where it starts, its words)."""
+    start = match.start()
+    words = match.group().split()
+    if start and text[start - 1].isalnum():  # "iPhone Tim": the run began inside a word
+        start += len(words[0]) + 1
+        words.pop(0)
+    while words and words[0].lower() in _NOT_NAMES:  # "Hello John" -> "John"
+        start += len(words[0]) + 1
+        words.pop(0)
+    return start, words
+
+
+def _opens_sentence(text: str, start: int) -> bool:
+    i = start - 1
+    while i >= 0 and text[i] in " \t\"'“‘([":
+        i -= 1
+    return i < 0 or text[i] in ".!?\n:;"
+
+
+def _part_of_another(name: str, found: dict[str, int]) -> bool:
+    words = name.split()
+    if len(found) < 2:
+        return False
+    return any(
+        other != name and len(other) > len(name) and all(word in other.split() for word in words)
+        for other in found
+        if words[0] in other
+    )
+
+
+def age_in(numbers: tuple[Number, ...]) -> Number | None:
+    """The number that gives an age: one next to "years" or "aged", else the first whole one under
+    130; None when there is neither (a year is no age)."""
+    plausible = None
+    for number in numbers:
+        if number.age_cue:
+            return number
+        if plausible is None and 0 < number.value < 130 and number.value == int(number.value):
+            plausible = number
+    return plausible
 
 
 def _entities(

