@@ -204,6 +204,7 @@ def test_ray_without_the_extra_says_how_to_install_it(monkeypatch: pytest.Monkey
             ["examples/people.txt", "-o", "out.jsonl", "--max-cost", "1"],
             "--max-cost does not work with --ray",
         ),
+        (["examples", "-o", "out.jsonl"], "--ray does not read documents yet"),
     ],
 )
 def test_ray_refuses_what_it_cannot_do_before_starting(

@@ -23,6 +23,7 @@ import pytest
 from corral.sim import ScriptCall, SimConfig, SimReply, SimulatorThread
 from tests._support import CORRAL_PROCESS, ROOT
 from tests._support.cli import Corral
+from tests._support.pdf import make_pdf
 
 FIRST = ["Alice", "Bruno", "Chiara", "Dmitri", "Elena", "Farid", "Greta", "Hugo", "Ines", "Jonas"]
 LAST = ["Moreau", "Rossi", "Novak", "Ivanov", "Schmidt", "Haddad", "Berg", "Lund", "Costa", "Weber"]
@@ -321,3 +322,19 @@ def test_the_embedded_model_gets_chunks_that_fit_its_n_ctx_and_refuses_a_whole_t
         for path, span in record["grounding"].items():
             if span is not None and span["how"] == "exact":
                 assert text[span["start"] : span["end"]] == value_at(record["output"], path)
+
+
+def test_a_pdf_value_is_put_on_its_page(corral: Corral, schema: str, tmp_path: Path) -> None:
+    pytest.importorskip("pypdf")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    pages = [[f"My name is {name} and I am {30 + n} years old.", "The archive keeps letters."] for n, name in
+             enumerate(names(3))]  # fmt: skip
+    (docs / "staff.pdf").write_bytes(make_pdf(pages))
+    out = tmp_path / "out.jsonl"
+    with SimulatorThread(SimConfig(latency_ms=1)) as sim:
+        ran = corral(*run(docs, schema, sim.url, out))
+    assert ran.returncode == 0, ran.stderr
+    (record,) = rows(out)
+    assert [person["name"] for person in record["output"]["people"]] == names(3)
+    assert [record["grounding"][f"people[{n}].name"]["page"] for n in range(3)] == [1, 2, 3]

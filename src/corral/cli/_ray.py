@@ -12,7 +12,7 @@ from corral.cli._signals import stop_on_signals
 from corral.cli.report import report_latest
 from corral.engine._stats import RunStats
 from corral.errors import ConfigError
-from corral.io.items import count_items
+from corral.io.items import count_items, is_documents
 from corral.io.sinks import check_output, sink_format
 from corral.jobs import JobSpec
 from corral.jobs._ray import import_ray, run_job_on_ray, spooled_stdin
@@ -88,4 +88,10 @@ def _refuse_what_ray_cannot_do(spec: JobSpec) -> None:
         raise ConfigError(
             "--max-cost does not work with --ray yet: the workers would each need the job's one budget, "
             "held before every request; run without --ray to cap the cost"
+        )
+    if spec.input_format == "documents" or (spec.input not in (None, "-") and is_documents(spec.input)):
+        raise ConfigError(
+            "--ray does not read documents yet: their chunks would go to the workers, but the driver "
+            "does not assemble them into documents; run without --ray (on one machine a document's "
+            "chunks are sent concurrently, within the rate limits)"
         )
