@@ -8,7 +8,7 @@
 """
 
 from corral.documents._chunking import DEFAULT_OVERLAP, Chunk, chunk, estimate_tokens, sentence_spans
-from corral.documents._grounding import Aligner, Span, ground_record
+from corral.documents._grounding import Aligner, Span, ground_record, string_leaves
 from corral.documents._merging import Conflict, Merged, merge
 from corral.documents._run import DocumentCounts, run_documents
 
@@ -26,4 +26,5 @@ __all__ = [
     "merge",
     "run_documents",
     "sentence_spans",
+    "string_leaves",
 ]

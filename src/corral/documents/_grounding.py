@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from rapidfuzz import fuzz
 
-__all__ = ["Aligner", "Span", "ground_record"]
+__all__ = ["Aligner", "Span", "ground_record", "string_leaves"]
 
 #: fuzzy matches below this score (0-1) do not ground a value
 MIN_SCORE = 0.85
@@ -99,19 +99,21 @@ def ground_record(
     """Every string leaf of an extraction's output (nested objects and lists included), by its path
     (``people[0].name``), with its span in the document or None (ungrounded)."""
     return {
-        path: aligner.find(value, within=within, min_score=min_score) for path, value in _leaves(output, "")
+        path: aligner.find(value, within=within, min_score=min_score) for path, value in string_leaves(output)
     }
 
 
-def _leaves(node: Any, path: str) -> Iterator[tuple[str, str]]:
+def string_leaves(node: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    """Every string of an output (nested objects and lists included), by its path: ``people[0].name``
+    (the names of the ``grounding`` map)."""
     if isinstance(node, str):
         yield path, node
     elif isinstance(node, Mapping):
         for key, child in node.items():
-            yield from _leaves(child, f"{path}.{key}" if path else str(key))
+            yield from string_leaves(child, f"{path}.{key}" if path else str(key))
     elif isinstance(node, Sequence) and not isinstance(node, bytes | bytearray):
         for index, child in enumerate(node):
-            yield from _leaves(child, f"{path}[{index}]")
+            yield from string_leaves(child, f"{path}[{index}]")
 
 
 def _fold(text: str) -> tuple[str, array[int]]:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Conflict", "Merged", "merge"]
+__all__ = ["Conflict", "Merged", "folded", "merge"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +127,7 @@ def _identity(entry: Any, by_key: Sequence[str] | None) -> Any:
 def _normalised(value: Any) -> Any:
     """A hashable form of ``value`` under which equal-looking answers are equal."""
     if isinstance(value, str):
-        return " ".join(unicodedata.normalize("NFKC", value).casefold().split())
+        return folded(value)
     if isinstance(value, Mapping):
         return tuple(sorted((str(name), _normalised(child)) for name, child in value.items()))
     if _is_list(value):
@@ -135,6 +135,11 @@ def _normalised(value: Any) -> Any:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
+
+
+def folded(text: str) -> str:
+    """``text`` as values are compared: Unicode NFKC, case folded, every run of whitespace one space."""
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
 
 
 def _is_list(value: Any) -> bool:

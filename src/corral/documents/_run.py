@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
-import unicodedata
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -33,8 +32,8 @@ from typing import Any
 import orjson
 
 from corral.documents._chunking import Chunk, chunk
-from corral.documents._grounding import Aligner, Span, ground_record
-from corral.documents._merging import Conflict, merge
+from corral.documents._grounding import Aligner, Span, ground_record, string_leaves
+from corral.documents._merging import Conflict, folded, merge
 from corral.engine._stats import RunStats
 from corral.errors import ConfigError, OutputInvalid
 from corral.io.documents import Documents
@@ -315,16 +314,16 @@ class _Assembled:
             for piece, output in answers:
                 within = (piece.start, piece.end)
                 for value, span in _values(output, aligner, within, self.min_score):
-                    spans.setdefault(_folded(value), span)
+                    spans.setdefault(folded(value), span)
 
         def grounded(_path: str, value: Any) -> bool:
-            return not isinstance(value, str) or _folded(value) in spans
+            return not isinstance(value, str) or folded(value) in spans
 
         merged = merge([output for _, output in answers], keys=keys, grounded=grounded if ground else None)
         self.output = merged.value
         self.conflicts = merged.conflicts
         if ground:
-            self.grounding = {path: spans.get(_folded(value)) for path, value in _leaves(self.output, "")}
+            self.grounding = {path: spans.get(folded(value)) for path, value in string_leaves(self.output)}
 
     def drop_ungrounded(self) -> None:
         """Every value found nowhere in the text taken out: the innermost list entry holding it goes
@@ -334,7 +333,7 @@ class _Assembled:
         # Last first, so that taking an entry out of a list moves none of the others still to go.
         for target in sorted(targets, key=_path_order, reverse=True):
             self.output = _without(self.output, target)
-        self.grounding = {path: self.spans.get(_folded(value)) for path, value in _leaves(self.output, "")}
+        self.grounding = {path: self.spans.get(folded(value)) for path, value in string_leaves(self.output)}
 
     def record(self, records: list[Mapping[str, Any]], error: dict[str, str] | None) -> dict[str, Any]:
         usage = {"prompt_tokens": 0, "completion_tokens": 0}
@@ -378,25 +377,10 @@ def _chunks_failed(
 def _values(
     output: Any, aligner: Aligner, within: tuple[int, int], min_score: float
 ) -> Iterator[tuple[str, Span]]:
-    for _path, value in _leaves(output, ""):
+    for _path, value in string_leaves(output):
         span = aligner.find(value, within=within, min_score=min_score)
         if span is not None:
             yield value, span
-
-
-def _leaves(node: Any, path: str) -> Iterator[tuple[str, str]]:
-    if isinstance(node, str):
-        yield path, node
-    elif isinstance(node, Mapping):
-        for key, child in node.items():
-            yield from _leaves(child, f"{path}.{key}" if path else str(key))
-    elif isinstance(node, list):
-        for index, child in enumerate(node):
-            yield from _leaves(child, f"{path}[{index}]")
-
-
-def _folded(value: str) -> str:
-    return " ".join(unicodedata.normalize("NFKC", value).casefold().split())
 
 
 def _span(span: Span | None, page_starts: list[int] | None) -> dict[str, Any] | None:

@@ -18,13 +18,14 @@ import itertools
 import math
 import re
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
+from corral.documents import string_leaves
 from corral.errors import StoreError
 from corral.report._model import (
     DocumentConflict,
@@ -704,7 +705,7 @@ def _document_view(doc: StoredDocument) -> DocumentView:
     spans = grounding if isinstance(grounding, Mapping) else {}
     length = doc.cut_from if doc.cut_from is not None else len(doc.text)
     fields = [_document_field(path, value, spans.get(path), length, len(doc.text))
-              for path, value in _string_leaves(record.get("output"), "")]  # fmt: skip
+              for path, value in string_leaves(record.get("output"), "")]  # fmt: skip
     error = record.get("error")
     error = error if isinstance(error, Mapping) else None
     usage = record.get("usage")
@@ -726,19 +727,6 @@ def _document_view(doc: StoredDocument) -> DocumentView:
         tokens=(_count(usage.get("prompt_tokens")) or 0) + (_count(usage.get("completion_tokens")) or 0),
         latency_s=_number(record.get("latency")) or 0.0,
     )
-
-
-def _string_leaves(node: Any, path: str) -> Iterator[tuple[str, str]]:
-    """Every string in a record, by its path (``people[0].name``): the rule grounding names them by
-    (:func:`corral.documents.ground_record`)."""
-    if isinstance(node, str):
-        yield path, node
-    elif isinstance(node, Mapping):
-        for key, child in node.items():
-            yield from _string_leaves(child, f"{path}.{key}" if path else str(key))
-    elif isinstance(node, list):
-        for index, child in enumerate(node):
-            yield from _string_leaves(child, f"{path}[{index}]")
 
 
 def _document_field(path: str, value: str, found: Any, length: int, shown: int) -> DocumentField:
