@@ -23,6 +23,8 @@ class Item:
     fields: Mapping[str, Any] | None = None
     #: set when the row itself is unreadable ("file:line: why"); it ends as an error, never sent
     problem: str | None = None
+    #: an instruction for this item alone, after the run's own (a later reading of a chunk)
+    note: str | None = None
 
 
 @dataclass(slots=True)

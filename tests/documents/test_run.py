@@ -338,3 +338,29 @@ def test_a_pdf_value_is_put_on_its_page(corral: Corral, schema: str, tmp_path: P
     (record,) = rows(out)
     assert [person["name"] for person in record["output"]["people"]] == names(3)
     assert [record["grounding"][f"people[{n}].name"]["page"] for n in range(3)] == [1, 2, 3]
+
+
+def test_passes_read_every_chunk_again_and_merge_by_the_key_fields(
+    corral: Corral, folder: Path, schema: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "out.jsonl"
+    asked: list[str] = []
+    with SimulatorThread(
+        SimConfig(latency_ms=1), script=lambda call: asked.append(json.dumps(call.body))
+    ) as sim:
+        ran = corral(*run(folder, schema, sim.url, out, "--passes", "2", "--merge-key", "people=name"))
+    assert ran.returncode == 0, ran.stderr
+    long = next(record for record in rows(out) if record["id"] == "long.md")
+    assert len(asked) == 2 * (long["chunks"] + 1)  # every chunk of both documents, twice
+    assert sum("This is reading 2 of this text" in body for body in asked) == long["chunks"] + 1
+    assert [person["name"] for person in long["output"]["people"]] == names(40)  # each once
+    assert long["conflicts"] == []
+
+
+def test_a_bad_merge_key_is_refused_before_anything_is_sent(
+    corral: Corral, folder: Path, schema: str, tmp_path: Path
+) -> None:
+    ran = corral(
+        *run(folder, schema, "http://127.0.0.1:9/v1", tmp_path / "out.jsonl", "--merge-key", "people")
+    )
+    assert ran.returncode == 2 and "--merge-key 'people': write it LIST=FIELD" in ran.stderr

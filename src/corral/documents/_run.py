@@ -49,6 +49,11 @@ _ROOM_SHARE = 0.9
 _MIN_ROOM = 100
 #: ungrounded values named in one re-ask, at most
 _MAX_DOUBTS = 10
+#: what a later pass over a chunk adds to the instruction
+_READING = (
+    "This is reading {number} of this text: list everything it names that the schema asks for, "
+    "including what is easy to miss."
+)
 
 
 @dataclass(slots=True)
@@ -141,19 +146,19 @@ class _DocumentPass:
         if not document and options.passes == 1 and count(item.text) <= self.room:
             yield item
             return
-        chunks = chunk(item.text, budget=self.room, overlap=options.overlap, count=count)
+        # An empty text is one empty chunk: it still ends as a record (the model says what it says).
+        chunks = chunk(item.text, budget=self.room, overlap=options.overlap, count=count) or [
+            Chunk(0, 0, 0, 0)
+        ]
         ids: dict[str, tuple[int, int]] = {}
         pieces = []
         for number in range(1, options.passes + 1):
             for piece in chunks:
                 piece_id = f"{item.id}#{piece.index + 1}" + (f"/{number}" if number > 1 else "")
                 ids[piece_id] = (piece.index, number)
-                text = item.text[piece.start : piece.end]
-                fields = {"document": item.id, "length": len(text)}
-                if number > 1:
-                    # Each pass is its own request (and cache entry): a new reading, not a repeat.
-                    text = f"{text}\n\n(Reading {number} of this text: list everything it names.)"
-                pieces.append(Item(id=piece_id, text=text, fields=fields))
+                # Each later pass is its own request (and cache entry): a new reading, not a repeat.
+                note = _READING.format(number=number) if number > 1 else None
+                pieces.append(Item(id=piece_id, text=item.text[piece.start : piece.end], note=note))
         self._wait(item, chunks, ids)
         yield from pieces
 
@@ -181,10 +186,7 @@ class _DocumentPass:
     # --- re-asking ungrounded values ---------------------------------------------------------------
 
     def _doubts(self, item: Item, output: Any) -> list[str]:
-        length = (item.fields or {}).get("length")
-        # A later pass's note after the chunk is not the document's text.
-        text = item.text[:length] if isinstance(length, int) else item.text
-        found = ground_record(output, Aligner(text), min_score=self.options.min_score)
+        found = ground_record(output, Aligner(item.text), min_score=self.options.min_score)
         missing = [path for path, span in found.items() if span is None]
         return [f"{path}: {_value_at(output, path)!r} is not in the text" for path in missing[:_MAX_DOUBTS]]
 

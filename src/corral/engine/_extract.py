@@ -136,7 +136,7 @@ async def extract_item(
     if item.problem is not None:
         return Outcome(id=item.id, input=item.text, error=ErrorInfo("input", item.problem))
     mode = settings.ladder.current
-    messages: list[Message] = [settings.system_for(mode), {"role": "user", "content": item.text}]
+    messages = _opening(settings, mode, item)
     usage = Usage()
     tally = Tally(stats)
     max_tokens = settings.max_tokens
@@ -168,7 +168,7 @@ async def extract_item(
             except ModeRefused:
                 scheduler.stop(exc)  # no mode left (or the caller's own): nothing more is sent
                 raise
-            messages = [settings.system_for(mode), {"role": "user", "content": item.text}]
+            messages = _opening(settings, mode, item)
             attempt, max_tokens = 0, settings.max_tokens
             continue
         except ProviderError as exc:
@@ -201,6 +201,15 @@ async def extract_item(
         messages = [*messages, completion.reply, _feedback_message(completion, feedback)]
     message = f"no valid output after {settings.max_retries + 1} attempts; last problem: {problem}"
     return _failed(item, OutputInvalid.kind, message, tally=tally, usage=usage, started=started)
+
+
+def _opening(settings: ExtractSettings, mode: Mode, item: Item) -> list[Message]:
+    """The first messages of an item's conversation: the run's instruction (and the item's own note)
+    as the system message, the text as the user's."""
+    system = settings.system_for(mode)
+    if item.note:
+        system = {"role": "system", "content": f"{system['content']}\n\n{item.note}"}
+    return [system, {"role": "user", "content": item.text}]
 
 
 @dataclass(frozen=True, slots=True)
