@@ -1,6 +1,8 @@
 """Output writers ("sinks"): where the records of a run go, one per item, as they finish.
 
-Every record is ``Outcome.to_record()``: ``id, input, output, error, attempts, usage, latency``.
+Every record is ``Outcome.to_record()``: ``id, input, output, error, attempts, usage, latency``, with
+``grounding`` (each value's span in the text) unless it is off, and a document's ``chunks`` and
+``conflicts`` (without ``input``); every format keeps every field.
 
 * **jsonl** — one ``orjson`` line per record, exactly as corral has always written them.
 * **csv** — a header row, then one row per record. The output is flattened *from the schema*, so the
@@ -46,7 +48,11 @@ _JSONL_START = b'{"id":'  # orjson keeps key order, so every line corral writes 
 _HEAD_LIMIT = 1 << 24  # first line read by check_output; a longer one is not a plausible record
 _ROW_GROUP = 10_000
 _USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
-_TAIL_COLUMNS = ["error.kind", "error.message", "attempts", *(f"usage.{k}" for k in _USAGE_KEYS), "latency"]
+_TAIL_COLUMNS = [
+    "error.kind", "error.message", "attempts", *(f"usage.{k}" for k in _USAGE_KEYS), "latency",
+    "grounding", "conflicts", "chunks",
+]  # fmt: skip
+
 _SCALARS = frozenset({"string", "integer", "number", "boolean"})
 Convert = Callable[[Any], Any] | None  # None: the value is stored as it is
 
@@ -283,10 +289,19 @@ class _CsvSink(_FileSink):
             row.append(orjson.dumps(value).decode() if as_json and value is not None else value)
         row += [error.get("kind"), error.get("message"), record.get("attempts")]
         row += [usage.get(k) for k in _USAGE_KEYS] + [record.get("latency")]
+        row += [
+            _json_cell(record.get("grounding")),
+            _json_cell(record.get("conflicts")),
+            record.get("chunks"),
+        ]
         try:
             self._writer.writerow([self._cell(v) for v in row])
         except OSError as exc:
             raise _write_failed(self.path, exc) from exc
+
+
+def _json_cell(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
 
 
 def _cell(value: Any) -> str:
@@ -399,6 +414,12 @@ class _ParquetSink(_Closing):
         import pyarrow as pa
         import pyarrow.parquet as pq
 
+        span = pa.struct([("start", pa.int64()), ("end", pa.int64()), ("how", pa.string()),
+                          ("score", pa.float64()), ("page", pa.int64())])  # fmt: skip
+        conflict = pa.struct(
+            [("path", pa.string()), ("kept", pa.string()), ("others", pa.list_(pa.string()))]
+        )
+
         self.path, root = path, spec.schema
         # many: the wire schema wraps the list as {"items": [...]}; the record holds the bare list
         output, self._convert = _arrow(root["properties"]["items"] if spec.many else root, root, frozenset())
@@ -407,6 +428,8 @@ class _ParquetSink(_Closing):
             ("error", pa.struct([("kind", pa.string()), ("message", pa.string())])),
             ("attempts", pa.int64()), ("usage", pa.struct([(k, pa.int64()) for k in _USAGE_KEYS])),
             ("latency", pa.float64()),
+            ("grounding", pa.map_(pa.string(), span)), ("conflicts", pa.list_(conflict)),
+            ("chunks", pa.int64()),
         ]  # fmt: skip
         schema_json = spec.schema_json.encode()  # lets a reader rebuild the types the output came from
         self._schema = pa.schema(fields, metadata={b"corral": b"1", b"corral.schema": schema_json})
@@ -418,6 +441,14 @@ class _ParquetSink(_Closing):
         row = dict(record)
         if self._convert is not None and row.get("output") is not None:
             row["output"] = self._convert(row["output"])
+        if row.get("grounding") is not None:
+            row["grounding"] = list(row["grounding"].items())  # a map is written as its pairs
+        if row.get("conflicts"):
+            # Kept values are any JSON (a number, an object): one type for Arrow, JSON text.
+            row["conflicts"] = [
+                {"path": c["path"], "kept": _dumps(c["kept"]), "others": [_dumps(o) for o in c["others"]]}
+                for c in row["conflicts"]
+            ]
         self._rows.append(row)
         if len(self._rows) >= _ROW_GROUP:
             self._write_group()
@@ -445,6 +476,10 @@ class _ParquetSink(_Closing):
         finally:
             with _writing(self.path):
                 self._writer.close()  # the footer: without it the file is unreadable
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
 
 
 def _to_json(value: Any) -> Any:
