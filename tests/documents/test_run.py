@@ -364,3 +364,12 @@ def test_a_bad_merge_key_is_refused_before_anything_is_sent(
         *run(folder, schema, "http://127.0.0.1:9/v1", tmp_path / "out.jsonl", "--merge-key", "people")
     )
     assert ran.returncode == 2 and "--merge-key 'people': write it LIST=FIELD" in ran.stderr
+
+
+def test_no_ground_writes_no_grounding(corral: Corral, folder: Path, schema: str, tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    with SimulatorThread(SimConfig(latency_ms=1)) as sim:
+        ran = corral(*run(folder, schema, sim.url, out, "--no-ground"))
+    assert ran.returncode == 0, ran.stderr
+    assert all("grounding" not in record for record in rows(out))
+    assert all(record["chunks"] >= 1 for record in rows(out))

@@ -239,11 +239,11 @@ class _DocumentPass:
             if self.options.ungrounded == "drop":
                 assembled.drop_ungrounded()
             error = self._invalid(assembled.output)
-        record = assembled.record(records, error)
+        record = assembled.record(records, error, ground=self.options.ground)
         self.counts.documents += 1
         if record["error"] is None:
             self.counts.ok += 1
-            self.counts.ungrounded += sum(span is None for span in record["grounding"].values())
+            self.counts.ungrounded += sum(span is None for span in record.get("grounding", {}).values())
         else:
             self.counts.errors += 1
         self.out.write(record)
@@ -337,12 +337,14 @@ class _Assembled:
             self.output = _without(self.output, target)
         self.grounding = {path: self.spans.get(folded(value)) for path, value in string_leaves(self.output)}
 
-    def record(self, records: list[Mapping[str, Any]], error: dict[str, str] | None) -> dict[str, Any]:
+    def record(
+        self, records: list[Mapping[str, Any]], error: dict[str, str] | None, *, ground: bool
+    ) -> dict[str, Any]:
         usage = {"prompt_tokens": 0, "completion_tokens": 0}
         for record in records:
             for name in usage:
                 usage[name] += int((record.get("usage") or {}).get(name) or 0)
-        return {
+        built = {
             "id": self.item.id,
             "output": None if error is not None else self.output,
             "grounding": {} if error is not None else {
@@ -357,6 +359,9 @@ class _Assembled:
             "usage": usage,
             "latency": round(sum(float(record.get("latency") or 0) for record in records), 4),
         }  # fmt: skip
+        if not ground:
+            del built["grounding"]
+        return built
 
 
 def _chunks_failed(
