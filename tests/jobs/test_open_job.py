@@ -15,7 +15,7 @@ import pytest
 
 from corral.documents import run_documents
 from corral.errors import ConfigError, OutputError, StoreError
-from corral.jobs import BatchOptions, ExtractOptions, JobSpec, open_job
+from corral.jobs import BatchOptions, DocumentOptions, ExtractOptions, JobSpec, open_job
 from corral.sim import SimConfig, SimulatorThread
 from corral.types import Item
 from tests._support import EXAMPLES, PERSON, ROOT, run_command
@@ -137,6 +137,9 @@ def test_a_kept_spec_is_by_field_name_with_paths_absolute_and_no_credentials(
         fresh=True,
         retry_errors=True,
         batch=BatchOptions(retries=3, token_limit=90_000),
+        documents=DocumentOptions(
+            chunk_tokens=800, passes=2, ungrounded="drop", keys=(("people", ("name", "dob")),)
+        ),
     )
     kept = spec.to_json()
     assert b"secret" not in kept
@@ -146,6 +149,7 @@ def test_a_kept_spec_is_by_field_name_with_paths_absolute_and_no_credentials(
     assert again.extract.base_url == "https://example.test/v1"
     assert again.extract.rpm == 60
     assert again.batch == BatchOptions(retries=3, token_limit=90_000)
+    assert again.documents == spec.documents  # a collect chunks, merges and grounds as the submit did
     assert again.input == str(ROOT / "in.jsonl")
     assert again.schema == str(ROOT / "examples" / "person.py") + ":Person"
     # How that invocation ran is not part of the job: a later collect is an invocation of its own.
