@@ -194,13 +194,15 @@ class Extractor(Generic[T]):
         return self._context_window or self.backend.context_window
 
     def token_count(self, text: str) -> int:
-        """Tokens ``text`` adds to a request, as the engine counts them against the context window
-        (the provider's tokenizer where corral has it, else a conservative estimate)."""
-        return math.ceil(self.scheduler.text_tokens(text))
+        """Tokens ``text`` adds to a request by a measure that never moves: the provider's tokenizer
+        where corral has it, else a conservative count of characters; not the ratio the engine
+        learns from usage, so the same text always counts the same (and is cut at the same places)."""
+        return math.ceil(self.scheduler.text_tokens(text, fixed=True))
 
     def text_room(self) -> int | None:
         """Tokens of text a request may carry within the context window, once the instructions, the
-        schema and the reply's room (``max_tokens``) are counted; None when the window is not known."""
+        schema and the reply's room (``max_tokens``) are counted (by :meth:`token_count`'s measure);
+        None when the window is not known."""
         window = self.context_window
         if window is None:
             return None
@@ -212,7 +214,7 @@ class Extractor(Generic[T]):
             mode=mode,
             max_tokens=settings.max_tokens,
         )
-        return math.floor(window - self.scheduler.prompt_estimate(bare) - settings.max_tokens)
+        return math.floor(window - self.scheduler.prompt_estimate(bare, fixed=True) - settings.max_tokens)
 
     @property
     def check(self) -> Check | None:

@@ -373,3 +373,21 @@ def test_no_ground_writes_no_grounding(corral: Corral, folder: Path, schema: str
     assert ran.returncode == 0, ran.stderr
     assert all("grounding" not in record for record in rows(out))
     assert all(record["chunks"] >= 1 for record in rows(out))
+
+
+def test_a_rerun_cuts_where_the_first_run_did_and_asks_nothing(
+    corral: Corral, schema: str, tmp_path: Path
+) -> None:
+    # The engine learns tokens per character from each answer's usage; chunks are cut by a measure
+    # that does not learn, so a document read late in one run and early in the next is cut the same.
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text(long_text(60))
+    (docs / "b.md").write_text(long_text(60))
+    out = tmp_path / "out.jsonl"
+    with SimulatorThread(SimConfig(latency_ms=1)) as sim:
+        first = corral(*run(docs, schema, sim.url, out, "--concurrency", "1"))
+        asked = len(sim.log)
+        again = corral(*run(docs, schema, sim.url, out, "--concurrency", "16", "--no-cache"))
+        assert len(sim.log) == asked  # every chunk of the second run was in the store
+    assert first.returncode == 0 and again.returncode == 0, again.stderr

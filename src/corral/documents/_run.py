@@ -31,7 +31,7 @@ from typing import Any
 
 import orjson
 
-from corral.documents._chunking import Chunk, chunk
+from corral.documents._chunking import Chunk, chunk, estimate_tokens
 from corral.documents._grounding import Aligner, Span, ground_record, string_leaves
 from corral.documents._merging import Conflict, folded, merge
 from corral.engine._stats import RunStats
@@ -142,7 +142,7 @@ class _DocumentPass:
                 self._wait(item, [Chunk(0, 0, len(item.text), 0)], {item.id: (0, 1)})
             yield item
             return
-        count = self.extractor.token_count
+        count = self._count
         if not document and options.passes == 1 and count(item.text) <= self.room:
             yield item
             return
@@ -161,6 +161,11 @@ class _DocumentPass:
                 pieces.append(Item(id=piece_id, text=item.text[piece.start : piece.end], note=note))
         self._wait(item, chunks, ids)
         yield from pieces
+
+    def _count(self, text: str) -> int:
+        """Tokens of ``text``, by measures that never move (a re-run cuts where this one did): the
+        engine's first count, or one token a character outside ASCII (CJK runs near that), the more."""
+        return max(self.extractor.token_count(text), estimate_tokens(text))
 
     def _wait(self, item: Item, chunks: list[Chunk], ids: dict[str, tuple[int, int]]) -> None:
         document = _Document(item, chunks, ids)

@@ -103,13 +103,17 @@ class Scheduler:
         self._answered = False  # has the endpoint ever answered? (then a refused connection is transient)
         self._stopped: ProviderError | None = None  # a fatal answer: nothing more is sent
 
-    def text_tokens(self, text: str) -> float:
-        """Tokens ``text`` adds to a prompt, as :meth:`over_window` counts them."""
+    def text_tokens(self, text: str, *, fixed: bool = False) -> float:
+        """Tokens ``text`` adds to a prompt, as :meth:`over_window` counts them (``fixed``: by the
+        estimator's first ratio, which never moves)."""
+        if fixed:
+            return self._estimate.fixed_tokens(self._estimate.count(text))
         return self._estimate.text_tokens(text)
 
-    def prompt_estimate(self, request: Request) -> float:
-        """Tokens of the request's prompt, as :meth:`over_window` counts them."""
-        return self._estimate.prompt_tokens(self._estimate.units(request))
+    def prompt_estimate(self, request: Request, *, fixed: bool = False) -> float:
+        """Tokens of the request's prompt, as :meth:`over_window` counts them (``fixed``: as above)."""
+        units = self._estimate.units(request)
+        return self._estimate.fixed_tokens(units) if fixed else self._estimate.prompt_tokens(units)
 
     def over_window(self, request: Request) -> str | None:
         """Why ``request`` cannot fit the model's context window, or None when it may. Counted before

@@ -34,6 +34,8 @@ class TokenEstimator:
     def __init__(self, tokenizer: str | None = None, model: str = "") -> None:
         self._count = _openai_counter(model) if tokenizer == "openai" else None
         self.per_unit = 1.0 if self._count is not None else _TOKENS_PER_CHAR
+        #: the ratio before any usage was seen: a measure that never moves (see :meth:`fixed_tokens`)
+        self.first_per_unit = self.per_unit
 
     @property
     def exact(self) -> bool:
@@ -55,6 +57,16 @@ class TokenEstimator:
     def text_tokens(self, text: str) -> float:
         """What ``text`` adds to a prompt, as :meth:`prompt_tokens` counts it."""
         return self.prompt_tokens((self._count or len)(text))
+
+    def fixed_tokens(self, units: int) -> float:
+        """Tokens of ``units`` by the first ratio, not the learned one: the same text always counts
+        the same (where a text is cut into chunks must not move between runs, or a re-run would ask
+        for chunks its store does not hold)."""
+        return units * self.first_per_unit * _SAFETY
+
+    def count(self, text: str) -> int:
+        """Units (tokens or characters) of ``text``."""
+        return (self._count or len)(text)
 
     def prompt_tokens(self, units: int) -> float:
         return units * self.per_unit * _SAFETY
