@@ -90,3 +90,21 @@ def test_random_values_cut_from_a_long_document_slice_back_exactly() -> None:
         span = aligner.find(value, within=(start, len(text)))
         assert span is not None
         assert text[span.start : span.end] == value
+
+
+@pytest.mark.parametrize(
+    ("value", "meant"),
+    [
+        ("Pawel Achterberg", "Paweł Achterberg"),  # a letter the model could not copy
+        ("Valentina Vasquex", "Valentina Vasquez"),  # one changed
+        ("Valentina Vasqez", "Valentina Vasquez"),  # one dropped
+        ("Valentinaa Vasquez", "Valentina Vasquez"),  # one doubled
+        ("bob smithsen", "Bob Smithson"),
+    ],
+)
+def test_a_miscopied_value_is_pointed_at_the_whole_words_it_miscopies(value: str, meant: str) -> None:
+    text = "The clerk said that Paweł Achterberg, 41, and Valentina Vasquez met at noon. Bob Smithson came."
+    span = Aligner(text).find(value)
+    assert span is not None and span.how == "fuzzy"
+    assert text[span.start : span.end] == meant
+    assert 0.85 <= span.score < 1.0

@@ -29,6 +29,8 @@ __all__ = ["Aligner", "Span", "ground_record", "string_leaves"]
 
 #: fuzzy matches below this score (0-1) do not ground a value
 MIN_SCORE = 0.85
+#: a span of whole words is taken over a closer one that cuts a word if it is this close (0-100)
+_WHOLE_WORDS_SLACK = 6.0
 #: values longer than this are not matched fuzzily (the alignment grows with the value's length, and a
 #: long value that is found neither as it is nor folded is a paraphrase, not a typo)
 _MAX_FUZZY = 512
@@ -76,7 +78,35 @@ class Aligner:
         match = fuzz.partial_ratio_alignment(folded_value, self._folded[lo:hi], score_cutoff=min_score * 100)
         if match is None or match.dest_end <= match.dest_start:
             return None
-        return self._span(lo + match.dest_start, lo + match.dest_end, "fuzzy", match.score / 100)
+        start, end, score = self._snapped(folded_value, lo + match.dest_start, lo + match.dest_end, lo, hi)
+        if score < min_score * 100:
+            start, end, score = lo + match.dest_start, lo + match.dest_end, match.score
+        return self._span(start, end, "fuzzy", score / 100)
+
+    def _snapped(self, value: str, start: int, end: int, lo: int, hi: int) -> tuple[int, int, float]:
+        """The span near ``[start, end)`` most like ``value`` as a whole, whole words preferred.
+
+        The partial alignment's window is as long as the value, so a value a letter longer or shorter
+        than the text's (a typo, a dropped letter) comes back a character off at one edge, cutting a
+        word (``awel Achterberg``) or taking a space. Each edge is tried a character either way and at
+        its word's edge; the most similar span of whole words wins, unless one that cuts a word is much
+        more similar."""
+        folded = self._folded
+        starts = {start - 1, start, start + 1, _word_start(folded, start, lo)}
+        ends = {end - 1, end, end + 1, _word_end(folded, end, hi)}
+        best: tuple[float, int, int] = (-1.0, start, end)
+        best_whole: tuple[float, int, int] = (-1.0, start, end)
+        for a in starts:
+            for b in ends:
+                if not lo <= a < b <= hi or folded[a].isspace() or folded[b - 1].isspace():
+                    continue
+                candidate = (fuzz.ratio(value, folded[a:b]), a, b)
+                best = max(best, candidate)
+                if (a == lo or not folded[a - 1].isalnum()) and (b == hi or not folded[b].isalnum()):
+                    best_whole = max(best_whole, candidate)
+        # A letter changed costs the whole word a few points against the span that leaves it out.
+        score, a, b = best_whole if best_whole[0] >= best[0] - _WHOLE_WORDS_SLACK else best
+        return a, b, score
 
     def _span(
         self, folded_start: int, folded_end: int, how: Literal["normalised", "fuzzy"], score: float
@@ -139,6 +169,22 @@ def _fold(text: str) -> tuple[str, array[int]]:
             out.append(piece)
             origin.append(index)
     return "".join(out), origin
+
+
+def _word_start(text: str, at: int, lo: int, most: int = 24) -> int:
+    """Where the word around ``at`` begins (at most ``most`` characters back, not before ``lo``)."""
+    stop = max(lo, at - most)
+    while at > stop and text[at - 1].isalnum():
+        at -= 1
+    return at
+
+
+def _word_end(text: str, at: int, hi: int, most: int = 24) -> int:
+    """Where the word around ``at`` ends (at most ``most`` characters on, not after ``hi``)."""
+    stop = min(hi, at + most)
+    while at < stop and text[at].isalnum():
+        at += 1
+    return at
 
 
 def _bisect(origin: array[int], index: int) -> int:
