@@ -451,7 +451,10 @@ class Array(Node):
             return values + [self.item.fill(ctx, step(h, i + 1)) for i in range(len(values), self.min_items)]
         if self.entities:
             entities = _entities_for(ctx)
-            count = self._clamp(len(entities))
+            # A list of people from a text that names nobody is empty, as a careful model answers
+            # (a made-up stand-in is what --hallucinate is for); unless the schema wants some.
+            named = any(entity.name for entity in entities) or not ctx.top
+            count = self._clamp(len(entities)) if named else self.min_items
             values += [
                 self.item.fill(ctx.entity(entities[i % len(entities)]), step(h, i + 1)) for i in range(count)
             ]
