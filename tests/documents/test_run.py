@@ -391,3 +391,16 @@ def test_a_rerun_cuts_where_the_first_run_did_and_asks_nothing(
         again = corral(*run(docs, schema, sim.url, out, "--concurrency", "16", "--no-cache"))
         assert len(sim.log) == asked  # every chunk of the second run was in the store
     assert first.returncode == 0 and again.returncode == 0, again.stderr
+
+
+def test_a_window_that_leaves_no_room_for_text_is_refused_before_the_output_is_touched(
+    corral: Corral, folder: Path, schema: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "out.jsonl"
+    with SimulatorThread(SimConfig(latency_ms=1)) as sim:
+        assert corral(*run(folder, schema, sim.url, out)).returncode == 0
+        before = out.read_bytes()
+        ran = corral(*run(folder, schema, sim.url, out, "--context-window", "1300", "--max-tokens", "1024"))
+    assert ran.returncode == 2
+    assert "context window of 1,300 tokens leaves" in ran.stderr and "lower --max-tokens" in ran.stderr
+    assert out.read_bytes() == before

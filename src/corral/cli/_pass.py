@@ -36,14 +36,12 @@ async def run_pass(
     counting = asyncio.create_task(_count_total(job.spec, stats))
     display = choose_display(quiet=quiet, stream=sys.stderr)
     items = job.items()  # read before the output is rewritten: a bad input leaves it as it was
-    with job.open_sink() as sink:
-        try:
-            async with show_progress(stats, mode=display, stream=sys.stderr, interval=status_every):
-                return await run_documents(
-                    job, items, sink, counters=stats, documents=documents, on_outcome=report
-                )
-        finally:
-            counting.cancel()
+    try:
+        async with show_progress(stats, mode=display, stream=sys.stderr, interval=status_every):
+            # The output is opened (rewritten) once the document options are known to work.
+            return await run_documents(job, items, counters=stats, documents=documents, on_outcome=report)
+    finally:
+        counting.cancel()
 
 
 async def _count_total(spec: JobSpec, stats: RunStats) -> None:

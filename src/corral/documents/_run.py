@@ -84,10 +84,11 @@ async def run_documents(
     ``documents`` counts what became of the documents."""
     counters = counters if counters is not None else RunStats()
     documents = documents if documents is not None else DocumentCounts()
+    # Checked before the output is opened (rewritten): a window too small for any text refuses here.
+    run = _DocumentPass(job, documents)
     source = job.items() if items is None else items
     with contextlib.ExitStack() as closing:
-        out = sink if sink is not None else closing.enter_context(job.open_sink())
-        run = _DocumentPass(job, out, documents)
+        run.out = sink if sink is not None else closing.enter_context(job.open_sink())
         return await job.run(
             run.pieces(source),
             _Assembler(run),
@@ -109,10 +110,12 @@ class _Document:
 
 
 class _DocumentPass:
-    def __init__(self, job: Job, out: Sink, counts: DocumentCounts) -> None:
+    #: where the records go (set once the output is opened)
+    out: Sink
+
+    def __init__(self, job: Job, counts: DocumentCounts) -> None:
         self.job = job
         self.options = job.spec.documents
-        self.out = out
         self.counts = counts
         self.extractor = job.extractor
         #: chunk item id → its document, while the document waits for chunks
