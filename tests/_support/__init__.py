@@ -6,7 +6,8 @@
   the ``corral`` fixture or as a process's argv (``CORRAL_PROCESS`` and the arguments);
 - ``tests._support.cli``: ``corral`` in this process, its output captured (the ``corral`` fixture);
 - ``tests._support.chat``: chat requests as corral sends them, for tests that talk to the simulator;
-- ``tests._support.browser``: headless Chromium; ``tests._support.serving``: ``corral serve`` as a process.
+- ``tests._support.browser``: headless Chromium; ``tests._support.serving``: ``corral serve`` as a process;
+- ``tests._support.pdf``: PDFs written by hand; ``tests._support.sqlite``: a store read with sqlite3.
 """
 
 from tests._support.article import ARTICLE_TEXTS, Person

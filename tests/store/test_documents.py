@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sqlite3
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import pytest
 from corral.errors import StoreError
 from corral.store import STORE_FILE, ItemRow, RunStore, StoredDocument, input_hash
 from corral.store._schema import SCHEMA_VERSION
+from tests._support.sqlite import read_rows
 
 SETTINGS: dict[str, Any] = {"schema": "Contract-v1", "prompt": "Extract the contract.", "model": "sim-1"}
 #: a text with what UTF-8 and SQLite could trip on: accents, CJK, an emoji (two UTF-16 units), NUL
@@ -34,27 +34,6 @@ def chunk_row(item_id: str) -> ItemRow:
     return ItemRow(
         item_id, input_hash(item_id), "ok", None, 1, 10, 5, 0.0, 0.1, orjson.dumps({"id": item_id})
     )
-
-
-def read_rows(path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(path)
-    try:
-        return list(conn.execute(sql, params).fetchall())
-    finally:
-        conn.close()
-
-
-@pytest.fixture
-def store_dir(tmp_path: Path) -> Path:
-    path = tmp_path / "runs"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
-def store(store_dir: Path) -> Iterator[RunStore]:
-    with RunStore.open(store_dir) as opened:
-        yield opened
 
 
 def test_a_document_round_trips_with_its_record_and_text(store: RunStore) -> None:

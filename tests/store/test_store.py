@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ from corral.store._cache import ResponseCache
 from corral.store._db import APPLICATION_ID
 from corral.store._schema import SCHEMA_VERSION
 from corral.types import Usage
+from tests._support.sqlite import read_rows
 
 SETTINGS: dict[str, Any] = {"schema": "Person-v1", "prompt": "Extract the person.", "model": "sim-1"}
 
@@ -44,28 +44,6 @@ def item_row(
     """A row for :meth:`RunStore.add_item`, its record as the output would hold it."""
     record = orjson.dumps({"id": item_id, "input": text, "status": status})
     return ItemRow(item_id, input_hash(text), status, error_kind, 2, 30, 7, cost, 0.125, record)
-
-
-def read_rows(path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    """Query a store with a plain sqlite3 connection of our own (WAL lets it read beside the store)."""
-    conn = sqlite3.connect(path)
-    try:
-        return list(conn.execute(sql, params).fetchall())
-    finally:
-        conn.close()
-
-
-@pytest.fixture
-def store_dir(tmp_path: Path) -> Path:
-    path = tmp_path / "runs"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
-def store(store_dir: Path) -> Iterator[RunStore]:
-    with RunStore.open(store_dir) as opened:
-        yield opened
 
 
 # --- opening ---------------------------------------------------------------------------------
