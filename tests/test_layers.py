@@ -23,6 +23,7 @@ SRC = ROOT / "src"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("corral.cli",),
     ("corral.serve", "corral.report"),
+    ("corral.evaluation",),
     ("corral.documents",),
     ("corral.jobs",),
     ("corral._extractor",),

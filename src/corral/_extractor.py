@@ -64,7 +64,10 @@ class Extractor(Generic[T]):
     model's window in tokens, when neither the server nor corral's data knows it (an Ollama model run
     with a larger ``num_ctx``); a text that cannot fit ends as a ``too_long`` error, never cut.
     ``check(item, output)``: doubts about a valid answer (sentences for the model); an answer with
-    any is re-asked with them, within ``max_retries``, and kept after the last.
+    any is re-asked with them, within ``max_retries``, and kept after the last. ``confidence``: ask
+    for token log-probabilities, for each value's confidence (``Outcome.confidence``) where the reply
+    is message content; None: where the provider is known to give them (OpenAI), True: ask any
+    server (one that refuses the field stops the run), False: never.
     """
 
     def __init__(
@@ -95,6 +98,7 @@ class Extractor(Generic[T]):
         allow_plain_http: bool = False,
         context_window: int | None = None,
         check: Check | None = None,
+        confidence: bool | None = None,
     ) -> None:
         if max_retries < 0:
             raise ConfigError(f"max_retries must be 0 or more, got {max_retries}")
@@ -137,6 +141,7 @@ class Extractor(Generic[T]):
             temperature=temperature,
             reasoning_effort=reasoning_effort,
             check=check,
+            logprobs=self.backend.profile.logprobs if confidence is None else confidence,
         )
         if context_window is not None and context_window < 256:
             raise ConfigError(f"context_window must be at least 256 tokens, got {context_window}")

@@ -91,6 +91,9 @@ class Outcome(Generic[T]):
     reused: bool = False
     #: set when the item has no end in this run (then it has neither a value nor an error)
     pending: Pending | None = None
+    #: each value's confidence (0-1) by its path in ``output`` (``people[0].name``), from the reply's
+    #: token log-probabilities; None when the backend gave none
+    confidence: dict[str, float] | None = None
 
     @property
     def ok(self) -> bool:
@@ -113,8 +116,9 @@ class Outcome(Generic[T]):
         return self.value
 
     def to_record(self) -> dict[str, Any]:
-        """The output line: ``{"id", "input", "output", "error", "attempts", "usage"}``."""
-        return {
+        """The output line: ``{"id", "input", "output", "error", "attempts", "usage", "latency"}``,
+        and ``confidence`` (``{path: {"value": p, "method": "logprobs"}}``) when there is one."""
+        record = {
             "id": self.id,
             "input": self.input,
             "output": self.output,
@@ -123,3 +127,8 @@ class Outcome(Generic[T]):
             "usage": self.usage.to_dict(),
             "latency": round(self.latency, 4),
         }
+        if self.confidence is not None:
+            record["confidence"] = {
+                path: {"value": value, "method": "logprobs"} for path, value in self.confidence.items()
+            }
+        return record

@@ -315,3 +315,21 @@ async def test_llama_cpp_accepts_the_grammar(backend: Any, model: Any) -> None:
 
     grammar = await asyncio.get_running_loop().run_in_executor(local._worker(), compile_on_the_worker)
     assert 'char ::= [^"\\\\\\x7F\\x00-\\x1F]' in grammar._grammar  # no raw control characters
+
+
+@pytest.mark.local_model
+@pytest.mark.skipif(not HAVE_EXTRA, reason="the local extra is not installed")
+def test_each_value_gets_the_models_own_confidence() -> None:
+    from corral import Extractor
+
+    async def confidences() -> list[dict[str, float] | None]:
+        async with Extractor(Person) as ex:
+            sure = await ex.extract("My name is John Smith and I am 41 years old.")
+            unsure = await ex.extract("The old lighthouse keeper, whose age nobody knew, waved.")
+        return [sure.confidence, unsure.confidence]
+
+    sure, unsure = asyncio.run(confidences())
+    assert sure is not None and unsure is not None
+    assert set(sure) == {"name", "age"} and all(0.0 < p <= 1.0 for p in [*sure.values(), *unsure.values()])
+    # An age the text gives is read with confidence; one it does not give is a guess the model doubts.
+    assert sure["age"] > 0.8 and unsure["age"] < 0.5

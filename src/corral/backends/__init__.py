@@ -56,6 +56,7 @@ OPENAI_PROFILE = Profile(
     strict=True,
     tokenizer="openai",
     batch_api="openai",
+    logprobs=True,
     # Every OpenAI chat model takes max_completion_tokens; reasoning models refuse max_tokens.
     traits=ModelTraits(max_tokens_field="max_completion_tokens"),
 )

@@ -71,6 +71,9 @@ class Profile:
     #: refuses a prompt over its context window itself, counting with the model's own tokenizer (the
     #: embedded model): the engine's estimate is not needed
     checks_window: bool = False
+    #: gives the reply's token log-probabilities when asked (for a reply in the message content, not
+    #: a tool call's arguments), so each value gets a confidence; a server not known to is not asked
+    logprobs: bool = False
 
     @property
     def default_mode(self) -> Mode:
@@ -90,6 +93,8 @@ class Request:
     reasoning_effort: str | None = None
     #: for logs and simulators; never sent to a real provider
     item_id: str = ""
+    #: ask for the reply's token log-probabilities (each value's confidence)
+    logprobs: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +125,8 @@ class Completion:
     tool_call_id: str | None = None
     #: the provider's rate-limit headers, parsed at the backend boundary
     rate_limits: RateLimitInfo | None = None
+    #: the reply's tokens and their log-probabilities, when asked for and given
+    token_logprobs: tuple[tuple[str, float], ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

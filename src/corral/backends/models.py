@@ -28,12 +28,16 @@ class ModelTraits:
     temperature: bool = True
     #: takes ``reasoning_effort`` (how long a reasoning model thinks before it answers)
     reasoning_effort: bool = False
+    #: takes ``logprobs`` (OpenAI's reasoning models refuse it)
+    logprobs: bool = True
 
 
 #: what most OpenAI-compatible servers take: max_tokens and a temperature
 DEFAULT = ModelTraits()
 #: OpenAI's reasoning models: the output bound in max_completion_tokens, and no temperature
-REASONING = ModelTraits(max_tokens_field="max_completion_tokens", temperature=False, reasoning_effort=True)
+REASONING = ModelTraits(
+    max_tokens_field="max_completion_tokens", temperature=False, reasoning_effort=True, logprobs=False
+)
 
 #: model names (the last path segment, so ``openai/o3-mini`` too) → traits, first match wins
 _RULES: tuple[tuple[re.Pattern[str], ModelTraits], ...] = (

@@ -142,6 +142,8 @@ class OpenAIBackend(HttpBackend):
             body["temperature"] = request.temperature
         if request.reasoning_effort is not None and traits.reasoning_effort:
             body["reasoning_effort"] = request.reasoning_effort
+        if request.logprobs and traits.logprobs:
+            body["logprobs"] = True
         return body
 
     @property
@@ -245,7 +247,25 @@ def _completion(data: dict[str, Any]) -> Completion:
         return Completion(arguments, choice.get("finish_reason"), tokens, reply, call.get("id"))
     content = message.get("content") or message.get("refusal") or ""
     reply = {"role": "assistant", "content": content}
-    return Completion(unfence(content), choice.get("finish_reason"), tokens, reply)
+    return Completion(
+        unfence(content), choice.get("finish_reason"), tokens, reply, token_logprobs=_token_logprobs(choice)
+    )
+
+
+def _token_logprobs(choice: Mapping[str, Any]) -> tuple[tuple[str, float], ...] | None:
+    """``choices[0].logprobs.content`` as (token, logprob) pairs; None when absent or not that shape."""
+    logprobs = choice.get("logprobs")
+    entries = logprobs.get("content") if isinstance(logprobs, dict) else None
+    if not isinstance(entries, list) or not entries:
+        return None
+    pairs = []
+    for entry in entries:
+        token = entry.get("token") if isinstance(entry, dict) else None
+        logprob = entry.get("logprob") if isinstance(entry, dict) else None
+        if not isinstance(token, str) or not isinstance(logprob, int | float) or isinstance(logprob, bool):
+            return None
+        pairs.append((token, min(float(logprob), 0.0)))
+    return tuple(pairs)
 
 
 def _error_message(raw: bytes) -> tuple[str, str | None]:

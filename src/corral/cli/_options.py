@@ -75,6 +75,13 @@ def add_request_arguments(group: argparse._ActionsContainer) -> None:
         "--timeout", type=float, default=120.0, metavar="SECONDS", help="per request (default 120)"
     )
     group.add_argument(
+        "--confidence",
+        choices=["auto", "logprobs", "off"],
+        default="auto",
+        help="each value's confidence from the reply's token log-probabilities (in json_schema and "
+        "json_object modes): auto asks providers known to give them (OpenAI); logprobs asks any server",
+    )
+    group.add_argument(
         "--context-window",
         type=positive_int,
         metavar="TOKENS",
@@ -207,6 +214,7 @@ def job_spec(args: argparse.Namespace, *, batch: bool = False) -> JobSpec:
         adaptive=not args.no_adaptive,
         retries=args.retries,
         context_window=args.context_window,
+        confidence={"auto": None, "logprobs": True, "off": False}[args.confidence],
     )
     batched = None
     if batch or args.batch:

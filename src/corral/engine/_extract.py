@@ -18,6 +18,7 @@ from typing import Any
 
 from corral.backends.base import Completion, Deferred, Message, Mode, Request
 from corral.backends.models import TOO_LONG_FIX
+from corral.engine._confidence import value_confidence
 from corral.engine._limits import Slots
 from corral.engine._scheduler import Scheduler, Tally
 from corral.engine._stats import RunStats
@@ -102,6 +103,9 @@ class ExtractSettings:
     #: doubts about a valid answer (``check(item, output)``: values the text does not hold, say); an
     #: answer with any is re-asked with them, within ``max_retries``, and kept after the last re-ask
     check: Check | None = None
+    #: ask for token log-probabilities (in modes whose reply is message content), for each value's
+    #: confidence
+    logprobs: bool = False
     ladder: ModeLadder = field(init=False)
     _systems: dict[Mode, Message] = field(init=False)
 
@@ -158,6 +162,7 @@ async def extract_item(
             temperature=settings.temperature,
             reasoning_effort=settings.reasoning_effort,
             item_id=item.id,
+            logprobs=settings.logprobs and mode in _CONTENT_MODES,
         )
         try:
             completion = await scheduler.complete(request, slots, tally)
@@ -196,6 +201,7 @@ async def extract_item(
                     latency=time.perf_counter() - started,
                     output=verdict.output,
                     cost=tally.cost,
+                    confidence=_confidence(settings, completion),
                 )
             problem, feedback = verdict
         messages = [*messages, completion.reply, _feedback_message(completion, feedback)]
@@ -210,6 +216,22 @@ def _opening(settings: ExtractSettings, mode: Mode, item: Item) -> list[Message]
     if item.note:
         system = {"role": "system", "content": f"{system['content']}\n\n{item.note}"}
     return [system, {"role": "user", "content": item.text}]
+
+
+#: the modes whose reply is the message content (log-probabilities are given for it, not for a tool
+#: call's arguments)
+_CONTENT_MODES = frozenset({Mode.JSON_SCHEMA, Mode.JSON_OBJECT, Mode.GRAMMAR})
+
+
+def _confidence(settings: ExtractSettings, completion: Completion) -> dict[str, float] | None:
+    """Each value's confidence from the reply's token log-probabilities, by the output's paths."""
+    if completion.token_logprobs is None:
+        return None
+    confidence = value_confidence(completion.text, completion.token_logprobs)
+    if confidence is None or not settings.spec.many:
+        return confidence
+    # The wire wraps a list as {"items": [...]}; the output is the bare list.
+    return {path.removeprefix("items"): p for path, p in confidence.items() if path.startswith("items[")}
 
 
 @dataclass(frozen=True, slots=True)

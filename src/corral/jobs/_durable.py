@@ -233,6 +233,7 @@ class _DurableRun:
             except OutputInvalid:
                 return None  # stored under another version of the schema: extract it again
         usage = record["usage"]
+        confidence = record.get("confidence")
         return Outcome(
             id=record["id"],
             input=record["input"],
@@ -243,6 +244,7 @@ class _DurableRun:
             latency=record["latency"],
             output=record["output"],
             reused=True,
+            confidence={path: entry["value"] for path, entry in confidence.items()} if confidence else None,
         )
 
     def _emit(self, outcome: Outcome[Any]) -> None:

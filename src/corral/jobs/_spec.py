@@ -48,6 +48,8 @@ class ExtractOptions:
     retries: int = 6
     #: the model's context window in tokens (None: the server's report or corral's data)
     context_window: int | None = None
+    #: ask for token log-probabilities, each value's confidence (None: where the provider gives them)
+    confidence: bool | None = None
 
     def extractor_options(self) -> dict[str, Any]:
         """Keyword arguments for :class:`~corral.Extractor`."""

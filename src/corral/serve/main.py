@@ -93,6 +93,7 @@ async def serve(args: argparse.Namespace) -> int:
             retries=args.retries,
             concurrency=args.concurrency,
             context_window=args.context_window,
+            confidence={"auto": None, "logprobs": True, "off": False}[args.confidence],
         )
         manager = JobManager(
             store,

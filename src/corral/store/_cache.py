@@ -138,7 +138,9 @@ class ResponseCache:
                 recipe.append(scope)
             prefix = _PREFIXES[where] = hashlib.blake2b(orjson.dumps(recipe), digest_size=20)
         digest = prefix.copy()
-        recipe_rest = [request.messages, request.max_tokens, request.temperature]
+        recipe_rest: list[Any] = [request.messages, request.max_tokens, request.temperature]
+        if request.logprobs:  # an answer kept without them would give no confidence (old keys kept)
+            recipe_rest.append("logprobs")
         digest.update(orjson.dumps(recipe_rest, option=orjson.OPT_SORT_KEYS))
         return bytes(digest.digest())
 
@@ -157,13 +159,15 @@ class ResponseCache:
 def encode_completion(completion: Completion) -> bytes:
     """An answer as stored (in the cache, and as a collected batch line's answer)."""
     usage = completion.usage
-    entry = {
+    entry: dict[str, Any] = {
         "text": completion.text,
         "finish_reason": completion.finish_reason,
         "usage": [usage.prompt_tokens, usage.completion_tokens],
         "reply": completion.reply,
         "tool_call_id": completion.tool_call_id,
     }
+    if completion.token_logprobs is not None:
+        entry["logprobs"] = completion.token_logprobs
     return orjson.dumps(entry)
 
 
@@ -175,4 +179,11 @@ def decode_completion(raw: bytes) -> Completion:
         usage=Usage(*entry["usage"]),
         reply=entry["reply"],
         tool_call_id=entry["tool_call_id"],
+        token_logprobs=_pairs(entry.get("logprobs")),
     )
+
+
+def _pairs(value: Any) -> tuple[tuple[str, float], ...] | None:
+    if not isinstance(value, list):
+        return None
+    return tuple((str(token), float(logprob)) for token, logprob in value)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import codecs
 import ctypes
 import importlib
 import json
@@ -40,7 +41,13 @@ __all__ = ["DEFAULT_MODEL", "LocalBackend"]
 DEFAULT_MODEL = "gemma3-270m"
 _INSTALL = "pip install 'corral[local]'"
 _PROFILE = Profile(
-    name="local", modes=(Mode.GRAMMAR,), strict=True, max_concurrency=1, self_hosted=True, checks_window=True
+    name="local",
+    modes=(Mode.GRAMMAR,),
+    strict=True,
+    max_concurrency=1,
+    self_hosted=True,
+    checks_window=True,
+    logprobs=True,
 )
 _LOOP_MIN = 8  # tokens; shorter repeats ("a", "a", "a") can be genuine
 _MIN_ROOM = 16  # tokens of context an answer needs at the least (Person's JSON is 13)
@@ -134,6 +141,9 @@ class LocalBackend:
             )
         temperature = 0.0 if request.temperature is None else request.temperature
         guard = _Guard(stop, len(tokens))
+        # llama-cpp-python's own logprobs need every position's logits kept (logits_all: n_ctx rows
+        # of Gemma's 262,144-token vocabulary, 2 GB); the sampled tokens' are read one row at a time.
+        scores = _TokenScores(loaded.llama, len(tokens)) if request.logprobs else None
         room = n_ctx - len(tokens)
         try:
             out = loaded.llama.create_completion(
@@ -142,7 +152,7 @@ class LocalBackend:
                 temperature=temperature,
                 seed=self._seed,
                 grammar=grammar,
-                stopping_criteria=StoppingCriteriaList([guard]),
+                stopping_criteria=StoppingCriteriaList([guard] if scores is None else [guard, scores]),
             )
         except ValueError as exc:  # llama-cpp-python's word for "does not fit the context"
             raise BadRequest(f"the local model rejected the request: {exc}") from exc
@@ -168,6 +178,7 @@ class LocalBackend:
             usage=usage,
             reply={"role": "assistant", "content": text},
             tool_call_id=None,
+            token_logprobs=None if scores is None else scores.pairs(),
         )
 
 
@@ -300,6 +311,48 @@ class _Guard:
                 self.looped = True
                 return True
         return False
+
+
+class _TokenScores:
+    """The log-probability of each token the model generates, from the logits it was sampled from.
+
+    Called (as a stopping criterion that never stops) before each new token is evaluated, with the
+    tokens so far and the logits of the position just sampled; the token sampled from a row is known
+    at the next call, so each row is kept until then (one row: a copy of the vocabulary's logits).
+    The probability is the model's own (before the grammar's mask): how sure it was, not what the
+    grammar allowed. A generation cut off by ``max_tokens`` leaves its last token unscored, and the
+    reply gets no confidence (the engine re-asks it anyway)."""
+
+    def __init__(self, llama: Any, n_prompt: int) -> None:
+        self._llama = llama
+        self._seen = n_prompt
+        self._row: Any = None
+        self._scored: list[tuple[int, float]] = []
+
+    def __call__(self, input_ids: Any, _logits: Any) -> bool:
+        import llama_cpp
+        import numpy as np
+
+        if self._row is not None and len(input_ids) > self._seen:
+            token = int(input_ids[-1])
+            row = self._row
+            top = float(row.max())
+            logsumexp = top + float(np.log(np.exp(row - top).sum()))
+            self._scored.append((token, min(float(row[token]) - logsumexp, 0.0)))
+        self._seen = len(input_ids)
+        # The logits the current token was sampled from: the context's last row (the row passed in
+        # is the Python wrapper's copy, which it keeps only with logits_all).
+        logits = llama_cpp.llama_get_logits_ith(self._llama._ctx.ctx, -1)
+        self._row = np.ctypeslib.as_array(logits, shape=(self._llama.n_vocab(),)).copy()
+        return False
+
+    def pairs(self) -> tuple[tuple[str, float], ...]:
+        """Each scored token as the text it adds (UTF-8 split across tokens is given to the token
+        that completes the character) and its log-probability."""
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        return tuple(
+            (decoder.decode(self._llama.detokenize([token])), logprob) for token, logprob in self._scored
+        )
 
 
 def _default_threads() -> int:
