@@ -67,7 +67,7 @@ BOB = {
 CSV_TAIL = [
     "error.kind", "error.message", "attempts",
     "usage.prompt_tokens", "usage.completion_tokens", "usage.total_tokens", "latency",
-    "grounding", "conflicts", "chunks",
+    "grounding", "conflicts", "chunks", "confidence",
 ]  # fmt: skip
 
 
@@ -202,7 +202,7 @@ def test_csv_rows_flatten_nested_lists_none_and_booleans(tmp_path: Path) -> None
         "output.address.zip": "", "output.nickname": "", "output.tags": '["math","engines"]',
         "error.kind": "", "error.message": "", "attempts": "1", "usage.prompt_tokens": "10",
         "usage.completion_tokens": "5", "usage.total_tokens": "15", "latency": "0.125",
-        "grounding": "", "conflicts": "", "chunks": "",
+        "grounding": "", "conflicts": "", "chunks": "", "confidence": "",
     }  # fmt: skip
     assert bob[2:4] == ["Bob, Jr.", "7"] and bob[5] == "false" and bob[8:11] == ["75001", "B", "[]"]
     assert failed[:2] == ["3", "text of 3"]
@@ -265,6 +265,7 @@ DOCUMENT = {
     "usage": {"prompt_tokens": 10, "completion_tokens": 5}, "latency": 0.5,
     "grounding": {"name": {"start": 4, "end": 7, "how": "exact", "score": 1.0, "page": 2}, "tier": None},
     "conflicts": [{"path": "age", "kept": 36, "others": [37, "thirty"]}], "chunks": 3,
+    "confidence": {"name": {"value": 0.97, "method": "logprobs"}},
 }  # fmt: skip
 
 
@@ -276,6 +277,7 @@ def test_csv_keeps_grounding_conflicts_and_chunks(tmp_path: Path) -> None:
     assert json.loads(cells["grounding"]) == DOCUMENT["grounding"]
     assert json.loads(cells["conflicts"]) == DOCUMENT["conflicts"]
     assert cells["chunks"] == "3" and cells["input"] == ""
+    assert json.loads(cells["confidence"]) == DOCUMENT["confidence"]
 
 
 def test_parquet_keeps_grounding_as_a_map_of_spans(tmp_path: Path, pq: Any) -> None:
@@ -285,6 +287,7 @@ def test_parquet_keeps_grounding_as_a_map_of_spans(tmp_path: Path, pq: Any) -> N
     assert dict(row["grounding"]) == DOCUMENT["grounding"]
     assert row["conflicts"] == [{"path": "age", "kept": "36", "others": ["37", '"thirty"']}]  # JSON text
     assert row["chunks"] == 3 and row["input"] is None
+    assert dict(row["confidence"]) == DOCUMENT["confidence"]
 
 
 # --- Parquet ---------------------------------------------------------------------------------
@@ -303,7 +306,9 @@ def test_parquet_round_trip_with_typed_columns(tmp_path: Path, pa: Any, pq: Any)
     assert table.schema.field("error").type == pa.struct([("kind", pa.string()), ("message", pa.string())])
     assert table.schema.field("usage").type.field("total_tokens").type == pa.int64()
     assert table.schema.field("latency").type == pa.float64()
-    assert table.to_pylist() == [{**r, "grounding": None, "conflicts": None, "chunks": None} for r in RECORDS]
+    assert table.to_pylist() == [
+        {**r, "grounding": None, "conflicts": None, "chunks": None, "confidence": None} for r in RECORDS
+    ]
     metadata = pq.read_metadata(out).metadata
     assert metadata[b"corral"] == b"1"
     assert json.loads(metadata[b"corral.schema"]) == load_spec(Person).schema

@@ -1,8 +1,9 @@
 """Output writers ("sinks"): where the records of a run go, one per item, as they finish.
 
 Every record is ``Outcome.to_record()``: ``id, input, output, error, attempts, usage, latency``, with
-``grounding`` (each value's span in the text) unless it is off, and a document's ``chunks`` and
-``conflicts`` (without ``input``); every format keeps every field.
+``grounding`` (each value's span in the text) unless it is off, ``confidence`` (each value's, when
+the model gave log-probabilities), and a document's ``chunks`` and ``conflicts`` (without ``input``);
+every format keeps every field.
 
 * **jsonl** — one ``orjson`` line per record, exactly as corral has always written them.
 * **csv** — a header row, then one row per record. The output is flattened *from the schema*, so the
@@ -50,7 +51,7 @@ _ROW_GROUP = 10_000
 _USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
 _TAIL_COLUMNS = [
     "error.kind", "error.message", "attempts", *(f"usage.{k}" for k in _USAGE_KEYS), "latency",
-    "grounding", "conflicts", "chunks",
+    "grounding", "conflicts", "chunks", "confidence",
 ]  # fmt: skip
 
 _SCALARS = frozenset({"string", "integer", "number", "boolean"})
@@ -293,6 +294,7 @@ class _CsvSink(_FileSink):
             _json_cell(record.get("grounding")),
             _json_cell(record.get("conflicts")),
             record.get("chunks"),
+            _json_cell(record.get("confidence")),
         ]
         try:
             self._writer.writerow([self._cell(v) for v in row])
@@ -419,6 +421,7 @@ class _ParquetSink(_Closing):
         conflict = pa.struct(
             [("path", pa.string()), ("kept", pa.string()), ("others", pa.list_(pa.string()))]
         )
+        confident = pa.struct([("value", pa.float64()), ("method", pa.string())])
 
         self.path, root = path, spec.schema
         # many: the wire schema wraps the list as {"items": [...]}; the record holds the bare list
@@ -430,6 +433,7 @@ class _ParquetSink(_Closing):
             ("latency", pa.float64()),
             ("grounding", pa.map_(pa.string(), span)), ("conflicts", pa.list_(conflict)),
             ("chunks", pa.int64()),
+            ("confidence", pa.map_(pa.string(), confident)),
         ]  # fmt: skip
         schema_json = spec.schema_json.encode()  # lets a reader rebuild the types the output came from
         self._schema = pa.schema(fields, metadata={b"corral": b"1", b"corral.schema": schema_json})
@@ -441,8 +445,9 @@ class _ParquetSink(_Closing):
         row = dict(record)
         if self._convert is not None and row.get("output") is not None:
             row["output"] = self._convert(row["output"])
-        if row.get("grounding") is not None:
-            row["grounding"] = list(row["grounding"].items())  # a map is written as its pairs
+        for name in ("grounding", "confidence"):
+            if row.get(name) is not None:
+                row[name] = list(row[name].items())  # a map is written as its pairs
         if row.get("conflicts"):
             # Kept values are any JSON (a number, an object): one type for Arrow, JSON text.
             row["conflicts"] = [
