@@ -62,6 +62,10 @@ REPORT_EXAMPLE = """example:
 SERVE_EXAMPLE = """example:
   corral serve --base-url http://127.0.0.1:8000/v1 --model sim-1      # then open http://127.0.0.1:8080/
   CORRAL_SERVE_TOKEN=secret corral serve --host 0.0.0.0 --model openai/gpt-4o-mini --rpm 500"""
+EVAL_EXAMPLE = """example:
+  corral eval out.jsonl --gold gold.jsonl --schema person.py:Person
+  corral eval out.jsonl --gold gold.csv --schema people.py:People --merge-key people=name --json eval.json
+  corral eval out.jsonl --gold gold.jsonl --schema review.json --min-f1 0.9   # exits 1 below it (CI)"""
 BENCH_EXAMPLE = """example:
   corral bench                               # the built-in simulator, ~0.9 s per request like the article
   corral bench --plot article.png
@@ -90,6 +94,12 @@ COMMANDS = (
         "write a run's report: one HTML page with plots, errors and every item",
         REPORT_EXAMPLE,
         "corral.cli.report",
+    ),
+    _Command(
+        "eval",
+        "score an output against gold records, field by field, with confidence intervals",
+        EVAL_EXAMPLE,
+        "corral.cli.eval",
     ),
     _Command(
         "serve",
