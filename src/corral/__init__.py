@@ -14,6 +14,8 @@ tests/test_public_api.py checks that the list is complete. What it holds, by kin
 - documents: :func:`run_documents`, a job's pass with long texts chunked, merged and grounded as
   :class:`DocumentOptions` say (what ``corral run`` runs), counting into :class:`DocumentCounts`;
   :func:`read_documents` for a folder, glob or file of documents;
+- trust: :func:`evaluate` an output against gold records (an :class:`Evaluation`: scores per field
+  with intervals, calibration of the values' confidence);
 - what an extractor is built from: :func:`load_spec` → :class:`ResponseSpec`; a backend
   (:func:`open_backend`, or your own :class:`Backend` taking a :class:`Request` and answering a
   :class:`Completion`, described by its :class:`Profile` and the :class:`Mode` it puts the schema
@@ -66,6 +68,7 @@ if TYPE_CHECKING:
     from corral.documents import DocumentCounts, run_documents
     from corral.engine import Order, Strategy
     from corral.engine._limits import EndpointLimits
+    from corral.evaluation import Evaluation, evaluate
     from corral.io import read_documents, read_items
     from corral.jobs import (
         BatchOptions,
@@ -100,6 +103,8 @@ _HOMES = {
     "Order": "corral.engine",
     "Strategy": "corral.engine",
     "EndpointLimits": "corral.engine._limits",
+    "Evaluation": "corral.evaluation",
+    "evaluate": "corral.evaluation",
     "DocumentCounts": "corral.documents",
     "run_documents": "corral.documents",
     "read_documents": "corral.io",
@@ -153,6 +158,7 @@ __all__ = [
     "DocumentOptions",
     "EndpointLimits",
     "ErrorInfo",
+    "Evaluation",
     "ExtractOptions",
     "Extractor",
     "InputError",
@@ -187,6 +193,7 @@ __all__ = [
     "Usage",
     "UsageError",
     "__version__",
+    "evaluate",
     "load_spec",
     "open_backend",
     "open_job",

@@ -74,6 +74,8 @@ async def run_a_durable_job() -> corral.JobResult:
         key: str | None = job.key
         result: corral.JobResult = await job.run()
         print(fingerprint, key, result.status, result.counts.not_started)
+    confident = corral.Extractor(Person, model="openai/gpt-4o-mini", mode="json_schema", confidence=True)
+    print(confident)
     opened: corral.Job = await corral.open_job(spec, key="elsewhere")
     try:
         return await opened.run([corral.Item(id="1", text="Bob is 3")])
@@ -94,6 +96,13 @@ async def run_documents() -> corral.DocumentCounts:
         result: corral.JobResult = await corral.run_documents(job, documents, documents=counts)
         print(result.status, counts.ok, counts.errors, counts.ungrounded, counts.chunks)
     return counts
+
+
+def evaluate_an_output() -> float | None:
+    result: corral.Evaluation = corral.evaluate("out.jsonl", "gold.csv", "person.py:Person", bootstrap=200)
+    print(result.table(worst=5), result.to_json()["fields"], result.calibration)
+    f1: float | None = result.overall.f1
+    return f1
 
 
 def durable_jobs_elsewhere() -> corral.JobSpec:
