@@ -20,8 +20,14 @@ request whose prompt and ``max_tokens`` do not fit is refused with the provider'
 in batch lines, and ``GET /v1/models`` reports the window as vLLM does (``max_model_len``). A long
 text gets one entity per person it names, each read from their own stretch of it; ``hallucinate``
 and ``misplace`` make a share of the answers' free strings wrong the two ways grounding must catch
-(invented, or miscopied past an exact search), by seed. Few-shot prompts without a schema of corral's
-kind (langextract's "Q:"/"A:" examples) are answered in their own format from the last question.
+(invented, or miscopied past an exact search), by seed; ``field_errors`` makes a share of each named
+field's values wrong yet schema-valid (an age a few years off, another name of the text), the
+mistakes an evaluation against gold must count. A request with ``logprobs: true`` gets OpenAI's
+``choices[0].logprobs`` for its message content, drawn so that the values the simulator made wrong
+are less likely than the right ones (informative, roughly calibrated, not perfect); a tool call gets
+none, reasoning models and Anthropic's API refuse the parameter as they do. Few-shot prompts without
+a schema of corral's kind (langextract's "Q:"/"A:" examples) are answered in their own format from
+the last question.
 
     async with Simulator(SimConfig(latency_ms=200, rpm=600, reset_rate=0.01)) as sim:
         client = openai.AsyncOpenAI(base_url=sim.url, api_key="sk-test")
@@ -41,7 +47,8 @@ From the socket to the answer:
     answers          JSON Schema → a deterministic answer built from the prompt (nodes: its pieces;
                      text: what it "reads" in a prompt; hashing: the draws it makes from a text)
     fewshot          few-shot prompts (langextract's) answered as their examples show
-    slips            hallucinated and misplaced values, by seed
+    slips            hallucinated and misplaced values, by seed (field_errors: a field's wrong values)
+    logprobs         token logprobs for an answer's text, from what the simulator got wrong
     faults           wrong answers on purpose: schema-invalid JSON, text that is not JSON
     batches          provider batches on an accelerated clock (batch_openai, batch_anthropic: their
                      endpoints)

@@ -10,7 +10,9 @@ Nullable fields stay null unless the text has evidence for them, as a careful mo
 The "many" shape ``{"items": [entity, ...]}`` (and any list of objects with a name field) gets one
 entity per person named in the text, each filled from the stretch of text that is theirs (a long
 chunk with dozens of people included: a few milliseconds for 16,000 characters). With
-:class:`~corral.sim.slips.Slips`, a share of the free strings comes out hallucinated or misplaced.
+:class:`~corral.sim.slips.Slips`, a share of the free strings comes out hallucinated or misplaced,
+and a share of each named field's values wrong (:mod:`corral.sim.field_errors`); :meth:`Filler.marks`
+says which, leaf by leaf, for the logprobs.
 
 A recursive schema (a tree: ``children`` holding more of the same) gets a finite answer: past a
 depth the answer stops growing (:mod:`corral.sim.nodes`). A schema no finite value satisfies
@@ -33,11 +35,13 @@ from corral.sim.nodes import (
     Const,
     Ctx,
     Enum,
+    Mark,
     Node,
     Null,
     Nullable,
     Number,
     Object,
+    Path,
     Ref,
     String,
     field_kind,
@@ -51,6 +55,7 @@ __all__ = ["Filler", "filler_for", "rank_graph", "schema_key", "schema_problem"]
 JSON = dict[str, Any]
 _FILLER_CACHE_SIZE = 256
 _ANSWER_CACHE_SIZE = 4096
+_MARKS_CACHE_SIZE = 256
 
 
 # --- compiling -----------------------------------------------------------------------------------
@@ -117,7 +122,7 @@ class _Compiler:
         if "const" in schema:
             return Const(schema["const"])
         if schema.get("enum"):
-            return Enum(list(schema["enum"]))
+            return Enum(list(schema["enum"]), key)
         for combinator in ("anyOf", "oneOf"):
             if combinator in schema:
                 branches = schema[combinator]
@@ -160,7 +165,7 @@ class _Compiler:
         if kind in ("integer", "number"):
             return Number(key, schema, kind == "integer")
         if kind == "boolean":
-            return Bool()
+            return Bool(key)
         return Null()
 
     def _merge(self, schema: JSON) -> JSON:
@@ -230,16 +235,19 @@ class Filler:
                 self._root = root
         #: answers by (text, slips): fillers are shared by every simulator in the process
         self._answers: dict[tuple[str, Slips], str] = {}
+        self._marks: dict[tuple[str, Slips], dict[Path, Mark]] = {}
         self._breakers: list[Breaker] | None = None
 
-    def value(self, text: str, slips: Slips = NO_SLIPS) -> Any:
+    def value(self, text: str, slips: Slips = NO_SLIPS, marks: dict[Path, Mark] | None = None) -> Any:
         """A fresh (mutable) answer for ``text``; ``{}`` for a schema no value satisfies (asked for in
         a prompt, where no API checks it: a model can only answer something that fails it).
-        ``slips``: which free strings come out hallucinated or misplaced (:mod:`corral.sim.slips`)."""
+        ``slips``: which values come out wrong (:mod:`corral.sim.slips`); ``marks``: where to record
+        each leaf answered, by path (:class:`~corral.sim.nodes.Mark`)."""
         if self._root is None:
             return {}
         facts = Facts(text)
-        ctx = Ctx(facts, text, list(facts.names), list(facts.numbers), depth=0, top=True, slips=slips)
+        ctx = Ctx(facts, text, list(facts.names), list(facts.numbers), depth=0, top=True, slips=slips,
+                  marks=marks)  # fmt: skip
         try:
             return self._root.fill(ctx, text_seed(text))
         except RecursionError:  # a schema so deep that even its smallest value is out of reach
@@ -253,6 +261,23 @@ class Filler:
             if len(self._answers) >= _ANSWER_CACHE_SIZE:
                 self._answers.clear()
             found = self._answers[key] = orjson.dumps(self.value(text, slips)).decode()
+        return found
+
+    def marks(self, text: str, slips: Slips = NO_SLIPS) -> dict[Path, Mark]:
+        """Each leaf of :meth:`answer`'s answer by path: the value the text gives, the value answered
+        and its chance of being wrong. Filled again on first use (a request that asks for logprobs),
+        then kept like the answer."""
+        key = (text, slips)
+        found = self._marks.get(key)
+        if found is None:
+            if len(self._marks) >= _MARKS_CACHE_SIZE:
+                self._marks.clear()
+            found = self._marks[key] = {}
+            value = self.value(text, slips, found)
+            if key not in self._answers:  # one fill for both, when the marks are asked first
+                if len(self._answers) >= _ANSWER_CACHE_SIZE:
+                    self._answers.clear()
+                self._answers[key] = orjson.dumps(value).decode()
         return found
 
     def invalid(self, text: str, pick: float, slips: Slips = NO_SLIPS) -> str:

@@ -7,6 +7,10 @@ so the official ``anthropic`` SDK parses them into its own types and error class
 
 A tool's ``input`` is always a JSON object on this wire: an answer that is not one (a malformed or
 cut-short reply) is sent as a text block instead, as from a model that ignored the tool.
+
+The Messages API has no logprobs: a body with OpenAI's ``logprobs`` or ``top_logprobs`` is refused as
+the API refuses any field it does not know, ``logprobs: Extra inputs are not permitted`` (400,
+``invalid_request_error``), online and in a batch's ``params``.
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ _ERROR_TYPES = {
     OVERLOADED: "overloaded_error",
 }
 _STOP_REASONS = {"length": "max_tokens", "stop": "end_turn", "tool_calls": "tool_use"}
+#: OpenAI's fields that the Messages API does not know (it refuses every field it does not know)
+_NOT_FIELDS = ("logprobs", "top_logprobs")
 
 
 def parse_messages(raw: bytes, default_model: str) -> SimRequest:
@@ -66,6 +72,9 @@ def parse_messages_body(body: JSON, default_model: str) -> SimRequest:
         raise RequestError("max_tokens: Input should be an integer of at least 1", param="max_tokens")
     if body.get("stream"):
         raise RequestError("stream: corral.sim does not stream, send stream=false", param="stream")
+    for name in _NOT_FIELDS:
+        if name in body:
+            raise RequestError(f"{name}: Extra inputs are not permitted", param=name)
     temperature = body.get("temperature")
     if temperature is not None and not (isinstance(temperature, int | float) and 0 <= temperature <= 1):
         raise RequestError("temperature: Input should be between 0 and 1", param="temperature")

@@ -60,6 +60,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "straightened quotes or dashes, a dropped diacritic, a one-letter typo): an exact search "
         "fails, a normalised or fuzzy one finds them; by seed and text",
     )
+    documents.add_argument(
+        "--field-error",
+        action="append",
+        default=[],
+        type=_field_error,
+        metavar="NAME=SHARE",
+        help="share of the field NAME's values answered wrong yet schema-valid (an age a few years off, "
+        "another name of the text, another enum member, a date shifted), by seed and text; NAME is a "
+        "property name wherever it stands, '*' every field without a share of its own; repeatable "
+        "(--field-error age=0.3 --field-error name=0.1). Requests with logprobs get lower ones for them",
+    )
     limits = parser.add_argument_group("rate limits (OpenAI-style 429s and x-ratelimit-* headers)")
     limits.add_argument("--rpm", type=int, metavar="N", help="requests per minute (default: unlimited)")
     limits.add_argument(
@@ -164,7 +175,21 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         context_window=args.context_window or None,
         hallucinate=args.hallucinate,
         misplace=args.misplace,
+        field_errors=dict(args.field_error),
     )
+
+
+def _field_error(raw: str) -> tuple[str, float]:
+    name, equals, share = raw.partition("=")
+    if not equals or not name.strip():
+        raise argparse.ArgumentTypeError(f"NAME=SHARE (age=0.3, or *=0.1 for every field), not {raw!r}")
+    try:
+        value = float(share)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a share between 0 and 1 after '=', not {share!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"a share between 0 and 1, not {value:g}")
+    return name.strip(), value
 
 
 def _window(raw: str) -> int:

@@ -22,7 +22,7 @@ import orjson
 from aiohttp import BodyPartReader, web
 
 from corral.sim.batches import BatchLine, BatchStore, LineOutcome, SimBatch, shuffled
-from corral.sim.openai import RequestError, error_body, parse_body
+from corral.sim.openai import RequestError, parse_body
 
 __all__ = ["MAX_BYTES", "MAX_LINES", "OpenAIBatches"]
 
@@ -371,8 +371,8 @@ def _check_line(raw: bytes, endpoint: str, seen: set[str], model: str | None) ->
         raise _LineProblem("mismatched_model", message, "body.model")
     try:
         return BatchLine(custom_id, parse_body(body, named)), named
-    except RequestError as exc:  # the line's own request is bad: answered 400, not the file's fault
-        return BatchLine(custom_id, None, error_body(400, exc.message, param=exc.param, code=exc.code)), named
+    except RequestError as exc:  # the line's own request is bad: answered 400 (or 403), not the file's fault
+        return BatchLine(custom_id, None, exc.body(), exc.status), named
 
 
 def _metadata_problem(metadata: Any) -> str | None:

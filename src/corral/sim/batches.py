@@ -58,6 +58,8 @@ class BatchLine:
     #: None: the body is one the API refuses (the line is answered with ``rejected``, a 400 body)
     request: SimRequest | None
     rejected: bytes = b""
+    #: the status a refused line is answered with (a 403 for logprobs a model does not give)
+    status: int = 400
 
 
 class LineOutcome(NamedTuple):
@@ -267,7 +269,7 @@ class BatchStore:
             elif i in batch.expired:
                 outcomes.append(LineOutcome(i, line.custom_id, "expired", 0, b"", -1))
             elif line.request is None:
-                outcomes.append(LineOutcome(i, line.custom_id, "errored", 400, line.rejected, -1))
+                outcomes.append(LineOutcome(i, line.custom_id, "errored", line.status, line.rejected, -1))
             else:
                 # A number from the core's sequence keeps reply ids and ScriptCall.index unique,
                 # without counting the line as an online request.

@@ -122,6 +122,14 @@ class SimConfig:
     #: Both shares are drawn per value from the seed, the text and the value's place in the answer,
     #: so the same request always gets the same slips (see :mod:`corral.sim.slips`)
     misplace: float = 0.0
+    #: share of each field's values answered wrong, by property name (``{"age": 0.3, "name": 0.1}``;
+    #: the name "*" for every field without a share of its own): a plausible value of the field's
+    #: type that the schema accepts (an age a few years off, another name of the text, another enum
+    #: member, a date shifted; see :mod:`corral.sim.field_errors`). Drawn per value from the seed,
+    #: the text and the value's place in the answer: the same request, a re-ask included, always
+    #: gets the same answer. Requests that ask for ``logprobs`` get lower ones for these values
+    #: (:mod:`corral.sim.logprobs`)
+    field_errors: Mapping[str, float] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         if self.latency_ms < 0:
@@ -151,6 +159,7 @@ class SimConfig:
             )
         if self.log_size < 0:
             raise ConfigError(f"log_size must be >= 0, not {self.log_size}")
+        _check_field_errors(self)
         _check_batch_fields(self)
         _check_document_fields(self)
 
@@ -175,6 +184,20 @@ def _check_document_fields(config: SimConfig) -> None:
     if config.hallucinate + config.misplace > 1 + 1e-9:
         total = config.hallucinate + config.misplace
         raise ConfigError(f"hallucinate and misplace must not exceed 1 together, not {total:g}")
+
+
+def _check_field_errors(config: SimConfig) -> None:
+    shares = config.field_errors
+    if not isinstance(shares, Mapping):
+        raise ConfigError(f"field_errors must map field names to shares, not {shares!r}")
+    for name, share in shares.items():
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"field_errors: a field name must be a non-empty string, not {name!r}")
+        if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= 1:
+            raise ConfigError(f"field_errors[{name!r}] must be between 0 and 1, not {share!r}")
+    # A copy of its own: a caller's dict changed later cannot change a running simulator. A plain
+    # dict, not a read-only view, so that the configuration still copies and pickles.
+    object.__setattr__(config, "field_errors", {name: float(share) for name, share in shares.items()})
 
 
 @dataclass(frozen=True, slots=True)

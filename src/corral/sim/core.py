@@ -9,6 +9,8 @@ trickle) is named in ``Outgoing.fault`` for the server to act on.
 
 Bodies take the shape of the request's wire (``SimRequest.wire``): OpenAI chat completions, or
 Anthropic messages (:mod:`corral.sim.anthropic`); answers, faults and limits are the same for both.
+An OpenAI request that asks for ``logprobs`` gets them for the answer it is sent, whatever made it
+(:mod:`corral.sim.logprobs`); a request that does not costs nothing more.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from corral.sim.config import LogEntry, ScriptCall, SimConfig, SimReply, SimStat
 from corral.sim.faults import malformed
 from corral.sim.fewshot import fewshot_answer, read_fewshot
 from corral.sim.limits import RateLimits
+from corral.sim.logprobs import content_logprobs
 from corral.sim.openai import SimRequest, chat_completion, error_body, estimate_tokens
 from corral.sim.slips import Slips
 from corral.sim.window import window_refusal
@@ -71,8 +74,11 @@ class SimCore:
         self._median = config.latency_ms / 1000
         self._mu = math.log(self._median) if self._median > 0 else 0.0
         self._tag = secrets.token_hex(3)  # ids differ between simulator runs, like real ones
-        #: hallucinated and misplaced values: drawn from the seed and the text, not from a stream
-        self._slips = Slips(config.seed, config.hallucinate, config.misplace)
+        #: hallucinated and misplaced values, field errors: drawn from the seed and the text, not
+        #: from a stream
+        self._slips = Slips(
+            config.seed, config.hallucinate, config.misplace, tuple(sorted(config.field_errors.items()))
+        )
         # One draw per request picks at most one fault: consecutive slices of [0, 1), one per kind.
         # bad_arguments is malformed under its own name (malformed already breaks the tool call's
         # arguments), logged apart so a test can tell which knob produced it.
@@ -171,7 +177,7 @@ class SimCore:
             return refused
         draw = self._faults.random()  # one draw per request: the fault pattern depends on order only
         delay = 0.0 if batch else self._draw_latency()
-        filler, answer = _answer(request, self._slips)
+        filler, answer, schema_answer = _answer(request, self._slips)
         # OpenAI charges on arrival: the prompt and the most the answer may take (or will take).
         tokens = request.prompt_tokens + (request.max_tokens or estimate_tokens(len(answer)))
         admitted = None if batch else self._admit(request, tokens, now)
@@ -204,7 +210,9 @@ class SimCore:
         if fault == "bad_body":
             return Outgoing(status, _BAD_BODY, _as_html(headers), delay, fault, tokens)
         if body is None:
-            body = self._render(request, answer, index, reply.finish_reason)
+            body = self._render(
+                request, answer, index, reply.finish_reason, filler if schema_answer else None
+            )
         return Outgoing(status, body, headers, delay, fault, tokens)
 
     def _over_window(self, request: SimRequest) -> Outgoing | None:
@@ -226,7 +234,16 @@ class SimCore:
             return Outgoing(429, refusal.body, refusal.headers, 0.0, "rate_limit", 0)
         return self._limits.headers(request.wire)
 
-    def _render(self, request: SimRequest, answer: str, index: int, finish_reason: str | None) -> bytes:
+    def _render(
+        self,
+        request: SimRequest,
+        answer: str,
+        index: int,
+        finish_reason: str | None,
+        filler: Filler | None = None,
+    ) -> bytes:
+        """The reply body; ``filler``: the schema's, when it gave the answer (its marks make the
+        logprobs, for a request that asks for them)."""
         if request.wire == "anthropic":
             return render_message(
                 request,
@@ -235,12 +252,23 @@ class SimCore:
                 tool_id=f"toolu_sim{self._tag}{index:014x}",
                 finish_reason=finish_reason,
             )[0]
+        token_logprobs = None
+        if request.logprobs and request.mode != "tools":
+            marks = filler.marks(request.user_text, self._slips) if filler is not None else None
+            token_logprobs = content_logprobs(
+                answer,
+                marks,
+                seed=self.config.seed,
+                top=request.top_logprobs,
+                strict=request.mode == "json_schema",
+            )
         return chat_completion(
             request,
             answer,
             completion_id=f"chatcmpl-sim{self._tag}{index:017x}",
             call_id=f"call_sim{self._tag}{index:014x}",
             finish_reason=finish_reason,
+            token_logprobs=token_logprobs,
         )[0]
 
     def _random_fault(
@@ -296,20 +324,22 @@ class SimCore:
             return Outgoing(500, _error_body(request.wire, 500, message), None, 0.0)
 
 
-def _answer(request: SimRequest, slips: Slips) -> tuple[Filler | None, str]:
-    """The schema's filler, if there is a schema, and the right answer: a few-shot prompt's
-    (langextract's) by its examples, any other's by its schema."""
+def _answer(request: SimRequest, slips: Slips) -> tuple[Filler | None, str, bool]:
+    """The schema's filler, if there is a schema, the right answer (a few-shot prompt's, langextract's,
+    by its examples, any other's by its schema) and whether the filler gave it."""
     filler = None
     if request.schema_key is not None and request.schema is not None:
         filler = filler_for(request.schema_key, request.schema)
     shot = read_fewshot(request.user_text, request.schema)
     if shot is not None:
-        return filler, fewshot_answer(shot, slips)
+        return filler, fewshot_answer(shot, slips), False
     if filler is not None:
-        return filler, filler.answer(request.user_text, slips)
+        if request.logprobs and request.mode != "tools":
+            filler.marks(request.user_text, slips)  # the fill that marks gives the answer too
+        return filler, filler.answer(request.user_text, slips), True
     if request.mode == "text":
-        return None, f"(simulated reply from {request.model}) {request.user_text[:200]}"
-    return None, orjson.dumps({"answer": request.user_text[:200]}).decode()
+        return None, f"(simulated reply from {request.model}) {request.user_text[:200]}", False
+    return None, orjson.dumps({"answer": request.user_text[:200]}).decode(), False
 
 
 def _as_html(headers: Mapping[str, str] | None) -> Mapping[str, str]:

@@ -4,6 +4,11 @@ Each node answers ``fill(ctx, h)`` (a value, from the text where it can, else fr
 ``h``) and ``evidence(ctx, h)`` (only what the text supports, or :data:`MISSING`: nullable fields
 are null without evidence). :mod:`corral.sim.answers` builds the tree from a schema.
 
+A fill can also record, for each leaf it answers, where it stands in the answer and whether the
+seeded mistakes (:mod:`corral.sim.slips`, :mod:`corral.sim.field_errors`) changed it: a :class:`Mark`
+per path, which the logprobs of :mod:`corral.sim.logprobs` are drawn from. Only a fill given a
+``marks`` dictionary keeps paths; the others pay one ``is None`` test per field.
+
 A recursive schema makes the tree a graph (a :class:`Ref` leads back up). Each node's ``rank`` says
 how it ends: the height of its smallest finite value (0 for a string, a number, null), or None when
 it has none (a ``$ref`` that only leads to itself, a required cycle with no way out).
@@ -16,8 +21,9 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
+from corral.sim.field_errors import wrong_member, wrong_number, wrong_string
 from corral.sim.hashing import mix, step, text_seed
 from corral.sim.slips import NO_SLIPS, Slips
 from corral.sim.text import Entity, Facts, value_after_key
@@ -31,11 +37,13 @@ __all__ = [
     "Const",
     "Ctx",
     "Enum",
+    "Mark",
     "Node",
     "Null",
     "Nullable",
     "Number",
     "Object",
+    "Path",
     "Ref",
     "String",
     "field_kind",
@@ -52,12 +60,27 @@ MAX_DEPTH = 8  # recursive schemas (trees) stop growing here: optional parts lef
 MAX_HOPS = MAX_DEPTH
 _FALLBACK_NAMES = ("Alex", "Sam", "Robin", "Kim", "Charlie", "Jordan", "Taylor", "Morgan")
 _EPOCH = datetime.date(1970, 1, 1)
+#: where a value stands in an answer: its keys and list indices from the top
+Path = tuple[str | int, ...]
+
+
+class Mark(NamedTuple):
+    """One leaf of an answer as a fill gave it."""
+
+    #: the value the text gives (what the answer would be without seeded mistakes)
+    right: Any
+    #: the value answered: ``right`` unless a field error or a slip changed it
+    value: Any
+    #: how likely a value of this field is wrong, from the configured shares (0: never)
+    chance: float
 
 
 class Ctx:
     """What one object (or one entity of a list) is being filled from."""
 
-    __slots__ = ("depth", "facts", "hops", "name_pos", "names", "numbers", "slips", "text", "top")
+    __slots__ = (
+        "depth", "facts", "hops", "marks", "name_pos", "names", "numbers", "path", "slips", "text", "top",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -70,6 +93,8 @@ class Ctx:
         top: bool,
         hops: int = 0,
         slips: Slips = NO_SLIPS,
+        marks: dict[Path, Mark] | None = None,
+        path: list[str | int] | None = None,
     ) -> None:
         self.facts = facts
         self.text = text
@@ -81,8 +106,11 @@ class Ctx:
         self.hops = hops
         #: the whole text (not one entity's slice): lists of people here use every entity
         self.top = top
-        #: how the answer's free strings go wrong on purpose (:mod:`corral.sim.slips`)
+        #: how the answer's values go wrong on purpose (:mod:`corral.sim.slips`)
         self.slips = slips
+        #: where each leaf's :class:`Mark` goes (None: nowhere), and the path being filled
+        self.marks = marks
+        self.path = path if path is not None or marks is None else []
 
     @property
     def deep(self) -> bool:
@@ -92,7 +120,23 @@ class Ctx:
     def entity(self, entity: Entity) -> Ctx:
         names = [entity.name] if entity.name else []
         return Ctx(self.facts, entity.text, names, list(entity.numbers), depth=self.depth, top=False,
-                   hops=self.hops, slips=self.slips)  # fmt: skip
+                   hops=self.hops, slips=self.slips, marks=self.marks, path=self.path)  # fmt: skip
+
+    def mark(self, right: Any, value: Any, chance: float) -> None:
+        """Record the leaf at the current path (only called when ``marks`` is set)."""
+        assert self.marks is not None
+        assert self.path is not None
+        self.marks[tuple(self.path)] = Mark(right, value, chance)
+
+    def at(self, node: Node, h: int, index: int) -> Any:
+        """``node`` filled as the list item at ``index`` of the current path."""
+        path = self.path
+        if path is None:
+            return node.fill(self, h)
+        path.append(index)
+        value = node.fill(self, h)
+        path.pop()
+        return value
 
     def take_number(self, fits: Callable[[int | float], bool], prefer_age: bool) -> int | float | None:
         """The next unused number that fits; for an age, one next to "years", else one below 130."""
@@ -192,31 +236,53 @@ class Const(Node):
 
 
 class Enum(Node):
-    __slots__ = ("values",)
+    __slots__ = ("key", "values")
 
-    def __init__(self, values: list[Any]) -> None:
+    def __init__(self, values: list[Any], key: str = "") -> None:
         self.values = [v for v in values if v is not None] or values
+        self.key = key
 
     def choices(self) -> list[Any]:
         return self.values
 
-    def evidence(self, ctx: Ctx, h: int) -> Any:
+    def _read(self, ctx: Ctx) -> Any:
         lower = ctx.facts.lower
         for value in self.values:
             if isinstance(value, str) and value and value.lower().replace("_", " ") in lower:
                 return value
         return MISSING
 
+    def evidence(self, ctx: Ctx, h: int) -> Any:
+        found = self._read(ctx)
+        return found if found is MISSING else self._settle(ctx, found, h)
+
     def fill(self, ctx: Ctx, h: int) -> Any:
-        found = self.evidence(ctx, h)
-        return self.values[mix(h) % len(self.values)] if found is MISSING else found
+        found = self._read(ctx)
+        return self._settle(ctx, self.values[mix(h) % len(self.values)] if found is MISSING else found, h)
+
+    def _settle(self, ctx: Ctx, right: Any, h: int) -> Any:
+        """``right`` as the answer gives it: another member when the field errs."""
+        slips = ctx.slips
+        r = slips.field_error(self.key, h) if slips.fields else None
+        value = right if r is None else wrong_member(right, self.values, r)
+        if ctx.marks is not None:
+            ctx.mark(right, value, slips.chance(self.key, slips=False, errs=len(self.values) > 1))
+        return value
 
 
 class Bool(Node):
-    __slots__ = ()
+    __slots__ = ("key",)
+
+    def __init__(self, key: str = "") -> None:
+        self.key = key
 
     def fill(self, ctx: Ctx, h: int) -> Any:
-        return bool(mix(h) & 1)
+        right = bool(mix(h) & 1)
+        slips = ctx.slips
+        value = right if not slips.fields or slips.field_error(self.key, h) is None else not right
+        if ctx.marks is not None:
+            ctx.mark(right, value, slips.chance(self.key, slips=False))
+        return value
 
     def choices(self) -> list[Any]:
         return [False, True]
@@ -233,31 +299,49 @@ class Null(Node):
 
 
 class String(Node):
-    __slots__ = ("fmt", "free", "key", "kind", "max_len", "min_len")
+    __slots__ = ("fmt", "free", "key", "kind", "max_len", "min_len", "pattern")
 
     def __init__(self, key: str, schema: JSON) -> None:
         self.key = key
         self.fmt: str | None = schema.get("format")
         self.kind = field_kind(key, self.fmt)
+        #: a pattern pins it: no field error can promise to match it
+        self.pattern = bool(schema.get("pattern"))
         #: neither a format nor a pattern pins it: a slip (:mod:`corral.sim.slips`) may change it
-        self.free = not self.fmt and not schema.get("pattern")
+        self.free = not self.fmt and not self.pattern
         self.min_len = int(schema.get("minLength", 0))
         max_len = schema.get("maxLength")
         self.max_len = int(max_len) if max_len is not None else None
 
     def evidence(self, ctx: Ctx, h: int) -> Any:
         found = self._read(ctx, h)
-        return found if found is MISSING else self.slip(ctx, found, h)
+        return found if found is MISSING else self.settle(ctx, found, h)
 
     def fill(self, ctx: Ctx, h: int) -> Any:
         found = self._read(ctx, h)
-        return self.slip(ctx, self._fit(self._invent(ctx, h), h) if found is MISSING else found, h)
+        return self.settle(ctx, self._fit(self._invent(ctx, h), h) if found is MISSING else found, h)
 
-    def slip(self, ctx: Ctx, value: str, h: int) -> str:
-        """``value`` as the configured slips change it (most often: as it is)."""
-        if not ctx.slips.active or not self.free:
-            return value
-        return self._fit(ctx.slips.apply(value, h, ctx.facts, self.kind), h)
+    def settle(self, ctx: Ctx, right: str, h: int) -> str:
+        """``right`` as the answer gives it: changed by a field error, then by a slip (most often:
+        as it is)."""
+        slips, value = ctx.slips, right
+        if slips.fields and not self.pattern:
+            r = slips.field_error(self.key, h)
+            if r is not None:
+                value = self._fit(self._wrong(ctx, value, r), h)
+        if slips.active and self.free:
+            value = self._fit(slips.apply(value, h, ctx.facts, self.kind), h)
+        if ctx.marks is not None:
+            ctx.mark(right, value, slips.chance(self.key, slips=self.free, errs=not self.pattern))
+        return value
+
+    def _wrong(self, ctx: Ctx, value: str, r: int) -> str:
+        def other_format(draw: int) -> str:
+            return self._invent(ctx, draw)
+
+        return wrong_string(
+            value, kind=self.kind, fmt=self.fmt, facts=ctx.facts, r=r, other_format=other_format
+        )
 
     def _read(self, ctx: Ctx, h: int) -> Any:
         kind, facts = self.kind, ctx.facts
@@ -317,9 +401,10 @@ class String(Node):
 
 
 class Number(Node):
-    __slots__ = ("hi", "integer", "kind", "lo", "multiple")
+    __slots__ = ("hi", "integer", "key", "kind", "lo", "multiple")
 
     def __init__(self, key: str, schema: JSON, integer: bool) -> None:
+        self.key = key
         self.integer = integer
         self.kind = field_kind(key, None)
         step = 1 if integer else 0.01
@@ -343,12 +428,25 @@ class Number(Node):
         value = ctx.take_number(self._fits, self.kind == "age")
         if value is None:
             return MISSING
-        return int(value) if self.integer else value
+        return self._settle(ctx, int(value) if self.integer else value, h)
 
     def fill(self, ctx: Ctx, h: int) -> Any:
         found = self.evidence(ctx, h)
-        if found is not MISSING:
-            return found
+        return self._settle(ctx, self._invent(h), h) if found is MISSING else found
+
+    def _settle(self, ctx: Ctx, right: float, h: int) -> Any:
+        """``right`` as the answer gives it: off by a little when the field errs."""
+        slips, value = ctx.slips, right
+        r = slips.field_error(self.key, h) if slips.fields else None
+        if r is not None:
+            value = wrong_number(
+                right, kind=self.kind, integer=self.integer, multiple=self.multiple, fits=self._fits, r=r
+            )
+        if ctx.marks is not None:
+            ctx.mark(right, value, slips.chance(self.key, slips=False))
+        return value
+
+    def _invent(self, h: int) -> float:
         h = mix(h)
         lo: float
         hi: float
@@ -446,9 +544,10 @@ class Array(Node):
         return None if None in ranks else max((r for r in ranks if r is not None), default=0) + 1
 
     def fill(self, ctx: Ctx, h: int) -> Any:
-        values: list[Any] = [node.fill(ctx, step(h, i + 1)) for i, node in enumerate(self.prefix)]
+        # ctx.at: each item filled at its own index of the path (the index it takes in the list)
+        values: list[Any] = [ctx.at(node, step(h, i + 1), i) for i, node in enumerate(self.prefix)]
         if ctx.deep or self.item.rank is None:  # an item that cannot end: none beyond the prefix
-            return values + [self.item.fill(ctx, step(h, i + 1)) for i in range(len(values), self.min_items)]
+            return values + [ctx.at(self.item, step(h, i + 1), i) for i in range(len(values), self.min_items)]
         if self.entities:
             entities = _entities_for(ctx)
             # A list of people from a text that names nobody is empty, as a careful model answers
@@ -456,18 +555,19 @@ class Array(Node):
             named = any(entity.name for entity in entities) or not ctx.top
             count = self._clamp(len(entities)) if named else self.min_items
             values += [
-                self.item.fill(ctx.entity(entities[i % len(entities)]), step(h, i + 1)) for i in range(count)
+                ctx.entity(entities[i % len(entities)]).at(self.item, step(h, i + 1), len(values) + i)
+                for i in range(count)
             ]
             return values
         if self.key.lower() in _NAME_LISTS and isinstance(self.item, String) and ctx.names:
             names = ctx.names[: self._clamp(len(ctx.names))]
-            values += [self.item.slip(ctx, name, step(h, i + 1)) for i, name in enumerate(names)]
+            values += [self._name(ctx, name, step(h, i + 1), len(values) + i) for i, name in enumerate(names)]
         count = self._clamp(max(len(values), 1 + mix(h) % 3))
         # Distinct values read better; only uniqueItems makes them a must.
         i = len(values)
         while len(values) < count and i < count + 16:
             i += 1
-            value = self.item.fill(ctx, step(h, i))
+            value = ctx.at(self.item, step(h, i), len(values))
             if value not in values:
                 values.append(value)
         for value in self.item.choices():  # an enum answered from the text repeats itself
@@ -476,8 +576,17 @@ class Array(Node):
             if value not in values:
                 values.append(value)
         while len(values) < count and not self.unique:
-            values.append(self.item.fill(ctx, step(h, len(values) + 1)))
+            values.append(ctx.at(self.item, step(h, len(values) + 1), len(values)))
         return values
+
+    def _name(self, ctx: Ctx, name: str, h: int, index: int) -> str:
+        assert isinstance(self.item, String)
+        if ctx.path is None:
+            return self.item.settle(ctx, name, h)
+        ctx.path.append(index)
+        value = self.item.settle(ctx, name, h)
+        ctx.path.pop()
+        return value
 
 
 def _entities_for(ctx: Ctx) -> tuple[Entity, ...]:
@@ -508,15 +617,28 @@ class Object(Node):
         ctx.depth += 1
         try:
             # An optional field that cannot end is left out, as a model would leave it.
-            out = {
-                key: node.fill(ctx, step(h, salt))
-                for key, node, salt, required in self.fields
-                if required or (not deep and node.rank is not None)
-            }
+            if ctx.path is None:
+                out = {
+                    key: node.fill(ctx, step(h, salt))
+                    for key, node, salt, required in self.fields
+                    if required or (not deep and node.rank is not None)
+                }
+            else:
+                out = self._fill_marked(ctx, h, ctx.path, deep)
         finally:
             ctx.depth -= 1
         for i in range(len(out), self.min_props):
             out[f"key{i}"] = f"value{i}"
+        return out
+
+    def _fill_marked(self, ctx: Ctx, h: int, path: list[str | int], deep: bool) -> dict[str, Any]:
+        """The fields, each filled at its own key of the path."""
+        out: dict[str, Any] = {}
+        for key, node, salt, required in self.fields:
+            if required or (not deep and node.rank is not None):
+                path.append(key)
+                out[key] = node.fill(ctx, step(h, salt))
+                path.pop()
         return out
 
     def evidence(self, ctx: Ctx, h: int) -> Any:

@@ -2,7 +2,14 @@
 
 Replies are full ``chat.completion`` objects (ids, ``usage`` with details, ``system_fingerprint``,
 ``logprobs``, ``refusal``) so that the official SDK parses them into its types and instructor works
-against them unchanged. Token counts are the usual rough estimate, four characters per token.
+against them unchanged. Token counts are the usual rough estimate, four characters per token; a
+reply with logprobs counts (and cuts at ``max_tokens``) the tokens its logprobs list.
+
+``logprobs``/``top_logprobs`` are taken as OpenAI takes them: ``top_logprobs`` 0-20 and only with
+``logprobs: true``; o-series and gpt-5 models answer 403 "You are not allowed to request logprobs
+from this model"; gpt-5.N models refuse the parameter (400 ``unsupported_parameter``) unless
+``reasoning_effort`` is "none", and then list at most 5 alternatives. The logprobs themselves are
+:mod:`corral.sim.logprobs`'s; a tool call's arguments get none (``{"content": null, "refusal": null}``).
 """
 
 from __future__ import annotations
@@ -39,13 +46,27 @@ _DECODER = json.JSONDecoder()
 
 
 class RequestError(Exception):
-    """A request the real API would reject with 400; the message follows OpenAI's wording."""
+    """A request the real API would reject (with 400 unless ``status`` says otherwise); the message
+    follows the provider's wording."""
 
-    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, param: str | None = None, code: str | None = None, status: int = 400
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
         self.code = code
+        self.status = status
+
+    def body(self) -> bytes:
+        """OpenAI's error body for it: its code as it is, null included."""
+        error = {
+            "message": self.message,
+            "type": "invalid_request_error",
+            "param": self.param,
+            "code": self.code,
+        }
+        return orjson.dumps({"error": error})
 
 
 @dataclass(slots=True)
@@ -69,6 +90,10 @@ class SimRequest:
     max_tokens: int | None
     #: which API's shapes the reply and errors take (the same answers and faults serve both)
     wire: Literal["openai", "anthropic"] = "openai"
+    #: ``logprobs: true``: the reply carries ``choices[0].logprobs`` (:mod:`corral.sim.logprobs`)
+    logprobs: bool = False
+    #: how many most likely tokens each logprob entry lists (``top_logprobs``, 0-20)
+    top_logprobs: int = 0
 
 
 def estimate_tokens(chars: int) -> int:
@@ -114,6 +139,7 @@ def parse_body(body: JSON, default_model: str) -> SimRequest:
             chars += len(str(call.get("function", {}).get("arguments", "")))
 
     _refuse_what_the_model_does_not_take(body, model)
+    logprobs, top_logprobs = _logprob_options(body, model)
     mode, schema, tool_name, forced, extra_chars = _structure(body, messages)
     key = schema_key(schema) if schema is not None else None
     if schema is not None and mode in ("tools", "json_schema"):
@@ -134,6 +160,8 @@ def parse_body(body: JSON, default_model: str) -> SimRequest:
         user_text=user_text or "",
         prompt_tokens=estimate_tokens(chars + extra_chars + (len(key) if key else 0)),
         max_tokens=max_tokens,
+        logprobs=logprobs,
+        top_logprobs=top_logprobs,
     )
 
 
@@ -175,6 +203,55 @@ def _refuse_what_the_model_does_not_take(body: JSON, model: str) -> None:
             param="temperature",
             code="unsupported_value",
         )
+
+
+#: the reasoning models that take ``logprobs`` when told not to reason (gpt-5.1, gpt-5.4-mini, ...)
+_DOTTED_GPT5 = re.compile(r"^gpt-5\.\d")
+#: what OpenAI's bounds checks call each JSON type ("... but got a string instead.")
+_JSON_TYPES = ((bool, "a boolean"), (int, "an integer"), (float, "a decimal number"), (str, "a string"),
+               (list, "an array"), (dict, "an object"))  # fmt: skip
+
+
+def _logprob_options(body: JSON, model: str) -> tuple[bool, int]:
+    """``logprobs`` and ``top_logprobs`` as OpenAI's Chat Completions take them, or the refusal in its
+    words: o-series and gpt-5 models answer 403 "You are not allowed to request logprobs from this
+    model"; gpt-5.N models refuse the parameter unless ``reasoning_effort`` is "none", and then list
+    at most 5 alternatives (20 for the others); ``top_logprobs`` needs ``logprobs: true``."""
+    logprobs, top = body.get("logprobs"), body.get("top_logprobs")
+    if logprobs is not None and not isinstance(logprobs, bool):
+        raise RequestError(f"Invalid type for 'logprobs': expected a boolean, but got {_json_type(logprobs)} "
+                           "instead.", param="logprobs", code="invalid_type")  # fmt: skip
+    if top is not None and (not isinstance(top, int) or isinstance(top, bool)):
+        raise RequestError(f"Invalid type for 'top_logprobs': expected an integer, but got {_json_type(top)} "
+                           "instead.", param="top_logprobs", code="invalid_type")  # fmt: skip
+    name = model.rsplit("/", 1)[-1].lower()
+    most = 20
+    if _REASONING.match(name) is not None:
+        if _DOTTED_GPT5.match(name) is not None:
+            if logprobs is not None and body.get("reasoning_effort") != "none":
+                raise RequestError("Unsupported parameter: 'logprobs' is not supported with this model.",
+                                   param="logprobs", code="unsupported_parameter")  # fmt: skip
+            most = 5
+        elif logprobs:
+            raise RequestError("You are not allowed to request logprobs from this model", status=403)
+    if top is not None:
+        if top < 0:
+            below = f"integer below minimum value. Expected a value >= 0, but got {top} instead."
+            raise RequestError(f"Invalid 'top_logprobs': {below}", param="top_logprobs",
+                               code="integer_below_min_value")  # fmt: skip
+        if top > most:
+            raise RequestError(f"Invalid value for 'top_logprobs': must be less than or equal to {most}.",
+                               param="top_logprobs")  # fmt: skip
+        if not logprobs:
+            raise RequestError("The 'top_logprobs' parameter is only allowed when 'logprobs' is enabled.",
+                               param="top_logprobs")  # fmt: skip
+    return bool(logprobs), top or 0
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    return next(name for kind, name in _JSON_TYPES if isinstance(value, kind))
 
 
 def _refuse_a_schema_without_an_answer(
@@ -312,13 +389,26 @@ def chat_completion(
     completion_id: str,
     call_id: str,
     finish_reason: str | None = None,
+    token_logprobs: list[JSON] | None = None,
 ) -> tuple[bytes, int]:
-    """The reply body and its completion tokens; ``answer`` is cut to ``max_tokens`` (→ "length")."""
-    completion_tokens = estimate_tokens(len(answer))
-    if request.max_tokens is not None and completion_tokens > request.max_tokens:
-        answer = answer[: request.max_tokens * 4]
-        completion_tokens = request.max_tokens
-        finish_reason = "length"
+    """The reply body and its completion tokens; ``answer`` is cut to ``max_tokens`` (→ "length").
+
+    ``token_logprobs``: the entries of ``choices[0].logprobs.content`` for ``answer`` (a request with
+    ``logprobs`` in a mode whose answer is the message's content): then the answer is counted, and
+    cut, in those tokens. A tool call has none: its arguments get no logprobs at OpenAI, and the
+    choice's ``logprobs`` is ``{"content": null, "refusal": null}``."""
+    if token_logprobs is not None:
+        if request.max_tokens is not None and len(token_logprobs) > request.max_tokens:
+            token_logprobs = token_logprobs[: request.max_tokens]
+            answer = "".join(entry["token"] for entry in token_logprobs)
+            finish_reason = "length"
+        completion_tokens = len(token_logprobs)
+    else:
+        completion_tokens = estimate_tokens(len(answer))
+        if request.max_tokens is not None and completion_tokens > request.max_tokens:
+            answer = answer[: request.max_tokens * 4]
+            completion_tokens = request.max_tokens
+            finish_reason = "length"
     message: JSON
     if request.mode == "tools":
         message = {
@@ -343,7 +433,12 @@ def chat_completion(
         "created": int(time.time()),
         "model": request.model,
         "choices": [
-            {"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason or "stop"}
+            {
+                "index": 0,
+                "message": message,
+                "logprobs": {"content": token_logprobs, "refusal": None} if request.logprobs else None,
+                "finish_reason": finish_reason or "stop",
+            }
         ],
         "usage": {
             "prompt_tokens": request.prompt_tokens,

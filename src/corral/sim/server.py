@@ -249,10 +249,10 @@ class Simulator(_Observed):
                     parse_request(raw, model) if wire == "openai" else _parse_messages(request, raw, model)
                 )
             except RequestError as exc:
-                status = 400
+                status = exc.status
                 if wire == "openai":
-                    return _json(400, error_body(400, exc.message, param=exc.param, code=exc.code))
-                return _json(400, messages_error_body(400, exc.message))
+                    return _json(status, exc.body())
+                return _json(status, messages_error_body(status, exc.message))
             mode, model, text = parsed.mode, parsed.model, parsed.user_text
             if wire == "openai" and mode in self.config.refused_modes:
                 status, fault = 500, "mode_refused"

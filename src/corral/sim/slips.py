@@ -17,6 +17,12 @@ Which values slip, and how, is drawn from the seed and the value's path hash (it
 text), never from the order requests arrive in: the same request gets the same slips on every run,
 and another seed gets others. A value no change can take out of the text (digits only, nothing to
 recase) stays as it is.
+
+A third way is wrong about the text whatever the value's type: a *field error*
+(``SimConfig.field_errors``), a field answered with another plausible value of its type, with the
+share set for its property name (:mod:`corral.sim.field_errors` makes the value). Its draw is
+:meth:`Slips.field_error`, from the same seed and path hash as the slips, and independent of them:
+a string may be both (another name of the text, then miscopied).
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from typing import NamedTuple
 from corral.sim.hashing import mix, step, unit
 from corral.sim.text import Facts
 
-__all__ = ["NO_SLIPS", "Slips"]
+__all__ = ["NO_SLIPS", "Slips", "invent"]
 
 #: an invented person is never one the test texts or the simulator's fallbacks use
 _FIRST = (
@@ -56,18 +62,51 @@ _STRAIGHT = str.maketrans({"‘": "'", "’": "'", "‚": "'", "“": '"', "”"
 _SPACES = re.compile(r"\s+")
 _MIN_TYPO = 7  # shorter, one letter is too much of the value for a fuzzy search to find it again
 _SEED_SALT = 0x51175
+_FIELD_SALT = 0xF1E1D
 
 
 class Slips(NamedTuple):
-    """The shares of hallucinated and misplaced values, drawn with ``seed`` (see the module)."""
+    """The shares of hallucinated and misplaced values, and of field errors, drawn with ``seed``
+    (see the module)."""
 
     seed: int = 0
     hallucinate: float = 0.0
     misplace: float = 0.0
+    #: field errors: (property name, share) pairs, sorted; the name "*" stands for every other field
+    fields: tuple[tuple[str, float], ...] = ()
 
     @property
     def active(self) -> bool:
         return self.hallucinate > 0 or self.misplace > 0
+
+    def field_share(self, key: str) -> float:
+        """The share of field errors for the property ``key`` (its own, else the "*" one, else 0)."""
+        star = 0.0
+        for name, share in self.fields:
+            if name == key:
+                return share
+            if name == "*":
+                star = share
+        return star
+
+    def field_error(self, key: str, h: int) -> int | None:
+        """For the field ``key`` at the path hashed ``h``: None when it is answered right, else the
+        draw that picks its wrong value."""
+        if not self.fields:
+            return None
+        share = self.field_share(key)
+        if share <= 0:
+            return None
+        base = mix(h ^ mix((self.seed + _FIELD_SALT) & 0xFFFFFFFF))
+        return mix(step(base, 3)) if unit(base) < share else None
+
+    def chance(self, key: str, *, slips: bool, errs: bool = True) -> float:
+        """How likely a value of the field ``key`` is wrong: its field errors (``errs``: a value of
+        this field can be changed) and, for a free string (``slips``), hallucinated or misplaced."""
+        right = 1.0 - (self.field_share(key) if errs and self.fields else 0.0)
+        if slips:
+            right *= 1.0 - min(1.0, self.hallucinate + self.misplace)
+        return 1.0 - right
 
     def apply(self, value: str, h: int, facts: Facts, kind: str = "") -> str:
         """``value`` (at the path hashed ``h``, read from ``facts``' text) as this draw slips it."""
@@ -76,7 +115,7 @@ class Slips(NamedTuple):
         base = mix(h ^ mix((self.seed + _SEED_SALT) & 0xFFFFFFFF))
         u = unit(base)
         if u < self.hallucinate:
-            return _invent(value, facts, kind, mix(step(base, 1)))
+            return invent(value, facts, kind, mix(step(base, 1)))
         if u < self.hallucinate + self.misplace:
             return _miscopy(value, facts.text, mix(step(base, 2)))
         return value
@@ -88,8 +127,9 @@ NO_SLIPS = Slips()
 # --- hallucinated --------------------------------------------------------------------------------
 
 
-def _invent(value: str, facts: Facts, kind: str, r: int) -> str:
-    """A plausible value of the same kind that the text nowhere holds, whatever its case."""
+def invent(value: str, facts: Facts, kind: str, r: int) -> str:
+    """A plausible value of ``value``'s kind (``kind``: a field kind, :func:`corral.sim.nodes.field_kind`)
+    that the text of ``facts`` nowhere holds, whatever its case; ``r`` picks which."""
     lower = facts.lower
     invented = value
     for invented in _candidates(value, kind, r):
