@@ -1,0 +1,62 @@
+"""Confidence per value end to end: ``corral run`` against a simulator that answers some fields wrong
+and gives log-probabilities that follow its mistakes, then ``corral eval`` against the right answers:
+the records carry each value's confidence, a re-run keeps it, and the calibration is measured."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from corral.sim import SimConfig, SimulatorThread
+from tests._support import PERSON, run_args
+from tests._support.cli import Corral
+
+N = 120
+PEOPLE = [(f"Person{n}", 20 + n % 50) for n in range(N)]
+
+
+def test_values_carry_confidence_that_eval_finds_informative(corral: Corral, tmp_path: Path) -> None:
+    source, out, gold, figures = (
+        tmp_path / name for name in ("in.txt", "out.jsonl", "gold.jsonl", "eval.json")
+    )
+    source.write_text("".join(f"My name is {name} and I am {age} years old\n" for name, age in PEOPLE))
+    gold.write_text("".join(json.dumps({"id": str(n), "output": {"name": name, "age": age}}) + "\n"
+                            for n, (name, age) in enumerate(PEOPLE, start=1)))  # fmt: skip
+    config = SimConfig(latency_ms=1, seed=4, field_errors={"age": 0.3})
+    options = ("--mode", "json_schema", "--confidence", "logprobs", "-o", str(out))
+    with SimulatorThread(config) as sim:
+        ran = corral(*run_args(source, sim.url, *options))
+        assert ran.returncode == 0, ran.stderr
+        records = [json.loads(line) for line in out.read_text().splitlines()]
+        again = corral(*run_args(source, sim.url, *options))  # answered from the store
+    assert again.returncode == 0, again.stderr
+    assert (
+        out.read_text().splitlines() == [json.dumps(r, separators=(",", ":")) for r in records]
+        or [json.loads(line) for line in out.read_text().splitlines()] == records
+    )  # a re-run writes the same confidences
+    assert all(set(r["confidence"]) == {"name", "age"} for r in records)
+    assert all(entry["method"] == "logprobs" for r in records for entry in r["confidence"].values())
+
+    wrong = [r["confidence"]["age"]["value"] for r, (_, age) in zip(records, PEOPLE, strict=True)
+             if r["output"]["age"] != age]  # fmt: skip
+    right = [r["confidence"]["age"]["value"] for r, (_, age) in zip(records, PEOPLE, strict=True)
+             if r["output"]["age"] == age]  # fmt: skip
+    assert 0.15 * N < len(wrong) < 0.45 * N
+    assert sum(wrong) / len(wrong) < sum(right) / len(right) - 0.15  # the doubtful ones are the wrong ones
+
+    scored = corral("eval", str(out), "--gold", str(gold), "--schema", PERSON, "--json", str(figures))
+    assert scored.returncode == 0, scored.stderr
+    calibration = json.loads(figures.read_text())["calibration"]
+    assert calibration["count"] == 2 * N
+    assert calibration["above"]["accuracy"] > calibration["accuracy"]
+    assert "calibration: ECE" in scored.stdout
+
+
+def test_a_server_not_known_to_give_logprobs_is_not_asked(corral: Corral, tmp_path: Path) -> None:
+    source, out = tmp_path / "in.txt", tmp_path / "out.jsonl"
+    source.write_text("My name is Ann and I am 30 years old\n")
+    with SimulatorThread(SimConfig(latency_ms=1)) as sim:
+        ran = corral(*run_args(source, sim.url, "--mode", "json_schema", "-o", str(out)))
+    assert ran.returncode == 0, ran.stderr
+    (record,) = (json.loads(line) for line in out.read_text().splitlines())
+    assert "confidence" not in record
