@@ -66,6 +66,10 @@ EVAL_EXAMPLE = """example:
   corral eval out.jsonl --gold gold.jsonl --schema person.py:Person
   corral eval out.jsonl --gold gold.csv --schema people.py:People --merge-key people=name --json eval.json
   corral eval out.jsonl --gold gold.jsonl --schema review.json --min-f1 0.9   # exits 1 below it (CI)"""
+COMPARE_EXAMPLE = """example:
+  corral compare people.jsonl --gold gold.jsonl --schema person.py:Person --sample 200 \\
+      --config small:model=openai/gpt-4o-mini --config big:model=openai/gpt-4o \\
+      --config strict:model=openai/gpt-4o-mini,mode=json_schema --plot front.png"""
 BENCH_EXAMPLE = """example:
   corral bench                               # the built-in simulator, ~0.9 s per request like the article
   corral bench --plot article.png
@@ -100,6 +104,12 @@ COMMANDS = (
         "score an output against gold records, field by field, with confidence intervals",
         EVAL_EXAMPLE,
         "corral.cli.eval",
+    ),
+    _Command(
+        "compare",
+        "run one sample through several models, prompts or modes: accuracy against cost and latency",
+        COMPARE_EXAMPLE,
+        "corral.cli.compare",
     ),
     _Command(
         "serve",

@@ -79,10 +79,13 @@ from corral.evaluation._calibration import Bin, Calibration
 from corral.evaluation._compare import Mismatch
 from corral.evaluation._evaluation import evaluate, read_gold
 from corral.evaluation._results import Evaluation, ItemResult, Macro, Score, Status
+from corral.evaluation._runs import Compared, Configuration, compare, pareto_front
 
 __all__ = [
     "Bin",
     "Calibration",
+    "Compared",
+    "Configuration",
     "Evaluation",
     "ItemResult",
     "Macro",
@@ -90,6 +93,8 @@ __all__ = [
     "Score",
     "Status",
     "assign",
+    "compare",
     "evaluate",
+    "pareto_front",
     "read_gold",
 ]
