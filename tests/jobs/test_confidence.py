@@ -57,3 +57,22 @@ def test_a_server_not_known_to_give_logprobs_is_not_asked(corral: Corral, tmp_pa
     assert ran.returncode == 0, ran.stderr
     (record,) = (json.loads(line) for line in out.read_text().splitlines())
     assert "confidence" not in record
+
+
+def test_values_below_the_review_line_are_marked_for_a_person(corral: Corral, tmp_path: Path) -> None:
+    source, out = tmp_path / "in.txt", tmp_path / "out.jsonl"
+    source.write_text("".join(f"My name is {name} and I am {age} years old\n" for name, age in PEOPLE))
+    config = SimConfig(latency_ms=1, seed=4, field_errors={"age": 0.3})
+    options = ("--mode", "json_schema", "--confidence", "logprobs", "--review-below", "0.6", "-o", str(out))
+    with SimulatorThread(config) as sim:
+        ran = corral(*run_args(source, sim.url, *options))
+    assert ran.returncode == 0, ran.stderr
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    marked = [r for r in records if "review" in r]
+    for record in records:
+        doubtful = sorted(path for path, entry in record["confidence"].items() if entry["value"] < 0.6)
+        assert record.get("review", []) == doubtful
+    assert marked and f"{len(marked)} records to review" in ran.stderr
+    wrong = {r["id"] for r, (_, age) in zip(records, PEOPLE, strict=True) if r["output"]["age"] != age}
+    caught = wrong & {r["id"] for r in marked}
+    assert len(caught) > len(wrong) / 2  # most wrong ages are among those to check

@@ -148,6 +148,13 @@ def add_document_arguments(group: argparse._ActionsContainer) -> None:
         "(its list entry, or the field); reask the model, naming it",
     )
     group.add_argument(
+        "--review-below",
+        type=float,
+        metavar="P",
+        help="mark for review (the record's 'review' list) every value whose confidence is below P, "
+        "or that is not found in the text",
+    )
+    group.add_argument(
         "--merge-key",
         action="append",
         default=[],
@@ -174,6 +181,7 @@ def document_options(args: argparse.Namespace) -> DocumentOptions:
         ground=not args.no_ground,
         ungrounded=args.ungrounded,
         keys=tuple(keys),
+        review_below=args.review_below,
     )
 
 

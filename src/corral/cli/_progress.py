@@ -333,4 +333,6 @@ def documents_line(counts: DocumentCounts) -> str:
     line = f"corral: {total:,} documents ({counts.chunks:,} chunks): {', '.join(parts)}"
     if counts.ungrounded:
         line += f"; {counts.ungrounded:,} values not found in their text (null in 'grounding')"
+    if counts.review:
+        line += f"; {counts.review:,} records to review (their 'review' list)"
     return line

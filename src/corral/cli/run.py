@@ -71,6 +71,8 @@ async def _run(args: argparse.Namespace, job: Job) -> int:
         print(summary_line(counters), file=sys.stderr)
         if documents.documents or documents.pending:
             print(documents_line(documents), file=sys.stderr)
+        elif documents.review:
+            print(f"corral: {documents.review:,} records to review (their 'review' list)", file=sys.stderr)
     if result.status == "budget":
         print(
             f"corral: stopped: {result.budget_message}. {result.counts.not_started:,} items pulled from the "

@@ -68,6 +68,8 @@ class DocumentCounts:
     chunks: int = 0
     #: string values found nowhere in their text (kept, flagged, unless dropped)
     ungrounded: int = 0
+    #: records marked for a person to check (``review_below``)
+    review: int = 0
 
 
 async def run_documents(
@@ -219,16 +221,31 @@ class _DocumentPass:
             self._finish(document)
 
     def _plain(self, record: Mapping[str, Any]) -> Mapping[str, Any]:
-        if not self.options.ground:
+        if self.options.ground:
+            grounding: dict[str, Any] = {}
+            if record.get("error") is None and record.get("output") is not None:
+                spans = ground_record(
+                    record["output"], Aligner(record["input"]), min_score=self.options.min_score
+                )
+                self.counts.ungrounded += sum(span is None for span in spans.values())
+                grounding = {path: _span(span, None) for path, span in spans.items()}
+            record = {**record, "grounding": grounding}
+        return self._reviewed(record)
+
+    def _reviewed(self, record: Mapping[str, Any]) -> Mapping[str, Any]:
+        """With ``review_below``: the paths a person should check, in ``review`` (a value less sure
+        than that, or found nowhere in the text); none, no key."""
+        threshold = self.options.review_below
+        if threshold is None or record.get("error") is not None:
             return record
-        grounding: dict[str, Any] = {}
-        if record.get("error") is None and record.get("output") is not None:
-            spans = ground_record(
-                record["output"], Aligner(record["input"]), min_score=self.options.min_score
-            )
-            self.counts.ungrounded += sum(span is None for span in spans.values())
-            grounding = {path: _span(span, None) for path, span in spans.items()}
-        return {**record, "grounding": grounding}
+        doubtful = {
+            path for path, entry in (record.get("confidence") or {}).items() if entry["value"] < threshold
+        }
+        doubtful |= {path for path, span in (record.get("grounding") or {}).items() if span is None}
+        if not doubtful:
+            return record
+        self.counts.review += 1
+        return {**record, "review": sorted(doubtful)}
 
     def _finish(self, document: _Document) -> None:
         item = document.item
@@ -247,7 +264,7 @@ class _DocumentPass:
             if self.options.ungrounded == "drop":
                 assembled.drop_ungrounded()
             error = self._invalid(assembled.output)
-        record = assembled.record(records, error, ground=self.options.ground)
+        record = dict(self._reviewed(assembled.record(records, error, ground=self.options.ground)))
         self.counts.documents += 1
         if record["error"] is None:
             self.counts.ok += 1

@@ -93,6 +93,8 @@ class DocumentOptions:
     keys: tuple[tuple[str, tuple[str, ...]], ...] = ()
     #: a fuzzy match under this similarity (0-1) grounds nothing
     min_score: float = 0.85
+    #: mark for review (``review`` in the record) the values less sure than this, or not in the text
+    review_below: float | None = None
 
     def __post_init__(self) -> None:
         if self.chunk_tokens < 100:
@@ -103,6 +105,8 @@ class DocumentOptions:
             raise ConfigError(f"passes must be from 1 to 10, not {self.passes}")
         if not 0.0 < self.min_score <= 1.0:
             raise ConfigError(f"min_score must be over 0 and at most 1, not {self.min_score}")
+        if self.review_below is not None and not 0.0 < self.review_below <= 1.0:
+            raise ConfigError(f"review_below must be over 0 and at most 1, not {self.review_below}")
         if self.ungrounded != "keep" and not self.ground:
             raise ConfigError(f"ungrounded={self.ungrounded!r} needs grounding: drop --no-ground")
 
