@@ -26,7 +26,9 @@ def test_three_configurations_on_one_sample_give_a_table_and_a_plot(corral: Corr
                             for n, (name, age) in enumerate(PEOPLE, start=1)))  # fmt: skip
     configs = ["small:model=openai/gpt-4o-mini", "big:model=openai/gpt-4o",
                "strict:model=openai/gpt-4o-mini,mode=json_schema"]  # fmt: skip
-    with SimulatorThread(SimConfig(latency_ms=1, seed=2, field_errors={"age": 0.2})) as sim:
+    # The smaller model gets ages wrong more often than the bigger one.
+    errors = {"gpt-4o-mini:age": 0.4, "gpt-4o:age": 0.05}
+    with SimulatorThread(SimConfig(latency_ms=1, seed=2, field_errors=errors)) as sim:
         args = ["compare", str(source), "--gold", str(gold), "--schema", PERSON, "--base-url", sim.url,
                 "--sample", "30", "-o", str(folder), "--plot", str(folder / "front.png"),
                 "--json", str(folder / "table.json")]  # fmt: skip
@@ -41,10 +43,11 @@ def test_three_configurations_on_one_sample_give_a_table_and_a_plot(corral: Corr
     assert [row["name"] for row in rows] == ["small", "big", "strict"]
     assert asked == 3 * 30
     for row in rows:
-        assert row["status"] == "completed" and 0.6 < row["f1"] < 1.0 and row["cost"] > 0
+        assert row["status"] == "completed" and 0.5 < row["f1"] <= 1.0 and row["cost"] > 0
         assert row["f1_ci"][0] <= row["f1"] <= row["f1_ci"][1]
-    big = rows[1]
-    assert big["cost"] > rows[0]["cost"]  # gpt-4o's price is the higher
+    small, big, _strict = rows
+    assert big["cost"] > small["cost"] and big["f1"] > small["f1"]  # more accurate, at a price
+    assert small["front"] and big["front"]
     assert "◆ on the Pareto front" in ran.stdout and "small" in ran.stdout
     assert (folder / "front.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len((folder / "sample.jsonl").read_text().splitlines()) == 30

@@ -201,3 +201,12 @@ def test_field_errors_are_configured_by_name_and_share() -> None:
     config = SimConfig(field_errors=given)
     given["age"] = 0.0
     assert config.field_errors["age"] == 0.5, "the simulator keeps a copy of its own"
+
+
+def test_a_share_can_be_set_for_one_model() -> None:
+    from corral.sim.core import _model_shares
+
+    shares = {"age": 0.2, "name": 0.1, "gpt-4o-mini:age": 0.5, "gpt-4o:name": 0.0}
+    assert _model_shares(shares, "gpt-4o-mini") == (("age", 0.5), ("name", 0.1))
+    assert _model_shares(shares, "gpt-4o") == (("age", 0.2), ("name", 0.0))
+    assert _model_shares(shares, "other") == (("age", 0.2), ("name", 0.1))

@@ -65,11 +65,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         type=_field_error,
-        metavar="NAME=SHARE",
+        metavar="[MODEL:]NAME=SHARE",
         help="share of the field NAME's values answered wrong yet schema-valid (an age a few years off, "
         "another name of the text, another enum member, a date shifted), by seed and text; NAME is a "
         "property name wherever it stands, '*' every field without a share of its own; repeatable "
-        "(--field-error age=0.3 --field-error name=0.1). Requests with logprobs get lower ones for them",
+        "(--field-error age=0.3 --field-error name=0.1); MODEL:NAME for requests to that model only "
+        "(--field-error gpt-4o-mini:age=0.3). Requests with logprobs get lower ones for them",
     )
     limits = parser.add_argument_group("rate limits (OpenAI-style 429s and x-ratelimit-* headers)")
     limits.add_argument("--rpm", type=int, metavar="N", help="requests per minute (default: unlimited)")

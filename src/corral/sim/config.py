@@ -128,7 +128,8 @@ class SimConfig:
     #: member, a date shifted; see :mod:`corral.sim.field_errors`). Drawn per value from the seed,
     #: the text and the value's place in the answer: the same request, a re-ask included, always
     #: gets the same answer. Requests that ask for ``logprobs`` get lower ones for these values
-    #: (:mod:`corral.sim.logprobs`)
+    #: (:mod:`corral.sim.logprobs`). ``"MODEL:NAME"`` sets the share for requests to that model
+    #: only (``{"gpt-4o-mini:age": 0.3, "gpt-4o:age": 0.05}``): models differ in what they get wrong
     field_errors: Mapping[str, float] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:

@@ -76,9 +76,8 @@ class SimCore:
         self._tag = secrets.token_hex(3)  # ids differ between simulator runs, like real ones
         #: hallucinated and misplaced values, field errors: drawn from the seed and the text, not
         #: from a stream
-        self._slips = Slips(
-            config.seed, config.hallucinate, config.misplace, tuple(sorted(config.field_errors.items()))
-        )
+        self._config = config
+        self._slips_by_model: dict[str, Slips] = {}
         # One draw per request picks at most one fault: consecutive slices of [0, 1), one per kind.
         # bad_arguments is malformed under its own name (malformed already breaks the tool call's
         # arguments), logged apart so a test can tell which knob produced it.
@@ -177,7 +176,8 @@ class SimCore:
             return refused
         draw = self._faults.random()  # one draw per request: the fault pattern depends on order only
         delay = 0.0 if batch else self._draw_latency()
-        filler, answer, schema_answer = _answer(request, self._slips)
+        slips = self._slips(request.model)
+        filler, answer, schema_answer = _answer(request, slips)
         # OpenAI charges on arrival: the prompt and the most the answer may take (or will take).
         tokens = request.prompt_tokens + (request.max_tokens or estimate_tokens(len(answer)))
         admitted = None if batch else self._admit(request, tokens, now)
@@ -254,7 +254,9 @@ class SimCore:
             )[0]
         token_logprobs = None
         if request.logprobs and request.mode != "tools":
-            marks = filler.marks(request.user_text, self._slips) if filler is not None else None
+            marks = (
+                filler.marks(request.user_text, self._slips(request.model)) if filler is not None else None
+            )
             token_logprobs = content_logprobs(
                 answer,
                 marks,
@@ -288,7 +290,7 @@ class SimCore:
         if fault in ("malformed", "bad_arguments"):
             return (fault, malformed(answer, pick), 200) if request.mode != "text" else ("", answer, 200)
         if fault == "invalid":  # only where there is a schema to break
-            invalid = filler.invalid(request.user_text, pick, self._slips) if filler else None
+            invalid = filler.invalid(request.user_text, pick, self._slips(request.model)) if filler else None
             return (fault, invalid, 200) if invalid is not None else ("", answer, 200)
         return fault, answer, 200
 
@@ -298,6 +300,20 @@ class SimCore:
         if self.config.latency_dist == "fixed" or self.config.latency_sigma == 0:
             return self._median
         return self._latency.lognormvariate(self._mu, self.config.latency_sigma)
+
+    def _slips(self, model: str) -> Slips:
+        """What ``model`` gets wrong: the same seed and shares for every model, but field errors may
+        be set per model (``SimConfig.field_errors``)."""
+        slips = self._slips_by_model.get(model)
+        if slips is None:
+            if len(self._slips_by_model) > 64:  # model names come from requests
+                self._slips_by_model.clear()
+            config = self._config
+            shares = _model_shares(config.field_errors, model)
+            slips = self._slips_by_model[model] = Slips(
+                config.seed, config.hallucinate, config.misplace, shares
+            )
+        return slips
 
     def _run_script(self, request: SimRequest, index: int, answer: str) -> SimReply | Outgoing | None:
         assert self.script is not None
@@ -322,6 +338,17 @@ class SimCore:
             self.script_errors.append(exc)
             message = f"corral.sim script raised {type(exc).__name__}: {exc}"
             return Outgoing(500, _error_body(request.wire, 500, message), None, 0.0)
+
+
+def _model_shares(shares: Mapping[str, float], model: str) -> tuple[tuple[str, float], ...]:
+    """The field-error shares that apply to ``model``: the plain ones (``age``), and over them its own
+    (``gpt-4o-mini:age``: models differ in how often they get a field wrong)."""
+    merged = {name: share for name, share in shares.items() if ":" not in name}
+    for name, share in shares.items():
+        owner, colon, field = name.rpartition(":")
+        if colon and owner == model:
+            merged[field] = share
+    return tuple(sorted(merged.items()))
 
 
 def _answer(request: SimRequest, slips: Slips) -> tuple[Filler | None, str, bool]:
