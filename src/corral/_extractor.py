@@ -67,7 +67,10 @@ class Extractor(Generic[T]):
     any is re-asked with them, within ``max_retries``, and kept after the last. ``confidence``: ask
     for token log-probabilities, for each value's confidence (``Outcome.confidence``) where the reply
     is message content; None: where the provider is known to give them (OpenAI), True: ask any
-    server (one that refuses the field stops the run), False: never.
+    server (one that refuses the field stops the run), False: never. ``samples``: where no
+    log-probabilities come, ask each item this many times in all (the further ones at temperature 1)
+    and give each value the share of the answers that agree with it (confidence by agreement; it
+    costs ``samples`` times the requests).
     """
 
     def __init__(
@@ -99,6 +102,7 @@ class Extractor(Generic[T]):
         context_window: int | None = None,
         check: Check | None = None,
         confidence: bool | None = None,
+        samples: int = 1,
     ) -> None:
         if max_retries < 0:
             raise ConfigError(f"max_retries must be 0 or more, got {max_retries}")
@@ -142,7 +146,10 @@ class Extractor(Generic[T]):
             reasoning_effort=reasoning_effort,
             check=check,
             logprobs=self.backend.profile.logprobs if confidence is None else confidence,
+            samples=samples,
         )
+        if not 1 <= samples <= 20:
+            raise ConfigError(f"samples must be from 1 to 20, got {samples}")
         if context_window is not None and context_window < 256:
             raise ConfigError(f"context_window must be at least 256 tokens, got {context_window}")
         self._context_window = context_window

@@ -91,9 +91,11 @@ class Outcome(Generic[T]):
     reused: bool = False
     #: set when the item has no end in this run (then it has neither a value nor an error)
     pending: Pending | None = None
-    #: each value's confidence (0-1) by its path in ``output`` (``people[0].name``), from the reply's
-    #: token log-probabilities; None when the backend gave none
+    #: each value's confidence (0-1) by its path in ``output`` (``people[0].name``); None: none known
     confidence: dict[str, float] | None = None
+    #: how ``confidence`` was found: "logprobs" (the reply's token log-probabilities) or "agreement"
+    #: (the share of several sampled answers that give the value)
+    confidence_method: str = "logprobs"
 
     @property
     def ok(self) -> bool:
@@ -129,6 +131,7 @@ class Outcome(Generic[T]):
         }
         if self.confidence is not None:
             record["confidence"] = {
-                path: {"value": value, "method": "logprobs"} for path, value in self.confidence.items()
+                path: {"value": value, "method": self.confidence_method}
+                for path, value in self.confidence.items()
             }
         return record

@@ -76,3 +76,28 @@ def test_values_below_the_review_line_are_marked_for_a_person(corral: Corral, tm
     wrong = {r["id"] for r, (_, age) in zip(records, PEOPLE, strict=True) if r["output"]["age"] != age}
     caught = wrong & {r["id"] for r in marked}
     assert len(caught) > len(wrong) / 2  # most wrong ages are among those to check
+
+
+def test_without_logprobs_confidence_comes_from_agreement_among_samples(
+    corral: Corral, tmp_path: Path
+) -> None:
+    source, out = tmp_path / "in.txt", tmp_path / "out.jsonl"
+    people = PEOPLE[:60]
+    source.write_text("".join(f"My name is {name} and I am {age} years old\n" for name, age in people))
+    config = SimConfig(latency_ms=1, seed=6, field_errors={"age": 0.3})
+    asked: list[float] = []
+    # Tool calls carry no log-probabilities: four further answers at temperature 1 vote.
+    with SimulatorThread(config, script=lambda call: asked.append(call.body.get("temperature", 1))) as sim:
+        ran = corral(*run_args(source, sim.url, "--mode", "tools", "--samples", "5", "-o", str(out)))
+    assert ran.returncode == 0, ran.stderr
+    assert asked.count(0) == len(people) and asked.count(1.0) == 4 * len(people)
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert all(entry["method"] == "agreement" for r in records for entry in r["confidence"].values())
+    assert all(r["confidence"]["age"]["value"] in (0.2, 0.4, 0.6, 0.8, 1.0) for r in records)
+    wrong = [r["confidence"]["age"]["value"] for r, (_, age) in zip(records, people, strict=True)
+             if r["output"]["age"] != age]  # fmt: skip
+    right = [r["confidence"]["age"]["value"] for r, (_, age) in zip(records, people, strict=True)
+             if r["output"]["age"] == age]  # fmt: skip
+    assert wrong and right
+    assert sum(wrong) / len(wrong) < sum(right) / len(right) - 0.2  # the samples seldom repeat a mistake
+    assert all(r["confidence"]["name"]["value"] == 1.0 for r in records)  # names are never wrong here

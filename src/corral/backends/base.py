@@ -95,6 +95,8 @@ class Request:
     item_id: str = ""
     #: ask for the reply's token log-probabilities (each value's confidence)
     logprobs: bool = False
+    #: a further sample of the same request (1, 2, ...): its own answer, never another's from the cache
+    sample: int = 0
 
 
 @dataclass(frozen=True, slots=True)

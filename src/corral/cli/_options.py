@@ -82,6 +82,14 @@ def add_request_arguments(group: argparse._ActionsContainer) -> None:
         "json_object modes): auto asks providers known to give them (OpenAI); logprobs asks any server",
     )
     group.add_argument(
+        "--samples",
+        type=positive_int,
+        default=1,
+        metavar="K",
+        help="where no log-probabilities come (tool calls, Anthropic): ask each item K times in all, the "
+        "further K-1 at temperature 1, and give each value the share of answers that agree (K× the cost)",
+    )
+    group.add_argument(
         "--context-window",
         type=positive_int,
         metavar="TOKENS",
@@ -223,6 +231,7 @@ def job_spec(args: argparse.Namespace, *, batch: bool = False) -> JobSpec:
         retries=args.retries,
         context_window=args.context_window,
         confidence={"auto": None, "logprobs": True, "off": False}[args.confidence],
+        samples=args.samples,
     )
     batched = None
     if batch or args.batch:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,6 +106,9 @@ class ExtractSettings:
     #: ask for token log-probabilities (in modes whose reply is message content), for each value's
     #: confidence
     logprobs: bool = False
+    #: answers asked for in all (1: the answer alone): the further ones, at temperature 1, say how
+    #: often the model gives each value again (confidence by agreement, where no log-probabilities are)
+    samples: int = 1
     ladder: ModeLadder = field(init=False)
     _systems: dict[Mode, Message] = field(init=False)
 
@@ -192,6 +195,13 @@ async def extract_item(
         else:
             verdict = await _judge(settings, item, completion.text, last=attempt > settings.max_retries)
             if isinstance(verdict, _Accepted):
+                confidence, method = _confidence(settings, completion), "logprobs"
+                if confidence is None and settings.samples > 1:
+                    method = "agreement"
+                    confidence = await _agreement(
+                        scheduler, settings, item=item, mode=mode, output=verdict.output, slots=slots,
+                        tally=tally, usage=usage,
+                    )  # fmt: skip
                 return Outcome(
                     id=item.id,
                     input=item.text,
@@ -201,7 +211,8 @@ async def extract_item(
                     latency=time.perf_counter() - started,
                     output=verdict.output,
                     cost=tally.cost,
-                    confidence=_confidence(settings, completion),
+                    confidence=confidence,
+                    confidence_method=method,
                 )
             problem, feedback = verdict
         messages = [*messages, completion.reply, _feedback_message(completion, feedback)]
@@ -232,6 +243,75 @@ def _confidence(settings: ExtractSettings, completion: Completion) -> dict[str, 
         return confidence
     # The wire wraps a list as {"items": [...]}; the output is the bare list.
     return {path.removeprefix("items"): p for path, p in confidence.items() if path.startswith("items[")}
+
+
+async def _agreement(
+    scheduler: Scheduler,
+    settings: ExtractSettings,
+    *,
+    item: Item,
+    mode: Mode,
+    output: Any,
+    slots: Slots,
+    tally: Tally,
+    usage: Usage,
+) -> dict[str, float] | None:
+    """Each value's confidence as the share of ``settings.samples`` answers that give it (the answer
+    itself and further samples at temperature 1, each its own request); compared by path, so two
+    answers listing the same people in another order disagree. A sample that fails, or does not
+    validate, counts as disagreeing. None when no further sample could be asked (deferred)."""
+    leaves = dict(_leaves(output))
+    if not leaves:
+        return {}
+    agree = dict.fromkeys(leaves, 1)
+    for number in range(1, settings.samples):
+        request = Request(
+            messages=_opening(settings, mode, item),
+            spec=settings.spec,
+            mode=mode,
+            max_tokens=settings.max_tokens,
+            temperature=1.0,
+            reasoning_effort=settings.reasoning_effort,
+            item_id=item.id,
+            sample=number,
+        )
+        try:
+            completion = await scheduler.complete(request, slots, tally)
+        except ProviderError as exc:
+            if exc.fatal:
+                raise
+            continue
+        if isinstance(completion, Deferred):
+            return None
+        usage.add(completion.usage)
+        try:
+            other = dict(_leaves(settings.spec.dump(await _parsed(settings.spec, completion.text))))
+        except OutputInvalid:
+            continue
+        for path, value in leaves.items():
+            agree[path] += _same(other.get(path, _MISSING), value)
+    return {path: round(count / settings.samples, 4) for path, count in agree.items()}
+
+
+_MISSING = object()
+
+
+def _leaves(node: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+    """Every leaf of an output by path (``people[0].name``): strings, numbers, booleans, nulls."""
+    if isinstance(node, dict):
+        for key, child in node.items():
+            yield from _leaves(child, f"{path}.{key}" if path else str(key))
+    elif isinstance(node, list):
+        for index, child in enumerate(node):
+            yield from _leaves(child, f"{path}[{index}]")
+    else:
+        yield path, node
+
+
+def _same(one: Any, other: Any) -> bool:
+    if isinstance(one, str) and isinstance(other, str):
+        return " ".join(one.casefold().split()) == " ".join(other.casefold().split())
+    return bool(one == other)
 
 
 @dataclass(frozen=True, slots=True)

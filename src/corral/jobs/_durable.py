@@ -245,6 +245,7 @@ class _DurableRun:
             output=record["output"],
             reused=True,
             confidence={path: entry["value"] for path, entry in confidence.items()} if confidence else None,
+            confidence_method=next(iter(confidence.values()))["method"] if confidence else "logprobs",
         )
 
     def _emit(self, outcome: Outcome[Any]) -> None:

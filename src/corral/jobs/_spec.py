@@ -50,6 +50,8 @@ class ExtractOptions:
     context_window: int | None = None
     #: ask for token log-probabilities, each value's confidence (None: where the provider gives them)
     confidence: bool | None = None
+    #: answers per item for confidence by agreement where no log-probabilities come (1: none)
+    samples: int = 1
 
     def extractor_options(self) -> dict[str, Any]:
         """Keyword arguments for :class:`~corral.Extractor`."""

@@ -94,6 +94,7 @@ async def serve(args: argparse.Namespace) -> int:
             concurrency=args.concurrency,
             context_window=args.context_window,
             confidence={"auto": None, "logprobs": True, "off": False}[args.confidence],
+            samples=args.samples,
         )
         manager = JobManager(
             store,

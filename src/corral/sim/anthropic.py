@@ -107,6 +107,7 @@ def parse_messages_body(body: JSON, default_model: str) -> SimRequest:
         prompt_tokens=estimate_tokens(len(system) + chars + extra + (len(key) if key else 0)),
         max_tokens=max_tokens,
         wire="anthropic",
+        temperature=float(body.get("temperature", 1.0)),
     )
 
 

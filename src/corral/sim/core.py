@@ -30,6 +30,7 @@ from corral.sim.anthropic import OVERLOADED, messages_error_body, render_message
 from corral.sim.config import LogEntry, ScriptCall, SimConfig, SimReply, SimStats
 from corral.sim.faults import malformed
 from corral.sim.fewshot import fewshot_answer, read_fewshot
+from corral.sim.hashing import mix, step
 from corral.sim.limits import RateLimits
 from corral.sim.logprobs import content_logprobs
 from corral.sim.openai import SimRequest, chat_completion, error_body, estimate_tokens
@@ -176,7 +177,7 @@ class SimCore:
             return refused
         draw = self._faults.random()  # one draw per request: the fault pattern depends on order only
         delay = 0.0 if batch else self._draw_latency()
-        slips = self._slips(request.model)
+        slips = self._request_slips(request, index)
         filler, answer, schema_answer = _answer(request, slips)
         # OpenAI charges on arrival: the prompt and the most the answer may take (or will take).
         tokens = request.prompt_tokens + (request.max_tokens or estimate_tokens(len(answer)))
@@ -202,7 +203,7 @@ class SimCore:
         elif reply.answer_text is not None:
             answer = reply.answer_text
         elif not fault and draw < self._fault_total:
-            fault, answer, status = self._random_fault(draw, request, filler, answer, batch=batch)
+            fault, answer, status = self._random_fault(draw, request, filler, answer, slips, batch=batch)
             if status >= 400:
                 status, body = _server_error(request.wire, status)
                 if status in (503, OVERLOADED) and self.config.rate_limit_headers:
@@ -211,7 +212,7 @@ class SimCore:
             return Outgoing(status, _BAD_BODY, _as_html(headers), delay, fault, tokens)
         if body is None:
             body = self._render(
-                request, answer, index, reply.finish_reason, filler if schema_answer else None
+                request, answer, index, reply.finish_reason, slips, filler=filler if schema_answer else None
             )
         return Outgoing(status, body, headers, delay, fault, tokens)
 
@@ -240,6 +241,8 @@ class SimCore:
         answer: str,
         index: int,
         finish_reason: str | None,
+        slips: Slips,
+        *,
         filler: Filler | None = None,
     ) -> bytes:
         """The reply body; ``filler``: the schema's, when it gave the answer (its marks make the
@@ -254,9 +257,7 @@ class SimCore:
             )[0]
         token_logprobs = None
         if request.logprobs and request.mode != "tools":
-            marks = (
-                filler.marks(request.user_text, self._slips(request.model)) if filler is not None else None
-            )
+            marks = filler.marks(request.user_text, slips) if filler is not None else None
             token_logprobs = content_logprobs(
                 answer,
                 marks,
@@ -274,7 +275,14 @@ class SimCore:
         )[0]
 
     def _random_fault(
-        self, draw: float, request: SimRequest, filler: Filler | None, answer: str, *, batch: bool
+        self,
+        draw: float,
+        request: SimRequest,
+        filler: Filler | None,
+        answer: str,
+        slips: Slips,
+        *,
+        batch: bool,
     ) -> tuple[str, str, int]:
         """(fault, answer, status) for the fault whose slice holds ``draw``; "" when it cannot apply."""
         fault, pick, low = "", 0.0, 0.0
@@ -290,7 +298,7 @@ class SimCore:
         if fault in ("malformed", "bad_arguments"):
             return (fault, malformed(answer, pick), 200) if request.mode != "text" else ("", answer, 200)
         if fault == "invalid":  # only where there is a schema to break
-            invalid = filler.invalid(request.user_text, pick, self._slips(request.model)) if filler else None
+            invalid = filler.invalid(request.user_text, pick, slips) if filler else None
             return (fault, invalid, 200) if invalid is not None else ("", answer, 200)
         return fault, answer, 200
 
@@ -300,6 +308,16 @@ class SimCore:
         if self.config.latency_dist == "fixed" or self.config.latency_sigma == 0:
             return self._median
         return self._latency.lognormvariate(self._mu, self.config.latency_sigma)
+
+    def _request_slips(self, request: SimRequest, index: int) -> Slips:
+        """What this request gets wrong: its model's slips, drawn anew for a request that samples
+        (temperature above 0: a model sampling at 1 answers a text differently each time, greedy
+        decoding the same way), so that several samples of one text agree only as often as the
+        model is right."""
+        slips = self._slips(request.model)
+        if request.temperature > 0 and (slips.active or slips.fields):
+            slips = slips._replace(seed=mix(step(slips.seed, index + 1)))
+        return slips
 
     def _slips(self, model: str) -> Slips:
         """What ``model`` gets wrong: the same seed and shares for every model, but field errors may

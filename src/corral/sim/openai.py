@@ -94,6 +94,8 @@ class SimRequest:
     logprobs: bool = False
     #: how many most likely tokens each logprob entry lists (``top_logprobs``, 0-20)
     top_logprobs: int = 0
+    #: the sampling temperature asked for (OpenAI's default is 1; corral sends 0 unless sampling)
+    temperature: float = 1.0
 
 
 def estimate_tokens(chars: int) -> int:
@@ -162,7 +164,13 @@ def parse_body(body: JSON, default_model: str) -> SimRequest:
         max_tokens=max_tokens,
         logprobs=logprobs,
         top_logprobs=top_logprobs,
+        temperature=_temperature(body),
     )
+
+
+def _temperature(body: JSON) -> float:
+    value = body.get("temperature", 1)
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 1.0
 
 
 #: OpenAI's reasoning models (o1, o3-mini, o4-mini, gpt-5, gpt-5-mini, ...), by name

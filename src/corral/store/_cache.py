@@ -141,6 +141,8 @@ class ResponseCache:
         recipe_rest: list[Any] = [request.messages, request.max_tokens, request.temperature]
         if request.logprobs:  # an answer kept without them would give no confidence (old keys kept)
             recipe_rest.append("logprobs")
+        if request.sample:  # each further sample is its own answer
+            recipe_rest.append(f"sample {request.sample}")
         digest.update(orjson.dumps(recipe_rest, option=orjson.OPT_SORT_KEYS))
         return bytes(digest.digest())
 
