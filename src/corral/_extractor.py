@@ -11,13 +11,17 @@
 from __future__ import annotations
 
 import asyncio
+import copy
+import dataclasses
 import enum
 import hashlib
 import math
-from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
+
+import orjson
 
 from corral.backends import Backend, Mode, Request, open_backend, resolve_model
 from corral.backends.models import ModelTraits
@@ -27,11 +31,11 @@ from corral.engine._limits import EndpointLimits, Slots
 from corral.engine._scheduler import RetryPolicy, Scheduler
 from corral.engine._stats import RunStats
 from corral.engine._strategies import Order, Process, Strategy, run_strategy
-from corral.errors import ConfigError
+from corral.errors import ConfigError, OutputInvalid
 from corral.io.items import as_items
 from corral.schema import ResponseSpec, load_spec
 from corral.store._cache import ResponseCache
-from corral.types import Item, Outcome
+from corral.types import Item, Outcome, Usage
 
 __all__ = ["Around", "Extractor", "run"]
 
@@ -129,6 +133,7 @@ class Extractor(Generic[T]):
             limits=limits,
         )
         self._stats = RunStats()
+        self._escalation: tuple[Extractor[Any], float] | None = None
         self._prices = prices
         # Shared limits with a bound on requests in flight hold it for every extractor using them.
         self._shared_slots = limits.slots if limits is not None else None
@@ -228,6 +233,14 @@ class Extractor(Generic[T]):
         )
         return math.floor(window - self.scheduler.prompt_estimate(bare, fixed=True) - settings.max_tokens)
 
+    def escalate_to(self, stronger: Extractor[Any], *, below: float) -> None:
+        """Ask ``stronger`` (an entered extractor of the same schema) again for every item with a
+        value less sure than ``below``; its answers replace those values, and the record keeps the
+        first answer (``Outcome.escalation``)."""
+        if not 0.0 < below <= 1.0:
+            raise ConfigError(f"the escalation line must be over 0 and at most 1, not {below}")
+        self._escalation = (stronger, below)
+
     @property
     def check(self) -> Check | None:
         """Doubts about valid answers, re-asked (see the class's doc)."""
@@ -324,6 +337,13 @@ class Extractor(Generic[T]):
         def extract(item: Item) -> Awaitable[Outcome[Any]]:
             return extract_item(self.scheduler, self.settings, item, slots, counted)
 
+        if self._escalation is not None:
+            stronger, below = self._escalation
+            first_pass = extract
+
+            def extract(item: Item) -> Awaitable[Outcome[Any]]:
+                return escalated(first_pass(item), item, stronger, below, counted)
+
         process: Process = extract
         if around is not None:
             wrap = around
@@ -348,6 +368,82 @@ class Extractor(Generic[T]):
     ) -> list[Outcome[T]]:
         """All outcomes at the end, in input order."""
         return [o async for o in self.map(texts, strategy="gather", concurrency=concurrency)]
+
+
+async def escalated(
+    first: Awaitable[Outcome[Any]], item: Item, stronger: Extractor[Any], below: float, stats: RunStats
+) -> Outcome[Any]:
+    """``first``'s outcome, or, when a value of it is less sure than ``below``, the same item asked of
+    ``stronger`` too: its values replace the doubtful ones, the first answer is kept beside them."""
+    outcome = await first
+    doubtful = sorted(path for path, p in (outcome.confidence or {}).items() if p < below)
+    if not outcome.ok or not doubtful:
+        return outcome
+    second = await extract_item(stronger.scheduler, stronger.settings, item, stronger._slots, stats)
+    if not second.ok:
+        # The stronger model failed (or its answer waits in a batch): the first answer stands,
+        # still marked as doubtful by its confidence.
+        return outcome
+    merged = replace_values(outcome.output, second.output, doubtful)
+    try:
+        value = stronger.spec.parse(orjson.dumps({"items": merged} if stronger.spec.many else merged))
+    except OutputInvalid:  # the answers do not combine (a list of another length): the second whole
+        merged, value = second.output, second.value
+    confidence = dict(outcome.confidence or {})
+    for path in doubtful:
+        if second.confidence is not None and path in second.confidence:
+            confidence[path] = second.confidence[path]
+        else:
+            confidence.pop(path, None)
+    usage = Usage(outcome.usage.prompt_tokens, outcome.usage.completion_tokens)
+    usage.add(second.usage)
+    return dataclasses.replace(
+        outcome,
+        value=value,
+        output=merged,
+        attempts=outcome.attempts + second.attempts,
+        usage=usage,
+        latency=outcome.latency + second.latency,
+        cost=outcome.cost + second.cost,
+        confidence=confidence,
+        escalation={
+            "model": stronger.backend.model,
+            "paths": doubtful,
+            "first": outcome.output,
+            "first_confidence": outcome.confidence,
+        },
+    )
+
+
+def replace_values(first: Any, second: Any, paths: Sequence[str]) -> Any:
+    """``first`` with the value at each of ``paths`` taken from ``second`` (where ``second`` has one)."""
+    result = copy.deepcopy(first)
+    for path in paths:
+        parts = _parts(path)
+        source: Any = second
+        try:
+            for part in parts:
+                source = source[part]
+        except (KeyError, IndexError, TypeError):
+            continue
+        target: Any = result
+        try:
+            for part in parts[:-1]:
+                target = target[part]
+            target[parts[-1]] = source
+        except (KeyError, IndexError, TypeError):
+            continue
+    return result
+
+
+def _parts(path: str) -> list[str | int]:
+    parts: list[str | int] = []
+    for name in path.replace("]", "").split("."):
+        head, *indices = name.split("[")
+        if head:
+            parts.append(head)
+        parts.extend(int(index) for index in indices)
+    return parts
 
 
 def run(texts: Iterable[str | Item], schema: Any, **options: Any) -> list[Outcome[Any]]:

@@ -96,6 +96,9 @@ class Outcome(Generic[T]):
     #: how ``confidence`` was found: "logprobs" (the reply's token log-probabilities) or "agreement"
     #: (the share of several sampled answers that give the value)
     confidence_method: str = "logprobs"
+    #: set when a stronger model was asked again for the doubtful values: ``{"model", "paths",
+    #: "first", "first_confidence"}`` (the first answer, kept beside the one written)
+    escalation: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -129,6 +132,8 @@ class Outcome(Generic[T]):
             "usage": self.usage.to_dict(),
             "latency": round(self.latency, 4),
         }
+        if self.escalation is not None:
+            record["escalation"] = self.escalation
         if self.confidence is not None:
             record["confidence"] = {
                 path: {"value": value, "method": self.confidence_method}

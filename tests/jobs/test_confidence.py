@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from corral.sim import SimConfig, SimulatorThread
 from tests._support import PERSON, run_args
@@ -101,3 +102,32 @@ def test_without_logprobs_confidence_comes_from_agreement_among_samples(
     assert wrong and right
     assert sum(wrong) / len(wrong) < sum(right) / len(right) - 0.2  # the samples seldom repeat a mistake
     assert all(r["confidence"]["name"]["value"] == 1.0 for r in records)  # names are never wrong here
+
+
+def test_doubtful_values_are_asked_again_of_a_stronger_model(corral: Corral, tmp_path: Path) -> None:
+    source = tmp_path / "in.txt"
+    source.write_text("".join(f"My name is {name} and I am {age} years old\n" for name, age in PEOPLE))
+    errors = {"gpt-4o-mini:age": 0.4, "gpt-4o:age": 0.02}  # the smaller model errs more
+    models: list[str] = []
+    config = SimConfig(latency_ms=1, seed=8, field_errors=errors)
+    with SimulatorThread(config, script=lambda call: models.append(call.model)) as sim:
+
+        def run(out: Path, *options: str) -> list[dict[str, Any]]:
+            args = ["--mode", "json_schema", "-o", str(out), "--model", "openai/gpt-4o-mini", *options]
+            ran = corral("run", str(source), "--schema", PERSON, "--base-url", sim.url, *args)
+            assert ran.returncode == 0, ran.stderr
+            return [json.loads(line) for line in out.read_text().splitlines()]
+
+        alone = run(tmp_path / "alone.jsonl")
+        models.clear()
+        both = run(tmp_path / "both.jsonl", "--review-below", "0.6", "--escalate", "openai/gpt-4o")
+
+    def right(records: list[dict[str, Any]]) -> int:
+        return sum(r["output"]["age"] == age for r, (_, age) in zip(records, PEOPLE, strict=True))
+
+    escalated = [r for r in both if "escalation" in r]
+    assert escalated and models.count("gpt-4o") == len(escalated) < N / 2  # only the doubtful ones
+    for record in escalated:
+        assert record["escalation"]["model"] == "gpt-4o" and "age" in record["escalation"]["paths"]
+        assert record["escalation"]["first"]["name"] == record["output"]["name"]  # a sure value is kept
+    assert right(both) > right(alone) + 0.15 * N  # the stronger model's ages replace the doubtful ones

@@ -163,6 +163,12 @@ def add_document_arguments(group: argparse._ActionsContainer) -> None:
         "or that is not found in the text",
     )
     group.add_argument(
+        "--escalate",
+        metavar="MODEL",
+        help="ask MODEL (a stronger one, served where --model is) again for the items with a value under "
+        "--review-below: its values replace the doubtful ones, and the record keeps the first answer",
+    )
+    group.add_argument(
         "--merge-key",
         action="append",
         default=[],
@@ -267,6 +273,7 @@ def job_spec(args: argparse.Namespace, *, batch: bool = False) -> JobSpec:
         batch=batched,
         ray=on_ray,
         documents=document_options(args),
+        escalate=args.escalate,
     )
 
 

@@ -246,6 +246,7 @@ class _DurableRun:
             reused=True,
             confidence={path: entry["value"] for path, entry in confidence.items()} if confidence else None,
             confidence_method=next(iter(confidence.values()))["method"] if confidence else "logprobs",
+            escalation=record.get("escalation"),
         )
 
     def _emit(self, outcome: Outcome[Any]) -> None:

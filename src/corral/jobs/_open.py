@@ -12,6 +12,7 @@ settings), the model, the prices when a cost cap is set.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Generator, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any
@@ -240,10 +241,11 @@ async def _open(
             **_request_options(spec, shared_limits=limits is not None),
         )
         await closing.enter_async_context(extractor)
+        await _escalation(spec, extractor, closing, cache=cache, prices=prices, budget=budget)
         handle = None
         if store is not None:
             key = key or job_name(spec.output, spec.input or "-", store=spec.store)
-            settings = extractor.fingerprint
+            settings = _settings(spec, extractor)
             if check_settings is not None:
                 check_settings(settings)
             handle = store.open_job(key, settings, fresh=spec.fresh)
@@ -258,6 +260,37 @@ async def _open(
     except BaseException:
         await closing.aclose()
         raise
+
+
+async def _escalation(
+    spec: JobSpec,
+    extractor: Extractor[Any],
+    closing: contextlib.AsyncExitStack,
+    *,
+    cache: ResponseCache | None,
+    prices: Mapping[str, Price] | None,
+    budget: Budget | None,
+) -> None:
+    """The stronger model the doubtful items are asked of again (``spec.escalate``), entered and
+    attached."""
+    if spec.escalate is None:
+        return
+    below = spec.documents.review_below
+    if below is None:
+        raise ConfigError("--escalate asks again the items with a value under --review-below P: give P")
+    options = dataclasses.replace(spec.extract, model=spec.escalate).extractor_options()
+    stronger: Extractor[Any] = Extractor(spec.schema, cache=cache, prices=prices, budget=budget, **options)
+    await closing.enter_async_context(stronger)
+    extractor.escalate_to(stronger, below=below)
+
+
+def _settings(spec: JobSpec, extractor: Extractor[Any]) -> dict[str, Any]:
+    """What every run of the job must share: the extractor's fingerprint, and the escalation (the
+    records written hold the stronger model's values)."""
+    settings = dict(extractor.fingerprint)
+    if spec.escalate is not None:
+        settings["escalate"] = f"{spec.escalate} below {spec.documents.review_below}"
+    return settings
 
 
 def _refuse_what_cannot_be(spec: JobSpec) -> None:

@@ -154,6 +154,9 @@ class JobSpec:
     batch: BatchOptions | None = None
     ray: RayOptions | None = None
     documents: DocumentOptions = field(default_factory=DocumentOptions)
+    #: a stronger model asked again for the items with a value under ``documents.review_below``
+    #: (served where ``extract.model`` is: the same base URL and key)
+    escalate: str | None = None
 
     def replace(self, **changes: Any) -> JobSpec:
         """A copy with ``changes``."""
