@@ -26,6 +26,7 @@ import orjson
 from corral.backends import Backend, Mode, Request, open_backend, resolve_model
 from corral.backends.models import ModelTraits
 from corral.cost import Budget, Price, price_for, unpriced
+from corral.engine._confidence import path_parts
 from corral.engine._extract import DEFAULT_INSTRUCTION, Check, ExtractSettings, extract_item
 from corral.engine._limits import EndpointLimits, Slots
 from corral.engine._scheduler import RetryPolicy, Scheduler
@@ -419,7 +420,7 @@ def replace_values(first: Any, second: Any, paths: Sequence[str]) -> Any:
     """``first`` with the value at each of ``paths`` taken from ``second`` (where ``second`` has one)."""
     result = copy.deepcopy(first)
     for path in paths:
-        parts = _parts(path)
+        parts = path_parts(path)
         source: Any = second
         try:
             for part in parts:
@@ -434,16 +435,6 @@ def replace_values(first: Any, second: Any, paths: Sequence[str]) -> Any:
         except (KeyError, IndexError, TypeError):
             continue
     return result
-
-
-def _parts(path: str) -> list[str | int]:
-    parts: list[str | int] = []
-    for name in path.replace("]", "").split("."):
-        head, *indices = name.split("[")
-        if head:
-            parts.append(head)
-        parts.extend(int(index) for index in indices)
-    return parts
 
 
 def run(texts: Iterable[str | Item], schema: Any, **options: Any) -> list[Outcome[Any]]:

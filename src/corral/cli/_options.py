@@ -178,15 +178,21 @@ def add_document_arguments(group: argparse._ActionsContainer) -> None:
     )
 
 
-def document_options(args: argparse.Namespace) -> DocumentOptions:
-    """The ``long texts and documents`` flags as :class:`~corral.jobs.DocumentOptions`."""
+def merge_keys(entries: list[str]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """``--merge-key LIST=FIELD[,FIELD]`` flags as (list path, key fields) pairs."""
     keys = []
-    for entry in args.merge_key:
+    for entry in entries:
         path, equals, names = entry.partition("=")
         fields = tuple(name.strip() for name in names.split(",") if name.strip())
         if not equals or not path.strip() or not fields:
             raise ConfigError(f"--merge-key {entry!r}: write it LIST=FIELD[,FIELD], like people=name")
         keys.append((path.strip(), fields))
+    return tuple(keys)
+
+
+def document_options(args: argparse.Namespace) -> DocumentOptions:
+    """The ``long texts and documents`` flags as :class:`~corral.jobs.DocumentOptions`."""
+    keys = merge_keys(args.merge_key)
     return DocumentOptions(
         chunking=not args.no_chunking,
         chunk_tokens=args.chunk_tokens,
@@ -194,7 +200,7 @@ def document_options(args: argparse.Namespace) -> DocumentOptions:
         passes=args.passes,
         ground=not args.no_ground,
         ungrounded=args.ungrounded,
-        keys=tuple(keys),
+        keys=keys,
         review_below=args.review_below,
     )
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import orjson
 
-from corral.cli._options import positive_int
+from corral.cli._options import merge_keys, positive_int
 from corral.errors import ConfigError
 
 __all__ = ["add_arguments", "cmd_eval"]
@@ -81,7 +81,7 @@ async def cmd_eval(args: argparse.Namespace) -> int:
         args.schema,
         bootstrap=args.bootstrap,
         seed=args.seed,
-        list_keys=_list_keys(args.merge_key),
+        list_keys=dict(merge_keys(args.merge_key)) or None,
         confidence_threshold=args.confidence_above,
     )
     print(result.table(worst=args.items))
@@ -94,14 +94,3 @@ async def cmd_eval(args: argparse.Namespace) -> int:
         print(f"corral: overall F1 {shown} is below --min-f1 {args.min_f1:g}", file=sys.stderr)
         return 1
     return 0
-
-
-def _list_keys(entries: list[str]) -> dict[str, tuple[str, ...]] | None:
-    keys = {}
-    for entry in entries:
-        path, equals, names = entry.partition("=")
-        fields = tuple(name.strip() for name in names.split(",") if name.strip())
-        if not equals or not path.strip() or not fields:
-            raise ConfigError(f"--merge-key {entry!r}: write it LIST=FIELD[,FIELD], like people=name")
-        keys[path.strip()] = fields
-    return keys or None

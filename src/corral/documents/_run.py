@@ -34,6 +34,7 @@ import orjson
 from corral.documents._chunking import Chunk, chunk, estimate_tokens
 from corral.documents._grounding import Aligner, Span, ground_record, string_leaves
 from corral.documents._merging import Conflict, folded, merge
+from corral.engine._confidence import path_parts
 from corral.engine._stats import RunStats
 from corral.errors import ConfigError, OutputInvalid
 from corral.io.documents import Documents
@@ -429,20 +430,9 @@ def _span(span: Span | None, page_starts: list[int] | None) -> dict[str, Any] | 
     return entry
 
 
-def _parse_path(path: str) -> tuple[str | int, ...]:
-    """``people[2].name`` → ``("people", 2, "name")``."""
-    parts: list[str | int] = []
-    for name in path.replace("]", "").split("."):
-        head, *indices = name.split("[")
-        if head:
-            parts.append(head)
-        parts.extend(int(index) for index in indices)
-    return tuple(parts)
-
-
 def _target(path: str) -> tuple[str | int, ...]:
     """What goes when the value at ``path`` is dropped: up to its innermost list entry, else itself."""
-    parts = _parse_path(path)
+    parts = tuple(path_parts(path))
     last = max((at for at, part in enumerate(parts) if isinstance(part, int)), default=-1)
     return parts[: last + 1] if last >= 0 else parts
 
@@ -465,7 +455,7 @@ def _without(node: Any, parts: Sequence[str | int]) -> Any:
 
 def _value_at(output: Any, path: str) -> Any:
     node = output
-    for part in _parse_path(path):
+    for part in tuple(path_parts(path)):
         try:
             node = node[part]
         except (KeyError, IndexError, TypeError):

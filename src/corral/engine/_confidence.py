@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 
-__all__ = ["leaf_spans", "value_confidence"]
+__all__ = ["leaf_spans", "path_parts", "value_confidence"]
 
 _WHITESPACE = " \t\n\r"
 
@@ -148,3 +148,14 @@ class _Reader:
             self.at += 1
             return True
         return False
+
+
+def path_parts(path: str) -> list[str | int]:
+    """A value's path as keys and indices: ``people[2].name`` → ``["people", 2, "name"]``."""
+    parts: list[str | int] = []
+    for name in path.replace("]", "").split("."):
+        head, *indices = name.split("[")
+        if head:
+            parts.append(head)
+        parts.extend(int(index) for index in indices)
+    return parts
