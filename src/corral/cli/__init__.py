@@ -58,7 +58,8 @@ SIM_EXAMPLE = """example:
 REPORT_EXAMPLE = """example:
   corral report                              # the latest run in the store -> corral-report.html
   corral report out.jsonl -o run.html        # the latest run of the job writing out.jsonl
-  corral report 12 --png plots/              # run 12, and its plots as PNG images"""
+  corral report 12 --png plots/              # run 12, and its plots as PNG images
+  corral report out.jsonl --gold gold.jsonl --schema person.py:Person   # with its evaluation"""
 SERVE_EXAMPLE = """example:
   corral serve --base-url http://127.0.0.1:8000/v1 --model sim-1      # then open http://127.0.0.1:8080/
   CORRAL_SERVE_TOKEN=secret corral serve --host 0.0.0.0 --model openai/gpt-4o-mini --rpm 500"""

@@ -1,7 +1,9 @@
-"""``corral report``: one run of a job as a self-contained HTML page (and its plots as PNG).
+"""``corral report``: one run of a job as a self-contained HTML page (and its plots as PNG); with
+``--gold GOLD --schema SPEC``, the job's records (as the run store holds them, whatever the output's
+format) scored against gold records too, in an Evaluation section (:mod:`corral.evaluation`).
 
 A report is only ever written over nothing, an empty file, or a report corral wrote (its head carries
-corral's generator tag), and never over the job's input, output or run store: checked before anything
+corral's generator tag), and never over the job's input, output, run store or gold: checked before anything
 is opened for writing, and again just before the page is written.
 """
 
@@ -10,15 +12,17 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from corral.cli._options import positive_int
-from corral.errors import CorralError, OutputError, StoreError
+from corral.cli._options import merge_keys, positive_int
+from corral.errors import ConfigError, CorralError, OutputError, StoreError
 from corral.io.sinks import holds_a_file, same_file
 from corral.jobs import job_name, store_path
 from corral.store import STORE_FILE, RunStore
 
 __all__ = [
+    "Gold",
     "add_arguments",
     "add_report_arguments",
     "check_report",
@@ -37,6 +41,29 @@ _HEAD_BYTES = 4096
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``corral report``'s options and handler."""
     add_report_arguments(parser)
+    scoring = parser.add_argument_group(
+        "evaluation", "score the job's records (as the run store holds them) against gold records"
+    )
+    scoring.add_argument(
+        "--gold",
+        metavar="GOLD",
+        help='the right answers: JSONL of {"id": ..., "output": {...}} (a corrected output is one), or a '
+        "CSV with an id column and a column per field; adds an Evaluation section (needs --schema)",
+    )
+    scoring.add_argument(
+        "--schema",
+        metavar="SPEC",
+        help="with --gold: the job's response model (path/to/file.py:Class, package.module:Class, or "
+        "schema.json)",
+    )
+    scoring.add_argument(
+        "--merge-key",
+        action="append",
+        default=[],
+        metavar="LIST=FIELD[,FIELD]",
+        help="with --gold: entities of the list LIST with equal FIELDs are paired first (default: the "
+        "pairing that agrees most, field by field)",
+    )
     parser.set_defaults(handler=cmd_report)
 
 
@@ -68,13 +95,25 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Gold:
+    """Gold records to score a report's run against: their file, the schema, and the lists' keys."""
+
+    path: str
+    schema: object
+    #: list path -> the fields that pair its entities first (``--merge-key``)
+    list_keys: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
 async def cmd_report(args: argparse.Namespace) -> int:
     from corral.report._data import find_run
 
+    gold = _gold(args)
     path = _store_for(args.run, args.store)
     target = Path(args.output or DEFAULT_OUTPUT)
     job_output = args.run if args.run is not None and not args.run.isdigit() else None
-    check_report(target, option="-o", others={"the job's output": job_output, "the run store": str(path)})
+    others = {"the job's output": job_output, "the run store": str(path), "the gold": args.gold}
+    check_report(target, option="-o", others=others)
     if not path.exists():
         raise StoreError(
             f"there is no run store at {path}: a report reads the store a run keeps "
@@ -82,8 +121,27 @@ async def cmd_report(args: argparse.Namespace) -> int:
         )
     with RunStore.open(path) as store:
         run = find_run(store, args.run)
-        write_report(store, run, target, png=args.png, max_items=args.max_items)
+        write_report(store, run, target, png=args.png, max_items=args.max_items, gold=gold)
     return 0
+
+
+def _gold(args: argparse.Namespace) -> Gold | None:
+    """What ``--gold``, ``--schema`` and ``--merge-key`` ask for (None: no evaluation); refused when
+    one comes without the other."""
+    if args.gold is None:
+        if args.schema is not None or args.merge_key:
+            given = "--schema" if args.schema is not None else "--merge-key"
+            raise ConfigError(
+                f"{given} is for scoring against gold: pass --gold GOLD with it, or leave it out"
+            )
+        return None
+    if args.schema is None:
+        raise ConfigError(
+            "--gold needs --schema SPEC: the job's response model (path/to/file.py:Class, "
+            "package.module:Class, or schema.json), which reads the gold's values and pairs them with "
+            "the output's"
+        )
+    return Gold(args.gold, args.schema, dict(merge_keys(args.merge_key)))
 
 
 def check_report(target: str | Path, *, option: str, others: Mapping[str, str | None] | None = None) -> None:
@@ -123,20 +181,29 @@ def write_report(
     png: str | None = None,
     max_items: int = 20_000,
     option: str = "-o",
+    gold: Gold | None = None,
 ) -> None:
-    """Write run ``run``'s page to ``target`` (and its plots into the directory ``png``).
-    ``option``: the flag that named ``target``, for the message if it may not be written."""
+    """Write run ``run``'s page to ``target`` (and its plots into the directory ``png``), scored
+    against ``gold`` when given. ``option``: the flag that named ``target``, for the message if it
+    may not be written."""
     from corral.report._data import load_report
     from corral.report._html import render_html
 
+    evaluation = None
+    if gold is not None:  # first: a gold file that cannot be read stops the report before anything
+        from corral.report._scores import evaluate_run
+
+        evaluation = evaluate_run(store, run, gold.path, gold.schema, list_keys=gold.list_keys or None)
     report = load_report(store, run, max_items=max_items)
+    page = render_html(report, evaluation, gold=None if gold is None else gold.path)
     # Again, just before writing: a long run gives anyone time to put a file there.
     check_report(target, option=option)
     try:
-        target.write_text(render_html(report), encoding="utf-8")
+        target.write_text(page, encoding="utf-8")
     except OSError as exc:
         raise OutputError(f"cannot write the report to {target}: {exc.strerror}") from None
-    print(f"corral: report of run {run} written to {target}", file=sys.stderr)
+    scored = "" if gold is None else f", its output scored against {gold.path}"
+    print(f"corral: report of run {run}{scored} written to {target}", file=sys.stderr)
     if png:
         from corral.report._png import write_pngs
 

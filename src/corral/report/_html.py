@@ -31,19 +31,27 @@ import re
 from collections.abc import Sequence
 from importlib.resources import files
 from itertools import pairwise
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from corral.report._model import (
     DocumentField,
     DocumentView,
     ErrorGroup,
+    EvaluationView,
     Fact,
+    FieldScore,
     ItemRow,
     Plot,
     RunLine,
     RunReport,
+    ValueMismatch,
+    WrongItem,
 )
-from corral.report._svg import plot_svg
+from corral.report._scores import evaluation_view
+from corral.report._svg import plot_svg, reliability_svg
+
+if TYPE_CHECKING:
+    from corral.evaluation import Evaluation
 
 __all__ = [
     "GENERATOR_META",
@@ -390,13 +398,150 @@ def _documents(report: RunReport) -> str:
     )
 
 
+# --- evaluation ---------------------------------------------------------------------------------
+
+
+def _score_bar(value: float | None) -> str:
+    """The F1 as a bar out of 1 (drawn: the page's policy allows no inline style)."""
+    width = min(max(value, 0.0), 1.0) * _BAR_WIDTH if value is not None and math.isfinite(value) else 0.0
+    return (
+        f'<svg class="score-bar" viewBox="0 0 {_BAR_WIDTH} 6" aria-hidden="true">'
+        f'<rect width="{width:.1f}" height="6" rx="3"/></svg>'
+    )
+
+
+def _scored(value: str, ci: str) -> str:
+    interval = f'<span class="ci">{_esc(ci)}</span>' if ci else ""
+    return f"{_esc(value)}{interval}"
+
+
+def _field_row(row: FieldScore, *, cell: str = "td") -> str:
+    return (
+        f'<tr data-field="{_esc(row.name)}"><{cell} class="field"><code>{_esc(row.name)}</code></{cell}>'
+        f'<td class="num f1"><span class="scored">{_score_bar(row.f1_value)}'
+        f"<span>{_scored(row.f1, row.f1_ci)}</span></span></td>"
+        f'<td class="num">{_scored(row.precision, row.precision_ci)}</td>'
+        f'<td class="num">{_scored(row.recall, row.recall_ci)}</td>'
+        f"<td class='num'>{row.tp:,}</td><td class='num'>{row.fp:,}</td><td class='num'>{row.fn:,}</td></tr>"
+    )
+
+
+def _fields_table(view: EvaluationView) -> str:
+    rows = "".join(_field_row(row) for row in view.fields)
+    if not rows:
+        rows = (
+            '<tr><td colspan="7" class="empty-note">Neither the gold nor the output holds a value.</td></tr>'
+        )
+    overall = _field_row(view.overall, cell="th")
+    return (
+        '<h3 class="eval-head">Fields, the worst F1 first</h3>'
+        '<div class="card"><table class="eval-fields"><thead><tr><th>Field</th><th class="num">F1</th>'
+        '<th class="num">Precision</th><th class="num">Recall</th>'
+        '<th class="num" title="true positives: values the output got right">TP</th>'
+        '<th class="num" title="false positives: values the output holds that the gold does not">FP</th>'
+        '<th class="num" title="false negatives: values of the gold the output misses or gets wrong">FN</th>'
+        f"</tr></thead><tbody>{rows}</tbody><tfoot>{overall}</tfoot></table></div>"
+    )
+
+
+def _shown_value(text: str, absent: bool) -> str:
+    if absent:
+        return '<span class="value none">none</span>'
+    return f'<code class="value">{_esc(text)}</code>'
+
+
+def _mismatch_row(mismatch: ValueMismatch) -> str:
+    return (
+        f'<tr><td class="path"><code>{_esc(mismatch.path)}</code></td>'
+        f'<td class="got">{_shown_value(mismatch.got, mismatch.got_absent)}</td>'
+        f'<td class="want">{_shown_value(mismatch.want, mismatch.want_absent)}</td></tr>'
+    )
+
+
+def _wrong_item(item: WrongItem) -> str:
+    """One item as a group of rows: a head (its id, how it was scored, how many values are wrong),
+    then each wrong value beside the gold's."""
+    if item.linked:
+        name = (
+            f'<button type="button" class="item-link" data-item="{_esc(item.id)}" '
+            f'title="Show this item in the table">{_esc(item.id)}</button>'
+        )
+    else:
+        name = f'<code class="item-id">{_esc(item.id)}</code>'
+    status = {"matched": "scored", "error": "error", "missing": "missing"}.get(item.status, item.status)
+    rows = "".join(_mismatch_row(m) for m in item.mismatches)
+    if item.more:
+        rows += f'<tr><td colspan="3" class="more-values">… and {item.more:,} more</td></tr>'
+    return (
+        f'<tbody class="wrong-item" data-eval-item="{_esc(item.id)}"><tr class="wrong-head">'
+        f'<th colspan="3" scope="rowgroup">{name}'
+        f'<span class="badge {_esc(item.status)}">{_esc(status)}</span>'
+        f'<span class="wrong-count">{item.wrong:,} wrong</span></th></tr>{rows}</tbody>'
+    )
+
+
+def _worst(view: EvaluationView) -> str:
+    if not view.worst:
+        return '<h3 class="eval-head">Items</h3><p class="empty-note">Every value of every item is right.</p>'
+    shown = len(view.worst)
+    count = (
+        f"the {shown:,} with the most values wrong, of {view.wrong_total:,}"
+        if view.wrong_total > shown
+        else f"{shown:,}"
+    )
+    return (
+        f'<h3 class="eval-head">Items with values wrong ({_esc(count)})</h3>'
+        '<p class="section-note">Each value the output got wrong beside the gold\'s: <em>none</em> where a '
+        "side holds no value. Paths index the output's lists (<code>people[0].age</code>); "
+        "<code>[]</code> marks a gold entity the output has no match for.</p>"
+        '<div class="card"><table class="mismatches"><colgroup><col class="c-path"><col><col></colgroup>'
+        "<thead><tr><th>Field</th><th>Output</th><th>Gold</th></tr></thead>"
+        f"{''.join(_wrong_item(item) for item in view.worst)}</table></div>"
+    )
+
+
+def _reliability(view: EvaluationView) -> str:
+    if not view.bins:
+        return ""
+    title = "Reliability of the confidences"
+    note = (
+        "Values with a confidence, in bins 0.1 wide: each bar is as high as the share of its values "
+        "that were right, the dot sits at their mean confidence, and the number at its foot is how "
+        "many values it holds. On the dashed diagonal a value said to be 80% sure is right 80% of the "
+        "time; below it the confidences are too high, above it too low."
+    )
+    return (
+        f'<figure class="plot" id="reliability"><figcaption><h3>{_esc(title)}</h3></figcaption>'
+        f'<div class="chart-scroll">{reliability_svg(view.bins, title)}</div>'
+        f'<p class="note">{_esc(note)}</p></figure>'
+    )
+
+
+def _evaluation(view: EvaluationView) -> str:
+    cards = "".join(_fact(fact) for fact in view.facts)
+    calibration = f'<p class="calibration-line">{_esc(view.calibration)}</p>' if view.calibration else ""
+    plot = _reliability(view)
+    plots = f'<div class="plots eval-plots">{plot}</div>' if plot else ""
+    return (
+        f'<section id="sec-evaluation"><h2>Evaluation</h2><div class="facts eval-facts">{cards}</div>'
+        f'<p class="section-note eval-note">{_esc(view.note)}</p>{calibration}'
+        f"{_fields_table(view)}{plots}{_worst(view)}</section>"
+    )
+
+
 # --- the page -----------------------------------------------------------------------------------
 
 
-def render_html(report: RunReport) -> str:
-    """The whole page, ready to be written as UTF-8."""
+def render_html(report: RunReport, evaluation: Evaluation | None = None, *, gold: str | None = None) -> str:
+    """The whole page, ready to be written as UTF-8. ``evaluation``: the job's output scored against
+    gold (:func:`corral.report.evaluate_run`, or :func:`corral.evaluation.evaluate` of its output
+    file), shown in a section of its own; ``gold``: the gold file's name, for that section's note."""
     sections: list[str] = []
     toc: list[tuple[str, str]] = []
+    if evaluation is not None:  # what the reader asked for, first
+        view = evaluation_view(evaluation, gold=gold, linkable={item.id for item in report.items})
+        sections.append(_evaluation(view))
+        toc.append(("sec-evaluation", f"Evaluation (F1 {view.overall.f1})"))
     if report.plots:
         sections.append(_plots(report.plots))
         toc.append(("sec-plots", "Plots"))

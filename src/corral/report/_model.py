@@ -13,12 +13,17 @@ __all__ = [
     "DocumentField",
     "DocumentView",
     "ErrorGroup",
+    "EvaluationView",
     "Fact",
+    "FieldScore",
     "ItemRow",
     "Plot",
+    "ReliabilityBin",
     "RunLine",
     "RunReport",
     "Series",
+    "ValueMismatch",
+    "WrongItem",
 ]
 
 Tone = Literal["plain", "good", "warn", "bad"]
@@ -194,3 +199,86 @@ class RunReport:
     documents_total: int = 0
     #: why ``documents`` is fewer than ``documents_total`` ("" when it is not)
     documents_note: str = ""
+
+
+# --- evaluation: the job's output against gold (corral.evaluation) ------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FieldScore:
+    """One field's scores (or the overall's) as display text: ``"0.912"``, its interval
+    ``"[0.880, 0.940]"`` ("" when there is none), ``"–"`` where a score is undefined (0/0)."""
+
+    name: str
+    precision: str
+    precision_ci: str
+    recall: str
+    recall_ci: str
+    f1: str
+    f1_ci: str
+    tp: int
+    fp: int
+    fn: int
+    #: the F1 as a number, for its bar (None: undefined)
+    f1_value: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ValueMismatch:
+    """A value the output got wrong: where (``people[0].age``), what it holds, what the gold holds,
+    each as display text (JSON; "" with ``*_absent`` when that side has no value)."""
+
+    path: str
+    got: str
+    want: str
+    got_absent: bool
+    want_absent: bool
+
+
+@dataclass(frozen=True, slots=True)
+class WrongItem:
+    """An item with values wrong: ``matched`` (scored), ``error`` (its output is an error) or
+    ``missing`` (not in the output), and each value beside the gold's."""
+
+    id: str
+    status: str
+    #: values wrong (FP + FN)
+    wrong: int
+    mismatches: tuple[ValueMismatch, ...]
+    #: mismatches not listed (the page lists the first few of an item)
+    more: int
+    #: whether the item is in the page's items table (a link shows it there)
+    linked: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ReliabilityBin:
+    """One bin of confidence ``[lo, hi)`` with values in it: their mean confidence, the share right."""
+
+    lo: float
+    hi: float
+    count: int
+    confidence: float
+    accuracy: float
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluationView:
+    """An evaluation as the page shows it (built by :func:`corral.report._scores.evaluation_view`)."""
+
+    #: overall precision, recall and F1 (with intervals), and the items scored
+    facts: tuple[Fact, ...]
+    #: what was scored against what, and how the intervals were made
+    note: str
+    #: every field, the worst F1 first (undefined last)
+    fields: tuple[FieldScore, ...]
+    #: all fields together (micro)
+    overall: FieldScore
+    #: the items with the most values wrong, the worst first
+    worst: tuple[WrongItem, ...]
+    #: items with anything wrong (``worst`` lists the first of them)
+    wrong_total: int
+    #: the reliability diagram's bins with values (empty: the output carries no confidence)
+    bins: tuple[ReliabilityBin, ...] = ()
+    #: the calibration's figures in a sentence: ECE, accuracy, accuracy above the threshold
+    calibration: str = ""

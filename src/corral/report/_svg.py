@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from corral.report._model import Plot, Series
+from corral.report._model import Plot, ReliabilityBin, Series
 
 __all__ = [
     "ROLE_COLOURS",
@@ -29,6 +29,7 @@ __all__ = [
     "is_time_axis",
     "limit_points",
     "plot_svg",
+    "reliability_svg",
     "series_colours",
     "x_axis",
     "y_axis",
@@ -509,3 +510,84 @@ def plot_svg(plot: Plot) -> str:
         parts.append("</g>")
     parts.append("</svg>")
     return "".join(parts)
+
+
+# --- the reliability diagram ---------------------------------------------------------------------
+
+#: what each mark of the reliability diagram is, for its legend (a bar, a dot on a line, the diagonal)
+_RELIABILITY_LEGEND = (
+    Series("share right, per bin", (), "bars", "neutral"),
+    Series("at the bin's mean confidence", (), "line", "error"),
+    Series("perfectly calibrated", (), "limit", "limit"),
+)
+
+
+def reliability_svg(bins: Sequence[ReliabilityBin], title: str) -> str:
+    """A reliability diagram as one ``<svg>``: per bin of confidence a bar as high as the share of its
+    values that were right, a dot at their mean confidence, and how many values it holds at its foot;
+    the dashed diagonal is where confidence and accuracy agree. Both axes run from 0 to 1."""
+    unit = _axis(0.0, 1.0, time=False, target=5, expand=True)
+    colours = [ROLE_COLOURS[series.role] for series in _RELIABILITY_LEGEND]
+    left = 26 + max(_text_width(label) for label in unit.labels) + 10
+    rows = _legend_rows(_RELIABILITY_LEGEND, _WIDTH - 16 - left)
+    frame = _Frame(left, 14.0 + 18 * rows + 4, _WIDTH - 16.0, _HEIGHT - 44.0, unit, unit)
+    parts = [
+        f'<svg viewBox="0 0 {_WIDTH} {_HEIGHT}" width="100%" role="img" aria-label="{_esc(title)}" '
+        f'class="chart reliability" font-family="{_FONT}" font-size="12">',
+        f"<title>{_esc(title)}</title>",
+        *_axes(frame),
+        f'<g class="bins" fill="{colours[0]}" fill-opacity="0.35">',
+    ]
+    usable = [b for b in bins if _finite_bin(b)]
+    for b in usable:
+        x0, x1 = frame.px(b.lo), frame.px(b.hi)
+        top = frame.py(b.accuracy)
+        tip = (
+            f"confidence {b.lo:.1f}–{b.hi:.1f}: {b.count:,} value{'s' if b.count != 1 else ''}, "
+            f"mean confidence {b.confidence:.3f}, {b.accuracy:.3f} right"
+        )
+        parts.append(
+            f'<rect x="{x0 + 1:.1f}" y="{top:.1f}" width="{max(x1 - x0 - 2, 0.6):.1f}" '
+            f'height="{max(frame.bottom - top, 0.0):.1f}"><title>{_esc(tip)}</title></rect>'
+        )
+    parts.append("</g>")
+    parts.append(
+        f'<line x1="{frame.px(0.0):.1f}" y1="{frame.py(0.0):.1f}" x2="{frame.px(1.0):.1f}" '
+        f'y2="{frame.py(1.0):.1f}" stroke="{colours[2]}" stroke-width="1.25" stroke-dasharray="6 4"/>'
+    )
+    dots = [(frame.px(b.confidence), frame.py(b.accuracy)) for b in usable]
+    if len(dots) > 1:
+        points = " ".join(f"{x:.1f},{y:.1f}" for x, y in dots)
+        parts.append(
+            f'<polyline points="{points}" fill="none" stroke="{colours[1]}" stroke-width="1.5" '
+            'stroke-linejoin="round"/>'
+        )
+    parts.append(f'<g class="means" fill="{colours[1]}">')
+    parts += [f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.5"/>' for x, y in dots]
+    parts.append("</g>")
+    # Each bin's count at its foot: what its bar stands on (a bin of three values proves little).
+    parts.append('<g class="counts" fill="currentColor" fill-opacity="0.8" font-size="10.5">')
+    for b in usable:
+        middle, count = (frame.px(b.lo) + frame.px(b.hi)) / 2, _count_text(b.count)
+        parts.append(f'<text x="{middle:.1f}" y="{frame.bottom - 5:.1f}" text-anchor="middle">{count}</text>')
+    parts.append("</g>")
+    titles = Plot("reliability", title, "confidence", "share right", ())
+    parts += _axis_titles(frame, titles)
+    parts.append('<g class="legend" fill="currentColor">')
+    parts += _legend(_RELIABILITY_LEGEND, colours, frame.left, frame.right)
+    parts.append("</g></svg>")
+    return "".join(parts)
+
+
+def _finite_bin(b: ReliabilityBin) -> bool:
+    values = (b.lo, b.hi, b.confidence, b.accuracy)
+    return b.count > 0 and all(math.isfinite(v) and 0.0 <= v <= 1.0 for v in values) and b.lo < b.hi
+
+
+def _count_text(count: int) -> str:
+    """A bin's count in the width of a bin: ``1,234``, ``12k``, ``3.4M``."""
+    if count < 10_000:
+        return f"{count:,}"
+    if count < 1_000_000:
+        return f"{count / 1000:.0f}k"
+    return f"{count / 1e6:.1f}M"
