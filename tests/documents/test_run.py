@@ -404,3 +404,26 @@ def test_a_window_that_leaves_no_room_for_text_is_refused_before_the_output_is_t
     assert ran.returncode == 2
     assert "context window of 1,300 tokens leaves" in ran.stderr and "lower --max-tokens" in ran.stderr
     assert out.read_bytes() == before
+
+
+def test_a_documents_values_carry_the_confidence_their_chunks_gave_them(
+    corral: Corral, folder: Path, schema: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "out.jsonl"
+    config = SimConfig(latency_ms=1, seed=3, field_errors={"age": 0.3})
+    with SimulatorThread(config) as sim:
+        ran = corral(*run(folder, schema, sim.url, out, "--mode", "json_schema", "--confidence", "logprobs"))
+    assert ran.returncode == 0, ran.stderr
+    long = next(record for record in rows(out) if record["id"] == "long.md")
+    confidence = long["confidence"]
+    assert set(confidence) == {f"people[{n}].{field}" for n in range(40) for field in ("name", "age")}
+    assert all(entry["method"] == "logprobs" and 0 < entry["value"] <= 1 for entry in confidence.values())
+    truth = {name: 20 + n % 50 for n, name in enumerate(names(40))}
+    people = long["output"]["people"]
+    wrong = [
+        confidence[f"people[{n}].age"]["value"] for n, p in enumerate(people) if p["age"] != truth[p["name"]]
+    ]
+    right = [
+        confidence[f"people[{n}].age"]["value"] for n, p in enumerate(people) if p["age"] == truth[p["name"]]
+    ]
+    assert wrong and right and sum(wrong) / len(wrong) < sum(right) / len(right)

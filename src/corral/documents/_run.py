@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import re
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -34,7 +35,7 @@ import orjson
 from corral.documents._chunking import Chunk, chunk, estimate_tokens
 from corral.documents._grounding import Aligner, Span, ground_record, string_leaves
 from corral.documents._merging import Conflict, folded, merge
-from corral.engine._confidence import path_parts
+from corral.engine._confidence import path_parts, value_leaves
 from corral.engine._stats import RunStats
 from corral.errors import ConfigError, OutputInvalid
 from corral.io.documents import Documents
@@ -264,6 +265,7 @@ class _DocumentPass:
             assembled.merge(answers, keys=dict(self.options.keys), ground=self.options.ground)
             if self.options.ungrounded == "drop":
                 assembled.drop_ungrounded()
+            assembled.carry_confidence(records)
             error = self._invalid(assembled.output)
         record = dict(self._reviewed(assembled.record(records, error, ground=self.options.ground)))
         self.counts.documents += 1
@@ -328,6 +330,8 @@ class _Assembled:
         self.grounding: dict[str, Span | None] = {}
         #: each grounded value (folded) and its first span
         self.spans: dict[str, Span] = {}
+        #: each value's confidence and its method, by path (when the chunks' answers had them)
+        self.confidence: dict[str, tuple[float, str]] = {}
         pages = (item.fields or {}).get("pages")
         self.page_starts = [start for start, _ in pages] if isinstance(pages, list) and pages else None
 
@@ -352,6 +356,24 @@ class _Assembled:
         self.conflicts = merged.conflicts
         if ground:
             self.grounding = {path: spans.get(folded(value)) for path, value in string_leaves(self.output)}
+
+    def carry_confidence(self, records: Sequence[Mapping[str, Any]]) -> None:
+        """Each merged value's confidence: the highest any chunk's answer gave the same value at the
+        same field (the merge keeps values, not the answers they came from)."""
+        best: dict[tuple[str, str], tuple[float, str]] = {}
+        for record in records:
+            confidence = record.get("confidence") or {}
+            leaves = dict(value_leaves(record.get("output"))) if confidence else {}
+            for path, entry in confidence.items():
+                if path in leaves:
+                    key = (_field(path), _value_key(leaves[path]))
+                    if key not in best or entry["value"] > best[key][0]:
+                        best[key] = (entry["value"], entry["method"])
+        self.confidence = {
+            path: best[(_field(path), _value_key(value))]
+            for path, value in value_leaves(self.output)
+            if (_field(path), _value_key(value)) in best
+        }
 
     def drop_ungrounded(self) -> None:
         """Every value found nowhere in the text taken out: the innermost list entry holding it goes
@@ -387,6 +409,10 @@ class _Assembled:
         }  # fmt: skip
         if not ground:
             del built["grounding"]
+        if error is None and self.confidence:
+            built["confidence"] = {
+                path: {"value": value, "method": method} for path, (value, method) in self.confidence.items()
+            }
         return built
 
 
@@ -428,6 +454,15 @@ def _span(span: Span | None, page_starts: list[int] | None) -> dict[str, Any] | 
     if page_starts is not None:
         entry["page"] = bisect.bisect_right(page_starts, span.start)
     return entry
+
+
+def _field(path: str) -> str:
+    """A path without its indices: ``people[2].age`` → ``people[].age``."""
+    return re.sub(r"\[\d+\]", "[]", path)
+
+
+def _value_key(value: Any) -> str:
+    return folded(value) if isinstance(value, str) else orjson.dumps(value).decode()
 
 
 def _target(path: str) -> tuple[str | int, ...]:

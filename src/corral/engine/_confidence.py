@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
+from typing import Any
 
-__all__ = ["leaf_spans", "path_parts", "value_confidence"]
+__all__ = ["leaf_spans", "path_parts", "value_confidence", "value_leaves"]
 
 _WHITESPACE = " \t\n\r"
 
@@ -159,3 +160,15 @@ def path_parts(path: str) -> list[str | int]:
             parts.append(head)
         parts.extend(int(index) for index in indices)
     return parts
+
+
+def value_leaves(node: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+    """Every leaf of an output by path (``people[0].name``): strings, numbers, booleans, nulls."""
+    if isinstance(node, dict):
+        for key, child in node.items():
+            yield from value_leaves(child, f"{path}.{key}" if path else str(key))
+    elif isinstance(node, list):
+        for index, child in enumerate(node):
+            yield from value_leaves(child, f"{path}[{index}]")
+    else:
+        yield path, node

@@ -12,13 +12,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from corral.backends.base import Completion, Deferred, Message, Mode, Request
 from corral.backends.models import TOO_LONG_FIX
-from corral.engine._confidence import value_confidence
+from corral.engine._confidence import value_confidence, value_leaves
 from corral.engine._limits import Slots
 from corral.engine._scheduler import Scheduler, Tally
 from corral.engine._stats import RunStats
@@ -260,7 +260,7 @@ async def _agreement(
     itself and further samples at temperature 1, each its own request); compared by path, so two
     answers listing the same people in another order disagree. A sample that fails, or does not
     validate, counts as disagreeing. None when no further sample could be asked (deferred)."""
-    leaves = dict(_leaves(output))
+    leaves = dict(value_leaves(output))
     if not leaves:
         return {}
     agree = dict.fromkeys(leaves, 1)
@@ -285,7 +285,7 @@ async def _agreement(
             return None
         usage.add(completion.usage)
         try:
-            other = dict(_leaves(settings.spec.dump(await _parsed(settings.spec, completion.text))))
+            other = dict(value_leaves(settings.spec.dump(await _parsed(settings.spec, completion.text))))
         except OutputInvalid:
             continue
         for path, value in leaves.items():
@@ -294,18 +294,6 @@ async def _agreement(
 
 
 _MISSING = object()
-
-
-def _leaves(node: Any, path: str = "") -> Iterator[tuple[str, Any]]:
-    """Every leaf of an output by path (``people[0].name``): strings, numbers, booleans, nulls."""
-    if isinstance(node, dict):
-        for key, child in node.items():
-            yield from _leaves(child, f"{path}.{key}" if path else str(key))
-    elif isinstance(node, list):
-        for index, child in enumerate(node):
-            yield from _leaves(child, f"{path}[{index}]")
-    else:
-        yield path, node
 
 
 def _same(one: Any, other: Any) -> bool:
