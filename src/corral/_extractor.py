@@ -26,7 +26,7 @@ import orjson
 from corral.backends import Backend, Mode, Request, open_backend, resolve_model
 from corral.backends.models import ModelTraits
 from corral.cost import Budget, Price, price_for, unpriced
-from corral.engine._confidence import path_parts
+from corral.engine._confidence import Recalibration, path_parts
 from corral.engine._extract import DEFAULT_INSTRUCTION, Check, ExtractSettings, extract_item
 from corral.engine._limits import EndpointLimits, Slots
 from corral.engine._scheduler import RetryPolicy, Scheduler
@@ -75,7 +75,9 @@ class Extractor(Generic[T]):
     server (one that refuses the field stops the run), False: never. ``samples``: where no
     log-probabilities come, ask each item this many times in all (the further ones at temperature 1)
     and give each value the share of the answers that agree with it (confidence by agreement; it
-    costs ``samples`` times the requests).
+    costs ``samples`` times the requests). ``calibration``: a map from confidences to how often
+    they were right on labelled data (a :class:`~corral.engine._confidence.Recalibration`, or the
+    JSON file ``corral eval --fit-calibration`` writes), applied to every confidence of its method.
     """
 
     def __init__(
@@ -108,6 +110,7 @@ class Extractor(Generic[T]):
         check: Check | None = None,
         confidence: bool | None = None,
         samples: int = 1,
+        calibration: str | Path | Recalibration | None = None,
     ) -> None:
         if max_retries < 0:
             raise ConfigError(f"max_retries must be 0 or more, got {max_retries}")
@@ -153,6 +156,7 @@ class Extractor(Generic[T]):
             check=check,
             logprobs=self.backend.profile.logprobs if confidence is None else confidence,
             samples=samples,
+            recalibration=_recalibration(calibration),
         )
         if not 1 <= samples <= 20:
             raise ConfigError(f"samples must be from 1 to 20, got {samples}")
@@ -369,6 +373,18 @@ class Extractor(Generic[T]):
     ) -> list[Outcome[T]]:
         """All outcomes at the end, in input order."""
         return [o async for o in self.map(texts, strategy="gather", concurrency=concurrency)]
+
+
+def _recalibration(calibration: str | Path | Recalibration | None) -> Recalibration | None:
+    """A map given, or read from its JSON file (``corral eval --fit-calibration`` writes one)."""
+    if calibration is None or isinstance(calibration, Recalibration):
+        return calibration
+    try:
+        return Recalibration.from_json(orjson.loads(Path(calibration).read_bytes()))
+    except OSError as exc:
+        raise ConfigError(f"cannot read the calibration map {calibration}: {exc.strerror}") from None
+    except (orjson.JSONDecodeError, ValueError) as exc:
+        raise ConfigError(f"{calibration}: {exc} (write one with corral eval --fit-calibration)") from None
 
 
 async def escalated(

@@ -4,6 +4,7 @@ the records carry each value's confidence, a re-run keeps it, and the calibratio
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -131,3 +132,37 @@ def test_doubtful_values_are_asked_again_of_a_stronger_model(corral: Corral, tmp
         assert record["escalation"]["model"] == "gpt-4o" and "age" in record["escalation"]["paths"]
         assert record["escalation"]["first"]["name"] == record["output"]["name"]  # a sure value is kept
     assert right(both) > right(alone) + 0.15 * N  # the stronger model's ages replace the doubtful ones
+
+
+def test_a_calibration_fitted_on_labelled_items_is_applied_to_a_run(corral: Corral, tmp_path: Path) -> None:
+    source, out, gold, fitted = (
+        tmp_path / name for name in ("in.txt", "out.jsonl", "gold.jsonl", "map.json")
+    )
+    source.write_text("".join(f"My name is {name} and I am {age} years old\n" for name, age in PEOPLE))
+    gold.write_text("".join(json.dumps({"id": str(n), "output": {"name": name, "age": age}}) + "\n"
+                            for n, (name, age) in enumerate(PEOPLE, start=1)))  # fmt: skip
+    options = ("--mode", "json_schema", "--confidence", "logprobs")
+    with SimulatorThread(SimConfig(latency_ms=1, seed=4, field_errors={"age": 0.3})) as sim:
+        assert corral(*run_args(source, sim.url, *options, "-o", str(out))).returncode == 0
+        scored = corral(
+            "eval", str(out), "--gold", str(gold), "--schema", PERSON, "--fit-calibration", str(fitted)
+        )
+        assert scored.returncode == 0, scored.stderr
+        again = tmp_path / "again.jsonl"
+        ran = corral(
+            *run_args(source, sim.url, *options, "--calibration", str(fitted), "-o", str(again), "--no-cache")
+        )
+    assert ran.returncode == 0, ran.stderr
+    first = [json.loads(line) for line in out.read_text().splitlines()]
+    second = [json.loads(line) for line in again.read_text().splitlines()]
+    mapping = json.loads(fitted.read_text())["methods"]["logprobs"]
+    assert mapping == sorted(mapping)
+    for one, two in zip(first, second, strict=True):
+        assert two["output"] == one["output"]
+        assert {entry["method"] for entry in two["confidence"].values()} == {"logprobs (recalibrated)"}
+    # The same answers, their confidences moved onto what was measured: order kept.
+    raw = [one["confidence"]["age"]["value"] for one in first]
+    mapped = [two["confidence"]["age"]["value"] for two in second]
+    pairs = sorted(zip(raw, mapped, strict=True))
+    assert all(low[1] <= high[1] for low, high in itertools.pairwise(pairs) if low[0] < high[0])
+    assert mapped != raw

@@ -90,6 +90,12 @@ def add_request_arguments(group: argparse._ActionsContainer) -> None:
         "further K-1 at temperature 1, and give each value the share of answers that agree (K× the cost)",
     )
     group.add_argument(
+        "--calibration",
+        metavar="FILE.json",
+        help="map each confidence to how often it was right on labelled data (the file corral eval "
+        "--fit-calibration writes)",
+    )
+    group.add_argument(
         "--context-window",
         type=positive_int,
         metavar="TOKENS",
@@ -244,6 +250,7 @@ def job_spec(args: argparse.Namespace, *, batch: bool = False) -> JobSpec:
         context_window=args.context_window,
         confidence={"auto": None, "logprobs": True, "off": False}[args.confidence],
         samples=args.samples,
+        calibration=args.calibration,
     )
     batched = None
     if batch or args.batch:

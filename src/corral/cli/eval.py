@@ -58,6 +58,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", metavar="FILE", help="also write every figure as JSON to FILE")
     parser.add_argument(
+        "--fit-calibration",
+        metavar="FILE.json",
+        help="fit a map from the output's confidences to how often they were right (isotonic), for "
+        "corral run --calibration; measure it on other labelled items than it was fitted on",
+    )
+    parser.add_argument(
         "--min-f1", type=float, metavar="X", help="exit 1 when the overall F1 is below X (for CI)"
     )
     parser.add_argument(
@@ -67,7 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 async def cmd_eval(args: argparse.Namespace) -> int:
-    from corral.evaluation import evaluate  # here: only this command needs it
+    from corral.evaluation import evaluate, fit_recalibration  # here: only this command needs them
 
     if args.bootstrap < 0:
         raise ConfigError(f"--bootstrap must be 0 or more, not {args.bootstrap}")
@@ -88,6 +94,13 @@ async def cmd_eval(args: argparse.Namespace) -> int:
     if args.json:
         data = orjson.dumps(result.to_json(), option=orjson.OPT_INDENT_2)
         await asyncio.to_thread(Path(args.json).write_bytes, data)
+    if args.fit_calibration:
+        if not result.confidence_pairs:
+            raise ConfigError("--fit-calibration: no scored value of the output carries a confidence")
+        fitted = orjson.dumps(
+            fit_recalibration(result.confidence_pairs).to_json(), option=orjson.OPT_INDENT_2
+        )
+        await asyncio.to_thread(Path(args.fit_calibration).write_bytes, fitted)
     f1 = result.overall.f1
     if args.min_f1 is not None and (f1 is None or f1 < args.min_f1):
         shown = "undefined" if f1 is None else f"{f1:.3f}"

@@ -16,11 +16,13 @@ that changed it) gets no confidence rather than a wrong one.
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["leaf_spans", "path_parts", "value_confidence", "value_leaves"]
+__all__ = ["Recalibration", "leaf_spans", "path_parts", "value_confidence", "value_leaves"]
 
 _WHITESPACE = " \t\n\r"
 
@@ -172,3 +174,52 @@ def value_leaves(node: Any, path: str = "") -> Iterator[tuple[str, Any]]:
             yield from value_leaves(child, f"{path}[{index}]")
     else:
         yield path, node
+
+
+@dataclass(frozen=True, slots=True)
+class Recalibration:
+    """A model's confidences mapped to how often it is right, per method: a monotone piecewise-linear
+    map through ``points`` ((confidence, accuracy), increasing), fitted on labelled data by
+    ``corral eval --fit-calibration`` and applied by ``corral run --calibration``."""
+
+    points: Mapping[str, tuple[tuple[float, float], ...]]
+
+    def apply(self, method: str, confidence: float) -> float:
+        """``confidence`` recalibrated (as it is when the method has no map)."""
+        points = self.points.get(method)
+        if not points:
+            return confidence
+        if confidence <= points[0][0]:
+            return points[0][1]
+        for (x0, y0), (x1, y1) in itertools.pairwise(points):
+            if confidence <= x1:
+                share = 0.0 if x1 == x0 else (confidence - x0) / (x1 - x0)
+                return round(y0 + share * (y1 - y0), 4)
+        return points[-1][1]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"version": 1, "methods": {m: [list(p) for p in pts] for m, pts in self.points.items()}}
+
+    @classmethod
+    def from_json(cls, data: Any) -> Recalibration:
+        """A map as ``to_json`` wrote it; ValueError for anything else."""
+        if (
+            not isinstance(data, dict)
+            or data.get("version") != 1
+            or not isinstance(data.get("methods"), dict)
+        ):
+            raise ValueError('not a corral calibration map: {"version": 1, "methods": {...}}')
+        points: dict[str, tuple[tuple[float, float], ...]] = {}
+        for method, pairs in data["methods"].items():
+            try:
+                parsed = tuple((float(x), float(y)) for x, y in pairs)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"the map of {method!r} is not a list of [confidence, accuracy] pairs"
+                ) from None
+            if any(not (0 <= x <= 1 and 0 <= y <= 1) for x, y in parsed) or any(
+                b[0] < a[0] or b[1] < a[1] for a, b in itertools.pairwise(parsed)
+            ):
+                raise ValueError(f"the map of {method!r} must rise, within [0, 1]")
+            points[str(method)] = parsed
+        return cls(points)

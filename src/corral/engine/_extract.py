@@ -18,7 +18,7 @@ from typing import Any
 
 from corral.backends.base import Completion, Deferred, Message, Mode, Request
 from corral.backends.models import TOO_LONG_FIX
-from corral.engine._confidence import value_confidence, value_leaves
+from corral.engine._confidence import Recalibration, value_confidence, value_leaves
 from corral.engine._limits import Slots
 from corral.engine._scheduler import Scheduler, Tally
 from corral.engine._stats import RunStats
@@ -109,6 +109,8 @@ class ExtractSettings:
     #: answers asked for in all (1: the answer alone): the further ones, at temperature 1, say how
     #: often the model gives each value again (confidence by agreement, where no log-probabilities are)
     samples: int = 1
+    #: confidences mapped to how often they were right on labelled data (per method)
+    recalibration: Recalibration | None = None
     ladder: ModeLadder = field(init=False)
     _systems: dict[Mode, Message] = field(init=False)
 
@@ -195,13 +197,10 @@ async def extract_item(
         else:
             verdict = await _judge(settings, item, completion.text, last=attempt > settings.max_retries)
             if isinstance(verdict, _Accepted):
-                confidence, method = _confidence(settings, completion), "logprobs"
-                if confidence is None and settings.samples > 1:
-                    method = "agreement"
-                    confidence = await _agreement(
-                        scheduler, settings, item=item, mode=mode, output=verdict.output, slots=slots,
-                        tally=tally, usage=usage,
-                    )  # fmt: skip
+                confidence, method = await _confidences(
+                    scheduler, settings, completion, item=item, mode=mode, output=verdict.output,
+                    slots=slots, tally=tally, usage=usage,
+                )  # fmt: skip
                 return Outcome(
                     id=item.id,
                     input=item.text,
@@ -243,6 +242,40 @@ def _confidence(settings: ExtractSettings, completion: Completion) -> dict[str, 
         return confidence
     # The wire wraps a list as {"items": [...]}; the output is the bare list.
     return {path.removeprefix("items"): p for path, p in confidence.items() if path.startswith("items[")}
+
+
+async def _confidences(
+    scheduler: Scheduler,
+    settings: ExtractSettings,
+    completion: Completion,
+    *,
+    item: Item,
+    mode: Mode,
+    output: Any,
+    slots: Slots,
+    tally: Tally,
+    usage: Usage,
+) -> tuple[dict[str, float] | None, str]:
+    """Each value's confidence and how it was found: from the reply's log-probabilities, else (with
+    ``samples``) from agreement among further samples; recalibrated when a map is given."""
+    confidence, method = _confidence(settings, completion), "logprobs"
+    if confidence is None and settings.samples > 1:
+        method = "agreement"
+        confidence = await _agreement(
+            scheduler, settings, item=item, mode=mode, output=output, slots=slots, tally=tally, usage=usage
+        )
+    if confidence and settings.recalibration is not None:
+        return _recalibrated(settings.recalibration, confidence, method)
+    return confidence, method
+
+
+def _recalibrated(
+    recalibration: Recalibration, confidence: dict[str, float], method: str
+) -> tuple[dict[str, float], str]:
+    if method not in recalibration.points:
+        return confidence, method
+    mapped = {path: recalibration.apply(method, value) for path, value in confidence.items()}
+    return mapped, f"{method} (recalibrated)"
 
 
 async def _agreement(

@@ -78,6 +78,7 @@ from corral.evaluation._assign import assign
 from corral.evaluation._calibration import Bin, Calibration
 from corral.evaluation._compare import Mismatch
 from corral.evaluation._evaluation import evaluate, read_gold
+from corral.evaluation._recalibrate import fit_recalibration
 from corral.evaluation._results import Evaluation, ItemResult, Macro, Score, Status
 from corral.evaluation._runs import Compared, Configuration, compare, pareto_front
 
@@ -95,6 +96,7 @@ __all__ = [
     "assign",
     "compare",
     "evaluate",
+    "fit_recalibration",
     "pareto_front",
     "read_gold",
 ]

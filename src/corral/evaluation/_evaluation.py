@@ -83,6 +83,7 @@ def evaluate(
         calibration=calibrate(sure, threshold=confidence_threshold),
         resamples=max(0, bootstrap),
         seed=seed,
+        confidence_pairs=tuple(sure),
     )
 
 

@@ -108,6 +108,9 @@ class Evaluation:
     calibration: Calibration | None
     resamples: int
     seed: int
+    #: each scored value's confidence, whether it was right, and the confidence's method (what a
+    #: recalibration is fitted on: :func:`corral.evaluation.fit_recalibration`)
+    confidence_pairs: tuple[tuple[float, bool, str], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """The whole evaluation as JSON-able data (its shape is documented in :mod:`corral.evaluation`)."""

@@ -52,6 +52,8 @@ class ExtractOptions:
     confidence: bool | None = None
     #: answers per item for confidence by agreement where no log-probabilities come (1: none)
     samples: int = 1
+    #: a JSON file mapping confidences to how often they were right (``corral eval --fit-calibration``)
+    calibration: str | None = None
 
     def extractor_options(self) -> dict[str, Any]:
         """Keyword arguments for :class:`~corral.Extractor`."""

@@ -95,6 +95,7 @@ async def serve(args: argparse.Namespace) -> int:
             context_window=args.context_window,
             confidence={"auto": None, "logprobs": True, "off": False}[args.confidence],
             samples=args.samples,
+            calibration=args.calibration,
         )
         manager = JobManager(
             store,
