@@ -30,6 +30,7 @@ import orjson
 
 from corral.errors import InputError
 from corral.evaluation._shape import Array, Leaf, Record, Shape, lookup
+from corral.io.items import open_input
 
 __all__ = ["Row", "read_rows"]
 
@@ -76,22 +77,11 @@ def read_rows(path: str | Path, shape: Shape, *, many: bool, role: Role) -> Iter
         yield row
 
 
-def _open(name: str) -> Any:
-    try:
-        return open(name, "rb")  # the callers close it
-    except FileNotFoundError:
-        raise InputError("does not exist", path=name) from None
-    except IsADirectoryError:
-        raise InputError("is a directory, not a file", path=name) from None
-    except OSError as exc:
-        raise InputError(f"cannot be read: {exc.strerror}", path=name) from None
-
-
 # --- JSONL -----------------------------------------------------------------------------------
 
 
 def _jsonl(name: str, *, many: bool, role: Role) -> Iterator[Row]:
-    with _open(name) as stream:
+    with open_input(name) as stream:
         for number, line in enumerate(stream, start=1):
             raw = line.removeprefix(b"\xef\xbb\xbf") if number == 1 else line
             if not raw.strip():
@@ -163,7 +153,7 @@ class _Column:
 
 
 def _csv(name: str, shape: Shape, *, many: bool, role: Role) -> Iterator[Row]:
-    with _open(name) as stream:
+    with open_input(name) as stream:
         data = stream.read()
     try:
         text = data.decode("utf-8-sig")

@@ -31,6 +31,7 @@ __all__ = [
     "as_items",
     "count_items",
     "is_documents",
+    "open_input",
     "read_items",
     "stdin_format",
 ]
@@ -57,7 +58,7 @@ def read_items(
     fmt = format or _format_of(name)
     if fmt == "documents":
         return read_documents(name)
-    stream = _open(name)
+    stream = open_input(name)
     rows = {"jsonl": _jsonl, "csv": _csv, "txt": _txt}[fmt](stream, name, text_field, id_field)
     try:
         first = next(rows, None)
@@ -171,7 +172,9 @@ def _unit(fmt: Format) -> str:
     return {"jsonl": "JSON lines", "csv": "CSV rows", "txt": "non-blank lines"}[fmt]
 
 
-def _open(name: str) -> IO[bytes]:
+def open_input(name: str) -> IO[bytes]:
+    """``name`` opened for reading as bytes (``-``: standard input), or :class:`InputError` saying
+    why not (missing, a directory, unreadable); the caller closes it."""
     if name == "-":
         return sys.stdin.buffer
     try:
