@@ -137,7 +137,7 @@ def test_a_store_of_the_layout_before_documents_is_upgraded_in_place(store_dir: 
         store.finish_run(job, "completed")
     path = store_dir / STORE_FILE
     conn = sqlite3.connect(path)  # what a version 5 store looked like: no documents
-    conn.executescript("DROP TABLE documents; PRAGMA user_version = 5;")
+    conn.executescript("DROP TABLE documents; ALTER TABLE runs DROP COLUMN shared; PRAGMA user_version = 5;")
     conn.close()
     assert read_rows(path, "SELECT name FROM sqlite_master WHERE name LIKE 'documents%'") == []
 
@@ -148,8 +148,7 @@ def test_a_store_of_the_layout_before_documents_is_upgraded_in_place(store_dir: 
         store.add_document(job, "a.pdf", status="ok", record=record("a.pdf"), text=TEXT)
         store.flush()
         assert store.documents(job.id) == [StoredDocument("a.pdf", "ok", record("a.pdf"), TEXT)]
-    assert SCHEMA_VERSION == 6
-    assert read_rows(path, "PRAGMA user_version") == [(6,)]
+    assert read_rows(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
     names = read_rows(path, "SELECT name FROM sqlite_master WHERE name LIKE 'documents%' ORDER BY name")
     assert names == [("documents",), ("documents_by_doc",)]
 
@@ -160,7 +159,7 @@ def test_a_store_of_version_2_gains_documents_with_everything_else(store_dir: Pa
     path = store_dir / STORE_FILE
     conn = sqlite3.connect(path)
     conn.executescript(
-        "DROP TABLE documents; DROP TABLE endpoints; DROP TABLE samples; "
+        "DROP TABLE documents; DROP TABLE endpoints; DROP TABLE samples; ALTER TABLE runs DROP COLUMN shared; "
         "ALTER TABLE runs DROP COLUMN faults; DROP TABLE batch_requests; DROP TABLE batches; "
         "DROP TABLE job_args; PRAGMA user_version = 2;"
     )

@@ -541,11 +541,13 @@ def test_a_store_from_a_newer_corral_is_refused(store_dir: Path) -> None:
 
 #: what the earlier layouts that upgrade in place lacked
 _BEFORE = {
-    5: "DROP TABLE documents;",
-    4: "DROP TABLE documents; DROP TABLE endpoints;",
-    3: "DROP TABLE documents; DROP TABLE endpoints; DROP TABLE samples; ALTER TABLE runs DROP COLUMN faults;",
-    2: "DROP TABLE documents; DROP TABLE endpoints; DROP TABLE samples; ALTER TABLE runs DROP COLUMN faults; "
-    "DROP TABLE batch_requests; DROP TABLE batches; DROP TABLE job_args;",
+    6: "ALTER TABLE runs DROP COLUMN shared;",
+    5: "ALTER TABLE runs DROP COLUMN shared; DROP TABLE documents;",
+    4: "ALTER TABLE runs DROP COLUMN shared; DROP TABLE documents; DROP TABLE endpoints;",
+    3: "ALTER TABLE runs DROP COLUMN shared; DROP TABLE documents; DROP TABLE endpoints; DROP TABLE samples; "
+    "ALTER TABLE runs DROP COLUMN faults;",
+    2: "ALTER TABLE runs DROP COLUMN shared; DROP TABLE documents; DROP TABLE endpoints; DROP TABLE samples; "
+    "ALTER TABLE runs DROP COLUMN faults; DROP TABLE batch_requests; DROP TABLE batches; DROP TABLE job_args;",
 }
 
 
@@ -570,6 +572,7 @@ def test_an_earlier_store_is_upgraded_in_place_keeping_its_results(store_dir: Pa
         store.finish_run(job, "completed")
     assert read_rows(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
     assert read_rows(path, "SELECT faults FROM runs ORDER BY id") == [("{}",), ('{"rate_limited":2}',)]
+    assert read_rows(path, "SELECT shared FROM runs ORDER BY id") == [(0,), (0,)]
 
 
 def corrupt(store_dir: Path) -> Path:

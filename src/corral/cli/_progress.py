@@ -110,6 +110,8 @@ def _sources(c: RunStats) -> list[str]:
         parts.append(f"{c.batch_failed:,} failed in batches")
     if c.cache_answers:
         parts.append(f"{c.cache_answers:,} cached")
+    if c.duplicates:
+        parts.append(f"{c.duplicates:,} {'duplicate' if c.duplicates == 1 else 'duplicates'} sent once")
     return parts
 
 

@@ -2,6 +2,7 @@
 
     cache ─► limits (slow start, cool-down, per minute) ─► slot ─► budget ─► backend.complete ─► learn
     (hit: done)   ▲                                                                      │
+    (identical request on its way: wait for its answer)                                 │
                   └────── backoff (full jitter, or retry-after) ◄── retryable error (429, 5xx, timeout)
 
 Retries live here, not in the re-ask loop: a rate-limit error never reaches a re-ask prompt, and the
@@ -102,6 +103,8 @@ class Scheduler:
         self._rng = random.Random(seed)
         self._answered = False  # has the endpoint ever answered? (then a refused connection is transient)
         self._stopped: ProviderError | None = None  # a fatal answer: nothing more is sent
+        #: requests on their way, by cache key: an identical one waits for their answer (with a cache)
+        self._asking: dict[bytes, asyncio.Future[Completion | None]] = {}
 
     def text_tokens(self, text: str, *, fixed: bool = False) -> float:
         """Tokens ``text`` adds to a prompt, as :meth:`over_window` counts them (``fixed``: by the
@@ -134,18 +137,42 @@ class Scheduler:
     async def complete(self, request: Request, slots: Slots, tally: Tally) -> Completion | Deferred:
         """One completion, retried until it succeeds, fails for good, or the retry budget is spent;
         or the backend's word that the answer comes later (a request it sends in a provider batch)."""
-        if self.cache is None:
+        cache = self.cache
+        if cache is None:
             return await self._send(request, slots, tally)
-        key = self.cache.key(self.backend, request)
-        hit = self.cache.get(key)
-        if hit is not None:
-            tally.requests += 1
-            tally.run.cached += 1
-            return hit
-        reply = await self._send(request, slots, tally)
-        if isinstance(reply, Completion):
-            self.cache.put(key, self.backend.model, reply)
-        return reply
+        key = cache.key(self.backend, request)
+        while True:
+            found = cache.lookup(key)
+            if found is not None:
+                answer, this_job = found
+                tally.requests += 1
+                if this_job:
+                    tally.run.shared += 1
+                else:
+                    tally.run.cached += 1
+                return answer
+            asked = self._asking.get(key)
+            if asked is None:
+                break
+            # An identical request is on its way: its answer is this one's too. Shielded, so that
+            # this item's cancellation leaves the other's request alone.
+            shared = await asyncio.shield(asked)
+            if shared is not None:
+                tally.requests += 1
+                tally.run.shared += 1
+                return shared
+            # It failed or was cancelled (or its answer waits in a batch): look again, then ask.
+        asking: asyncio.Future[Completion | None] = asyncio.get_running_loop().create_future()
+        self._asking[key] = asking
+        reply: Completion | Deferred | None = None
+        try:
+            reply = await self._send(request, slots, tally)
+            if isinstance(reply, Completion):
+                cache.put(key, self.backend.model, reply)
+            return reply
+        finally:
+            del self._asking[key]
+            asking.set_result(reply if isinstance(reply, Completion) else None)
 
     async def _send(self, request: Request, slots: Slots, tally: Tally) -> Completion | Deferred:
         retry = 0

@@ -39,6 +39,7 @@ class RunStats:
     retries: int = 0
     rate_limited: int = 0  # retries after a 429 or an overload: they pause the whole run
     cached: int = 0  # requests answered from the response cache: not sent, not paid
+    shared: int = 0  # requests answered by an identical one of this job (in flight or just answered)
     batched: int = 0  # answers taken from collected provider batches (sent and paid with their batch)
     batch_failed: int = 0  # failed lines of collected provider batches (no answer)
     in_flight: int = 0  # requests in flight now
@@ -53,12 +54,15 @@ class RunStats:
     passes: int = field(default=0, init=False)
     #: the response cache's answers when the second pass began (see ``cache_answers``)
     _cached_by_first_pass: int | None = field(default=None, init=False, repr=False)
+    #: the same for the answers identical requests shared (see ``duplicates``)
+    _shared_by_first_pass: int | None = field(default=None, init=False, repr=False)
 
     def start_pass(self) -> None:
         """A pass over the input begins. A later one (batch mode replays the input every round)
         counts what becomes of the items afresh; the requests, the cost and the clock go on."""
         if self.passes == 1:
             self._cached_by_first_pass = self.cached
+            self._shared_by_first_pass = self.shared
         if self.passes >= 1:
             self.done = self.ok = self.errors = self.reused = self.deferred = self.not_started = 0
             self.prompt_tokens = self.completion_tokens = 0
@@ -90,6 +94,12 @@ class RunStats:
         already counted (from batches, or from the cache in its first pass): only the first pass's
         hits are answers of the cache."""
         return self.cached if self._cached_by_first_pass is None else self._cached_by_first_pass
+
+    @property
+    def duplicates(self) -> int:
+        """Items' requests that an identical request of the job answered (sent once for all of them);
+        as with :attr:`cache_answers`, a batch job's first pass counts them."""
+        return self.shared if self._shared_by_first_pass is None else self._shared_by_first_pass
 
     @property
     def spent(self) -> float | None:
@@ -144,6 +154,7 @@ class RunStats:
             retries=self.retries,
             rate_limited=self.rate_limited,
             cached=self.cached,
+            shared=self.shared,
             batched=self.batched,
             batch_failed=self.batch_failed,
             in_flight=self.in_flight,
@@ -169,6 +180,7 @@ class StatsSnapshot:
     retries: int
     rate_limited: int
     cached: int
+    shared: int
     batched: int
     batch_failed: int
     in_flight: int

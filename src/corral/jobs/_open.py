@@ -31,7 +31,7 @@ from corral.jobs._durable import JobResult, run_job
 from corral.jobs._identity import job_name, store_path
 from corral.jobs._spec import ExtractOptions, JobSpec
 from corral.store import JobInfo, RunStore
-from corral.store._cache import ResponseCache
+from corral.store._cache import AnswerStore, MemoryAnswers, ResponseCache
 from corral.types import Item, Outcome
 
 __all__ = ["Job", "look_at_batches", "open_job"]
@@ -169,6 +169,7 @@ def open_job(
     cache_scope: str = "",
     budget_parent: Budget | None = None,
     check_settings: Callable[[Mapping[str, Any]], None] | None = None,
+    answers: AnswerStore | None = None,
 ) -> _Opening:
     """Open the job ``spec`` describes: ``async with open_job(spec) as job: await job.run()``.
 
@@ -177,6 +178,8 @@ def open_job(
     ``spec.prices``' file), names the job itself (``key``), gives each
     client its own cache (``cache_scope``) and caps every job's spend within its own
     (``budget_parent``); ``check_settings`` sees the job's settings before the store does.
+    ``answers`` keeps the answers of a job without a store (default: the last 64 MiB in memory), so
+    that its identical requests are sent once.
     """
 
     async def opener() -> Job:
@@ -190,6 +193,7 @@ def open_job(
             cache_scope=cache_scope,
             budget_parent=budget_parent,
             check_settings=check_settings,
+            answers=answers,
         )
 
     return _Opening(opener)
@@ -206,6 +210,7 @@ async def _open(
     cache_scope: str,
     budget_parent: Budget | None,
     check_settings: Callable[[Mapping[str, Any]], None] | None,
+    answers: AnswerStore | None,
 ) -> Job:
     _refuse_what_cannot_be(spec)
     closing = contextlib.AsyncExitStack()
@@ -227,8 +232,11 @@ async def _open(
             store = RunStore.open(store_path(spec.output, spec.store))
             closing.callback(store.close)
         cache = None
-        if store is not None and spec.cache:
-            cache = ResponseCache(store, read=not spec.retry_errors, scope=cache_scope)
+        if spec.cache:
+            # Without a store the answers are kept in memory for the job's life: its identical
+            # requests are still sent once.
+            kept = store if store is not None else answers if answers is not None else MemoryAnswers()
+            cache = ResponseCache(kept, read=not spec.retry_errors, scope=cache_scope)
         if spec.batch is not None:
             backend = await _batch_backend(spec, closing)
         extractor: Extractor[Any] = Extractor(

@@ -139,7 +139,7 @@ class _RecordedAnswers:
     def __init__(self) -> None:
         self.entries: list[tuple[int, bytes, str, bytes, float]] = []
 
-    def cached(self, key: bytes) -> bytes | None:
+    def cached_entry(self, key: bytes) -> tuple[bytes, float] | None:
         return None
 
     def add_cache(self, key: bytes, model: str, completion: bytes) -> None:

@@ -23,6 +23,7 @@ def record_counters(job: JobInfo, counts: StatsSnapshot) -> None:
         reused=counts.reused,
         requests=counts.requests,
         cached=counts.cached,
+        shared=counts.shared,
         retries=counts.retries,
         prompt_tokens=counts.prompt_tokens,
         completion_tokens=counts.completion_tokens,

@@ -166,7 +166,10 @@ def _facts(
         ),
         Fact("Wall time", _duration(wall), f"{run.status}, {_rate(run.items - run.reused, wall)}"),
     ]
-    facts.append(_rate_fact("Requests", run.requests, wall, _last(s.rpm for s in samples), "req"))
+    requests = _rate_fact("Requests", run.requests, wall, _last(s.rpm for s in samples), "req")
+    if not_sent := _not_sent(run):
+        requests = dataclasses.replace(requests, detail=f"{requests.detail} · {not_sent}")
+    facts.append(requests)
     tokens = run.prompt_tokens + run.completion_tokens
     facts.append(_rate_fact("Tokens", tokens, wall, _last(s.tpm for s in samples), "tok"))
     # 429s and overloads (503/529) alike pause the run: the samples count both as rate-limited.
@@ -207,6 +210,16 @@ def _facts(
         )
     )
     return tuple(facts)
+
+
+def _not_sent(run: RunRecord) -> str:
+    """The answers the run had without sending a request: duplicates and the cache's."""
+    parts = []
+    if run.shared:
+        parts.append(f"{run.shared:,} {'duplicate' if run.shared == 1 else 'duplicates'} sent once")
+    if run.cached:
+        parts.append(f"{run.cached:,} from the cache")
+    return " · ".join(parts)
 
 
 def _rate_fact(label: str, count: int, wall: float, limit: float | None, unit: str) -> Fact:

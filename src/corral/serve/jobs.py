@@ -377,6 +377,7 @@ class JobManager:
             "reused": stats.reused,
             "requests": stats.requests,
             "cached": stats.cached,
+            "shared": stats.shared,
             "retries": stats.retries,
             "cost": stats.spent,
             "error": job.error or self._unfinished(job_id, job.status, record.done, job),

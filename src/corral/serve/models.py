@@ -114,6 +114,9 @@ class JobStatus(BaseModel):
     reused: int | None = Field(None, description="results answered from the store by this run")
     requests: int | None = Field(None, description="requests this run sent to the provider")
     cached: int | None = Field(None, description="requests this run answered from the response cache")
+    shared: int | None = Field(
+        None, description="requests this run answered by an identical request of the same job (sent once)"
+    )
     retries: int | None = None
     cost: float | None = Field(None, description="dollars this run spent (null: the price is unknown)")
     created: str = Field(description="when the job was first submitted (ISO 8601, UTC)")

@@ -160,6 +160,11 @@ class RunStore:
 
     def cached(self, key: bytes) -> bytes | None:
         """The cached answer to the request with this key (queued ones too); None: never answered."""
+        entry = self._cache.get(key)
+        return None if entry is None else entry[0]
+
+    def cached_entry(self, key: bytes) -> tuple[bytes, float] | None:
+        """The cached answer to the request with this key and when it was cached (``time.time()``)."""
         return self._cache.get(key)
 
     def errors_of(self, job: JobInfo) -> Iterator[tuple[str, str]]:

@@ -13,6 +13,7 @@ found too); :class:`ResponseCache` is the key's recipe and the answers' encoding
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import sqlite3
 import time
@@ -29,6 +30,7 @@ __all__ = [
     "AnswerStore",
     "CacheEntry",
     "CacheTable",
+    "MemoryAnswers",
     "ResponseCache",
     "decode_completion",
     "encode_completion",
@@ -71,13 +73,16 @@ class CacheTable:
         self._db = db
         self._queued: dict[bytes, CacheEntry] = {}
 
-    def get(self, key: bytes) -> bytes | None:
+    def get(self, key: bytes) -> tuple[bytes, float] | None:
+        """The answer kept under ``key`` and when it was kept (``time.time()``), or None."""
         pending = self._queued.get(key)
         if pending is not None:
-            return pending[3]
-        row = self._db.read_one("SELECT key, completion FROM cache WHERE hash = ?", (key_hash(key),))
+            return pending[3], pending[4]
+        row = self._db.read_one(
+            "SELECT key, completion, created FROM cache WHERE hash = ?", (key_hash(key),)
+        )
         # The full key is compared too: two keys sharing 64 bits is a miss, never a wrong answer.
-        return None if row is None or row[0] != key else bytes(row[1])
+        return None if row is None or row[0] != key else (bytes(row[1]), float(row[2]))
 
     def add(self, key: bytes, model: str, completion: bytes) -> None:
         self._queued[key] = (key_hash(key), key, model, completion, time.time())
@@ -102,11 +107,41 @@ class CacheTable:
 
 
 class AnswerStore(Protocol):
-    """Where a :class:`ResponseCache` keeps its answers (a :class:`~corral.store.RunStore`)."""
+    """Where a :class:`ResponseCache` keeps its answers (a :class:`~corral.store.RunStore`, or
+    :class:`MemoryAnswers` for a job without one)."""
 
-    def cached(self, key: bytes) -> bytes | None: ...
+    def cached_entry(self, key: bytes) -> tuple[bytes, float] | None:
+        """The answer kept under ``key`` and when it was kept (``time.time()``); None: never."""
+        ...
 
     def add_cache(self, key: bytes, model: str, completion: bytes) -> None: ...
+
+
+class MemoryAnswers:
+    """Answers kept in memory, for a job without a run store: its identical requests are still sent
+    once. The most recently used ``max_bytes`` of answers are kept (None: all of them, for a caller
+    that holds every result in memory anyway, such as a DataFrame's), so a million-row job without a
+    store stays within a bound; a duplicate further back than that is asked again."""
+
+    def __init__(self, max_bytes: int | None = 64 << 20) -> None:
+        self.max_bytes = max_bytes
+        self.size = 0
+        self._entries: collections.OrderedDict[bytes, tuple[bytes, float]] = collections.OrderedDict()
+
+    def cached_entry(self, key: bytes) -> tuple[bytes, float] | None:
+        entry = self._entries.get(key)
+        if entry is not None:
+            self._entries.move_to_end(key)
+        return entry
+
+    def add_cache(self, key: bytes, model: str, completion: bytes) -> None:
+        if key in self._entries:
+            return
+        self._entries[key] = (completion, time.time())
+        self.size += len(key) + len(completion)
+        while self.max_bytes is not None and self.size > self.max_bytes and self._entries:
+            old_key, (old, _) = self._entries.popitem(last=False)
+            self.size -= len(old_key) + len(old)
 
 
 class ResponseCache:
@@ -119,6 +154,8 @@ class ResponseCache:
     def __init__(self, store: AnswerStore, *, read: bool = True, scope: str = "") -> None:
         self.store = store
         self.read = read
+        #: answers kept since this moment are this job's own (its identical requests, sent once)
+        self.since = time.time()
         #: whose answers these are: caches of different scopes share nothing. ``corral serve`` gives
         #: each client its own, so that no client can tell from a quick answer what another sent.
         self.scope = scope
@@ -147,12 +184,19 @@ class ResponseCache:
         return bytes(digest.digest())
 
     def get(self, key: bytes) -> Completion | None:
+        found = self.lookup(key)
+        return None if found is None else found[0]
+
+    def lookup(self, key: bytes) -> tuple[Completion, bool] | None:
+        """The answer kept under ``key``, and whether it was kept since this cache was made (an
+        identical request of the same job asked it: a duplicate, not an earlier job's answer)."""
         if not self.read:
             return None
-        raw = self.store.cached(key)
-        if raw is None:
+        entry = self.store.cached_entry(key)
+        if entry is None:
             return None
-        return decode_completion(raw)
+        raw, created = entry
+        return decode_completion(raw), created >= self.since
 
     def put(self, key: bytes, model: str, completion: Completion) -> None:
         self.store.add_cache(key, model, encode_completion(completion))

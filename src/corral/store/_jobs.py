@@ -60,6 +60,7 @@ CREATE TABLE runs (
     reused INTEGER NOT NULL DEFAULT 0,
     requests INTEGER NOT NULL DEFAULT 0,
     cached INTEGER NOT NULL DEFAULT 0,
+    shared INTEGER NOT NULL DEFAULT 0,
     retries INTEGER NOT NULL DEFAULT 0,
     prompt_tokens INTEGER NOT NULL DEFAULT 0,
     completion_tokens INTEGER NOT NULL DEFAULT 0,
@@ -94,8 +95,8 @@ _ITEM_INSERT = (
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _RUN_UPDATE = (
-    "UPDATE runs SET items = ?, ok = ?, errors = ?, reused = ?, requests = ?, cached = ?, retries = ?, "
-    "prompt_tokens = ?, completion_tokens = ?, cost = ?, faults = ? WHERE id = ?"
+    "UPDATE runs SET items = ?, ok = ?, errors = ?, reused = ?, requests = ?, cached = ?, shared = ?, "
+    "retries = ?, prompt_tokens = ?, completion_tokens = ?, cost = ?, faults = ? WHERE id = ?"
 )
 _RUN_COUNTERS = (
     "items",
@@ -104,6 +105,7 @@ _RUN_COUNTERS = (
     "reused",
     "requests",
     "cached",
+    "shared",
     "retries",
     "prompt_tokens",
     "completion_tokens",

@@ -15,19 +15,22 @@ __all__ = ["LAYOUT", "SCHEMA_VERSION"]
 
 # 1: cache and items keyed by their own primary keys (slow random inserts); 2: no batch tables;
 # 3: no timeline (samples) and no retried faults per run; 4: nothing remembered per endpoint;
-# 5: no documents
-SCHEMA_VERSION = 6
+# 5: no documents; 6: no count of requests answered by an identical one of the same run
+SCHEMA_VERSION = 7
 
 #: what version 3 lacked: the run's retried faults and its timeline
 _TO_4 = "ALTER TABLE runs ADD COLUMN faults TEXT NOT NULL DEFAULT '{}';" + SAMPLES_TABLE
+#: what version 6 lacked: the requests answered by an identical one of the same run
+_TO_7 = "ALTER TABLE runs ADD COLUMN shared INTEGER NOT NULL DEFAULT 0;"
 
 LAYOUT = Layout(
     version=SCHEMA_VERSION,
     tables=JOBS_TABLES + CACHE_TABLE + BATCH_TABLES + SAMPLES_TABLE + ENDPOINTS_TABLE + DOCUMENTS_TABLE,
     upgrades={
-        2: BATCH_TABLES + ENDPOINTS_TABLE + _TO_4 + DOCUMENTS_TABLE,
-        3: _TO_4 + ENDPOINTS_TABLE + DOCUMENTS_TABLE,
-        4: ENDPOINTS_TABLE + DOCUMENTS_TABLE,
-        5: DOCUMENTS_TABLE,
+        2: BATCH_TABLES + ENDPOINTS_TABLE + _TO_4 + DOCUMENTS_TABLE + _TO_7,
+        3: _TO_4 + ENDPOINTS_TABLE + DOCUMENTS_TABLE + _TO_7,
+        4: ENDPOINTS_TABLE + DOCUMENTS_TABLE + _TO_7,
+        5: DOCUMENTS_TABLE + _TO_7,
+        6: _TO_7,
     },
 )

@@ -18,8 +18,8 @@ from corral.store._timeline import SAMPLE_COLUMNS, Sample
 __all__ = ["ItemCounts", "ItemTiming", "RunRecord", "StoredJob", "Views"]
 
 _RUN_COLUMNS = (
-    "id, job, started, ended, status, items, ok, errors, reused, requests, cached, retries, "
-    "prompt_tokens, completion_tokens, cost, faults"
+    "id, job, started, ended, status, items, ok, errors, reused, requests, cached, shared, "
+    "retries, prompt_tokens, completion_tokens, cost, faults"
 )
 #: the first page of a job's results: the store's index on (job, ...) finds its rows, however old
 _FIRST_PAGE = "SELECT rowid, item_id, record FROM items WHERE job = ? ORDER BY rowid LIMIT ?"
@@ -44,6 +44,8 @@ class RunRecord:
     reused: int
     requests: int
     cached: int
+    #: requests answered by an identical request of the same run (not sent)
+    shared: int
     retries: int
     prompt_tokens: int
     completion_tokens: int
