@@ -110,7 +110,9 @@ async def test_a_failed_request_leaves_its_duplicates_to_ask_for_themselves() ->
         extract = ExtractOptions(model="sim-1", base_url=sim.url, concurrency=12, retries=0)
         sink = _Keep()
         async with open_job(spec_for(sim.url, None, durable=False).replace(extract=extract)) as job:
-            await run_documents(job, [Item(id=str(n), text=t) for n, t in enumerate(same)], sink, counters=stats)
+            await run_documents(
+                job, [Item(id=str(n), text=t) for n, t in enumerate(same)], sink, counters=stats
+            )
         sent = len(sim.log)
     ok = [r for r in sink.records if r["error"] is None]
     failed = [r for r in sink.records if r["error"] is not None]

@@ -78,9 +78,7 @@ class CacheTable:
         pending = self._queued.get(key)
         if pending is not None:
             return pending[3], pending[4]
-        row = self._db.read_one(
-            "SELECT key, completion, created FROM cache WHERE hash = ?", (key_hash(key),)
-        )
+        row = self._db.read_one("SELECT key, completion, created FROM cache WHERE hash = ?", (key_hash(key),))
         # The full key is compared too: two keys sharing 64 bits is a miss, never a wrong answer.
         return None if row is None or row[0] != key else (bytes(row[1]), float(row[2]))
 
