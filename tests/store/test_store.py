@@ -112,7 +112,7 @@ def test_a_new_job_starts_with_nothing_before(store: RunStore) -> None:
     )
     assert job.id == 1 and job.run == 1
     assert set(job.counters) == {
-        "items", "ok", "errors", "reused", "requests", "cached", "retries",
+        "items", "ok", "errors", "reused", "requests", "cached", "shared", "retries",
         "prompt_tokens", "completion_tokens", "cost",
     }  # fmt: skip
     assert all(value == 0 for value in job.counters.values())
