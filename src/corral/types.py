@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
-from corral.errors import ItemError
+from corral.errors import ConfigError, ItemError
 
-__all__ = ["ErrorInfo", "Item", "Outcome", "Pending", "Usage"]
+__all__ = ["RECORD_KEYS", "ErrorInfo", "Item", "Outcome", "Pending", "Usage", "keep_fields"]
 
 T = TypeVar("T")
 
@@ -25,6 +25,8 @@ class Item:
     problem: str | None = None
     #: an instruction for this item alone, after the run's own (a later reading of a chunk)
     note: str | None = None
+    #: input fields passed through to the item's output record, right after its id (``--keep``)
+    kept: Mapping[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -99,6 +101,8 @@ class Outcome(Generic[T]):
     #: set when a stronger model was asked again for the doubtful values: ``{"model", "paths",
     #: "first", "first_confidence"}`` (the first answer, kept beside the one written)
     escalation: dict[str, Any] | None = None
+    #: the item's input fields passed through (``--keep``): written right after ``id``
+    kept: Mapping[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -122,9 +126,11 @@ class Outcome(Generic[T]):
 
     def to_record(self) -> dict[str, Any]:
         """The output line: ``{"id", "input", "output", "error", "attempts", "usage", "latency"}``,
-        and ``confidence`` (``{path: {"value": p, "method": "logprobs"}}``) when there is one."""
+        and ``confidence`` (``{path: {"value": p, "method": "logprobs"}}``) when there is one; the
+        ``kept`` input fields come right after ``id``."""
         record = {
             "id": self.id,
+            **(self.kept or {}),
             "input": self.input,
             "output": self.output,
             "error": None if self.error is None else self.error.to_dict(),
@@ -140,3 +146,26 @@ class Outcome(Generic[T]):
                 for path, value in self.confidence.items()
             }
         return record
+
+
+#: the keys corral itself writes in an output record: an input field kept beside them (``--keep``)
+#: may not take one of these names
+RECORD_KEYS = frozenset(
+    {"id", "input", "output", "error", "attempts", "usage", "latency", "grounding", "conflicts", "chunks",
+     "confidence", "escalation", "review"}
+)  # fmt: skip
+
+
+def keep_fields(keep: Iterable[str]) -> tuple[str, ...]:
+    """The input fields to pass through to every record (``--keep``), each once, in order; a
+    :class:`~corral.errors.ConfigError` for a name that is one of corral's own record keys."""
+    names = tuple(dict.fromkeys(keep))
+    clash = [name for name in names if name in RECORD_KEYS]
+    if clash:
+        listed = ", ".join(repr(name) for name in clash)
+        raise ConfigError(
+            f"--keep {listed}: {'it is the name of a key' if len(clash) == 1 else 'they are names of keys'} "
+            f"corral writes in its records ({', '.join(sorted(RECORD_KEYS))}); rename the input field "
+            "(or drop it from --keep)"
+        )
+    return names

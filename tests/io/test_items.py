@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from corral import InputError, read_items
+from corral.errors import ConfigError
 
 
 def test_txt_one_item_per_nonblank_line(tmp_path: Path) -> None:
@@ -134,3 +135,83 @@ def test_a_csv_row_that_is_not_utf8_is_that_rows_error_at_its_line(tmp_path: Pat
     path.write_bytes(b"id,t\xe9xt\n1,one\n")
     with pytest.raises(InputError, match=r"a\.csv:1: is not UTF-8 text"):
         read_items(path)
+
+
+# --- --template and --keep -------------------------------------------------------------------
+
+
+def test_a_jsonl_template_builds_each_text_and_a_row_without_a_field_is_its_error(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    path.write_text(
+        '{"id": "a", "title": "T", "body": "B"}\n{"id": "b", "body": "only"}\n'
+        '{"id": "c", "title": null, "body": "x"}\n{"id": "d", "title": 7, "body": ["x", 1]}\n'
+    )
+    items = list(read_items(path, template="Title: {title}\n\n{body}"))
+    assert [i.text for i in items] == ["Title: T\n\nB", "", "", 'Title: 7\n\n["x",1]']
+    assert items[1].problem == f"{path}:2: template field 'title' is missing (fields: id, body)"
+    assert items[2].problem == f"{path}:3: template field 'title' is null (fields: id, title, body)"
+    assert [i.id for i in items] == ["a", "b", "c", "d"]
+
+
+def test_a_csv_template_and_kept_columns(tmp_path: Path) -> None:
+    path = tmp_path / "a.csv"
+    path.write_text("id,title,body,doi\nx,T1,B1,10.1/a\ny,T2,B2,\nz,T3\n")
+    items = list(read_items(path, template="{title}: {body}", keep=["doi", "title"]))
+    assert [(i.id, i.text, i.kept) for i in items[:2]] == [
+        ("x", "T1: B1", {"doi": "10.1/a", "title": "T1"}),
+        ("y", "T2: B2", {"doi": "", "title": "T2"}),
+    ]
+    assert items[2].problem is not None and "a.csv:4: template field 'body' is null" in items[2].problem
+    assert items[2].kept == {"doi": None, "title": "T3"}  # a bad row still carries what it has
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"template": "{title} {nope}"}, r"a\.csv:1: has no column 'nope' for --template"),
+        ({"keep": ["doi"]}, r"a\.csv:1: has no column 'doi' to --keep \(columns: id, title, text\)"),
+    ],
+)
+def test_a_csv_without_a_template_or_kept_column_is_refused(
+    tmp_path: Path, changes: dict[str, object], message: str
+) -> None:
+    path = tmp_path / "a.csv"
+    path.write_text("id,title,text\n1,T,x\n")
+    with pytest.raises(InputError, match=message):
+        read_items(path, **changes)  # type: ignore[arg-type]
+
+
+def test_kept_jsonl_fields_are_null_where_a_row_has_none(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    path.write_text('{"text": "one", "doi": "d1", "year": 2001}\n{"text": "two"}\nnot json\n')
+    items = list(read_items(path, keep=["year", "doi"]))
+    assert [i.kept for i in items] == [
+        {"year": 2001, "doi": "d1"},
+        {"year": None, "doi": None},
+        {"year": None, "doi": None},  # an unreadable row: its record has the same keys
+    ]
+    assert list(next(iter(read_items(path, keep=["year", "doi"]))).kept or {}) == ["year", "doi"]
+    assert next(iter(read_items(path))).kept is None
+
+
+def test_keep_and_template_need_rows_with_fields(tmp_path: Path) -> None:
+    text = tmp_path / "a.txt"
+    text.write_text("one\n")
+    with pytest.raises(ConfigError, match=r"a\.txt: --keep reads an input's fields, and a TXT input"):
+        read_items(text, keep=["doi"])
+    with pytest.raises(ConfigError, match="--template reads an input's fields"):
+        read_items(text, template="{a}")
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "a.md").write_text("# A\n")
+    with pytest.raises(
+        ConfigError, match=r"--keep reads an input's fields, and documents \(a file an item\)"
+    ):
+        read_items(folder, keep=["doi"])
+
+
+def test_keeping_a_record_key_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    path.write_text('{"text": "one"}\n')
+    with pytest.raises(ConfigError, match=r"--keep 'input', 'latency': they are names of keys corral"):
+        read_items(path, keep=["doi", "input", "latency"])

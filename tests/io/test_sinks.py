@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import datetime
+import decimal
 import json
 import sys
 from pathlib import Path
@@ -486,3 +488,94 @@ def test_csv_cells_that_a_spreadsheet_would_run_are_neutralised_unless_asked_for
     with open_sink(str(raw), "csv", load_spec(Cell), csv_formulas=True) as sink:
         sink.write(attack)
     assert read_csv(raw)[1][1:4] == ['=HYPERLINK("http://evil.test")', "@SUM(A1)", "-5"]
+
+
+# --- kept input fields (--keep) ----------------------------------------------------------------
+
+
+def kept_record(id_: str, **kept: Any) -> dict[str, Any]:
+    full = record(id_, ADA)
+    return {"id": full.pop("id"), **kept, **full}
+
+
+def test_jsonl_writes_kept_values_json_cannot_hold_as_text(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    odd = kept_record(
+        "1",
+        price=decimal.Decimal("1.10"),
+        blob=b"\x00ab\xff",
+        day=datetime.date(2024, 5, 1),
+        huge=2**70,
+        nested={"when": datetime.date(2024, 5, 2), "n": [decimal.Decimal("2")]},
+    )
+    write_all(out, "jsonl", load_spec(Person), [odd, kept_record("2", price=None)])
+    first, second = (json.loads(line) for line in out.read_text().splitlines())
+    assert list(first)[:7] == ["id", "price", "blob", "day", "huge", "nested", "input"]
+    assert first["price"] == "1.10"
+    assert first["blob"] == "\x00ab\\xff"  # as UTF-8 where it is, a byte that is not escaped
+    assert first["day"] == "2024-05-01"
+    assert first["huge"] == str(2**70)
+    assert first["nested"] == {"when": "2024-05-02", "n": ["2"]}
+    assert first["output"] == ADA
+    assert second["price"] is None
+
+
+def test_dump_record_never_fails_a_row() -> None:
+    assert orjson.loads(sinks.dump_record({"id": "1", "k": {1: decimal.Decimal("3")}})) == {
+        "id": "1",
+        "k": {"1": "3"},
+    }
+    assert sinks.dump_record({"id": "1"}, newline=True) == b'{"id":"1"}\n'
+
+
+def test_csv_kept_columns_come_after_the_id_in_keep_order(tmp_path: Path) -> None:
+    out = tmp_path / "out.csv"
+    records = [kept_record("1", year=2001, doi="=10.1/x"), kept_record("2", doi=None)]
+    with open_sink(str(out), "csv", load_spec(Person), keep=["year", "doi"]) as sink:
+        for rec in records:
+            sink.write(rec)
+    header, first, second = read_csv(out)
+    assert header[:4] == ["id", "year", "doi", "input"]
+    assert first[:4] == ["1", "2001", "'=10.1/x", "text of 1"]  # a kept text is neutralised too
+    assert second[:4] == ["2", "", "", "text of 2"]  # a field a row lacks: an empty cell
+    check_output(str(out), "csv")  # a re-run may write over it: it is ours
+
+
+def test_parquet_kept_columns_keep_the_input_types_after_the_id(tmp_path: Path, pa: Any, pq: Any) -> None:
+    out = tmp_path / "out.parquet"
+    records = [
+        kept_record("1", year=2001, price=decimal.Decimal("1.10"), doi="d1", extra={"a": 1}),
+        kept_record("2", year=None, price=None, doi=None, extra=True),
+    ]
+    with open_sink(
+        str(out),
+        "parquet",
+        load_spec(Person),
+        keep=["year", "price", "doi", "extra"],
+        keep_types={"year": pa.int64(), "price": pa.decimal128(5, 2)},
+    ) as sink:
+        for rec in records:
+            sink.write(rec)
+    table = pq.read_table(out)
+    assert table.schema.names[:6] == ["id", "year", "price", "doi", "extra", "input"]
+    assert table.schema.field("year").type == pa.int64()
+    assert table.schema.field("price").type == pa.decimal128(5, 2)
+    # Without the input's type (a JSONL or CSV input), text: a value that is not a string as JSON.
+    assert table.schema.field("doi").type == pa.string()
+    assert table.schema.field("extra").type == pa.string()
+    rows = table.select(["year", "price", "doi", "extra"]).to_pylist()
+    assert rows == [
+        {"year": 2001, "price": decimal.Decimal("1.10"), "doi": "d1", "extra": '{"a":1}'},
+        {"year": None, "price": None, "doi": None, "extra": "true"},
+    ]
+    check_output(str(out), "parquet")
+
+
+def test_parquet_keeps_a_categorical_column_as_its_values(tmp_path: Path, pa: Any, pq: Any) -> None:
+    out = tmp_path / "out.parquet"
+    categorical = pa.dictionary(pa.int32(), pa.string())
+    with open_sink(
+        str(out), "parquet", load_spec(Person), keep=["kind"], keep_types={"kind": categorical}
+    ) as sink:
+        sink.write(kept_record("1", kind="a"))
+    assert pq.read_table(out).column("kind").to_pylist() == ["a"]

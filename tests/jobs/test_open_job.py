@@ -216,3 +216,20 @@ def test_a_job_kept_by_corral_0_1_reads_as_the_same_spec() -> None:
 def test_a_spec_from_a_newer_corral_is_refused_with_the_fix() -> None:
     with pytest.raises(StoreError, match="upgrade corral"):
         JobSpec.from_json(orjson.dumps({"version": 99, "schema": "s.json", "extract": {}}))
+
+
+def test_a_kept_spec_keeps_its_template_and_kept_fields_and_an_older_one_has_none() -> None:
+    spec = JobSpec(schema=PERSON, input="in.parquet", template="{title}\n\n{body}", keep=("doi", "year"))
+    again, _ = JobSpec.from_json(spec.to_json())
+    assert (again.template, again.keep) == ("{title}\n\n{body}", ("doi", "year"))
+    older = orjson.loads(spec.to_json())
+    del older["template"], older["keep"]
+    again, _ = JobSpec.from_json(orjson.dumps(older))
+    assert (again.template, again.keep) == (None, ())
+
+
+def test_a_spec_refuses_a_bad_template_or_a_kept_record_key() -> None:
+    with pytest.raises(ConfigError, match="only substitute fields"):
+        JobSpec(schema=PERSON, template="{title!r}")
+    with pytest.raises(ConfigError, match="--keep 'usage'"):
+        JobSpec(schema=PERSON, keep=("doi", "usage"))

@@ -5,6 +5,7 @@ share (run, batch, serve, bench), argparse types, and the one mapping of flags t
 from __future__ import annotations
 
 import argparse
+import re
 
 from corral.backends import Mode
 from corral.engine import ORDERS, STRATEGIES
@@ -270,8 +271,10 @@ def job_spec(args: argparse.Namespace, *, batch: bool = False) -> JobSpec:
         output=args.output,
         extract=extract,
         input_format=args.format,
-        text_field=args.text_field,
+        text_field="text" if args.text_field is None else args.text_field,
         id_field=args.id_field,
+        template=input_template(args.template, args.text_field),
+        keep=tuple(args.keep),
         output_format=args.output_format,
         csv_formulas=args.csv_formulas,
         strategy=args.strategy,
@@ -290,6 +293,23 @@ def job_spec(args: argparse.Namespace, *, batch: bool = False) -> JobSpec:
     )
 
 
+def input_template(given: str | None, text_field: str | None) -> str | None:
+    """``--template TEXT`` with the ``\\n``, ``\\t`` and ``\\\\`` a shell leaves as they are made a newline,
+    a tab and a backslash; a usage error beside ``--text-field``, which it replaces."""
+    if given is None:
+        return None
+    if text_field is not None:
+        raise ConfigError(
+            "--template builds each text from the fields it names, --text-field takes it from one: "
+            "give one of them"
+        )
+    return re.sub(r"\\\\|\\n|\\t", lambda found: _ESCAPES[found.group()], given)
+
+
+#: what --template's backslash sequences stand for (any other backslash is itself)
+_ESCAPES = {"\\\\": "\\", "\\n": "\n", "\\t": "\t"}
+
+
 #: ``--ray`` without an address: start a Ray of this machine's own
 LOCAL_RAY = "local"
 
@@ -303,8 +323,9 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "input",
         metavar="INPUT",
-        help="a .jsonl, .csv or .txt file (one item per line), - for stdin, or documents (a file an "
-        "item): a folder, a glob like 'papers/**/*.pdf', or one .md, .html or .pdf file",
+        help="a .jsonl, .csv, .parquet, .arrow/.feather or .txt file (one item per row or line), - for "
+        "stdin, or documents (a file an item): a folder, a glob like 'papers/**/*.pdf', or one .md, "
+        ".html or .pdf file",
     )
     parser.add_argument(
         "--schema",
@@ -348,12 +369,38 @@ def add_run_arguments(run: argparse.ArgumentParser) -> None:
     )
     add_request_arguments(run)
     add_limit_arguments(run)
-    run.add_argument("--text-field", default="text", metavar="NAME", help="JSONL/CSV field with the text")
-    run.add_argument("--id-field", default="id", metavar="NAME", help="JSONL/CSV field with the item id")
+    run.add_argument(
+        "--text-field",
+        metavar="NAME",
+        help="the field (JSONL) or column (CSV, Parquet, Arrow) with the text (default: text)",
+    )
+    run.add_argument(
+        "--id-field",
+        default="id",
+        metavar="NAME",
+        help="the field or column with the item's id (default: id; without one, the line or row number)",
+    )
+    run.add_argument(
+        "--template",
+        metavar="TEXT",
+        help="build each text from several fields instead of --text-field: 'Title: {title}\\n\\n{body}' "
+        "(only {field} substitutions; {{ and }} are braces; \\n and \\t in TEXT are a newline and "
+        "a tab, \\\\ a backslash). A row that lacks a field is that row's error",
+    )
+    run.add_argument(
+        "--keep",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="FIELD",
+        help="copy these input fields into every output record, right after its id (e.g. --keep doi "
+        "year; null where a row has none); give INPUT before --keep, or end the list with --",
+    )
     run.add_argument(
         "--format",
         choices=[*sorted(set(FORMATS.values())), "documents"],
-        help="input format when the extension does not say (documents: a .txt file read whole)",
+        help="input format when the extension does not say (documents: a .txt file read whole; "
+        "parquet: .parquet/.pq; arrow: Arrow IPC / Feather, file or stream)",
     )
     run.add_argument("-o", "--output", metavar="OUT", help="output file: .jsonl (default), .csv or .parquet")
     run.add_argument(

@@ -39,7 +39,7 @@ from corral.engine._confidence import path_parts, value_leaves
 from corral.engine._stats import RunStats
 from corral.errors import ConfigError, OutputInvalid
 from corral.io.documents import Documents
-from corral.io.sinks import Sink
+from corral.io.sinks import Sink, dump_record
 from corral.jobs import Job, JobResult
 from corral.types import Item, Outcome
 
@@ -278,7 +278,7 @@ class _DocumentPass:
         store, handle = self.job.store, self.job.handle
         if store is not None and handle is not None:
             status = "ok" if record["error"] is None else "error"
-            store.add_document(handle, item.id, status=status, record=orjson.dumps(record), text=item.text)
+            store.add_document(handle, item.id, status=status, record=dump_record(record), text=item.text)
 
     def _invalid(self, output: Any) -> dict[str, str] | None:
         """The merged record checked against the user's schema (a list over its maxItems, say)."""
@@ -394,6 +394,7 @@ class _Assembled:
                 usage[name] += int((record.get("usage") or {}).get(name) or 0)
         built = {
             "id": self.item.id,
+            **(self.item.kept or {}),  # the input's fields passed through (--keep), as a plain record has
             "output": None if error is not None else self.output,
             "grounding": {} if error is not None else {
                 path: _span(span, self.page_starts) for path, span in self.grounding.items()

@@ -1,4 +1,5 @@
-"""Input readers: JSONL, CSV and TXT files streamed row by row into :class:`~corral.types.Item`.
+"""Input readers: JSONL, CSV and TXT files streamed row by row into :class:`~corral.types.Item`
+(Parquet and Arrow files: :mod:`corral.io.arrow`, a batch at a time).
 
 Readers are generators, so a million-line file is never held in memory. A whole-file problem (missing,
 empty, unknown format) raises :class:`InputError` before anything is sent. A bad *row* does not stop
@@ -6,6 +7,9 @@ the run: it becomes an item that carries its own error (``Item.problem``), which
 an error outcome naming the file and line, so no earlier or later result is lost; a line that is not
 UTF-8 is such a row in every format. A CSV quote that is never closed would make the rest of the file
 one cell: the rows before it are yielded, then :class:`InputError` names the line the quote opened on.
+
+A row's text is its text field, or a ``--template`` rendered from several of its fields (a row that
+lacks one is that row's error); the ``--keep`` fields ride along to its record (``Item.kept``).
 """
 
 from __future__ import annotations
@@ -14,15 +18,21 @@ import csv
 import io
 import re
 import sys
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal, Protocol
 
 import orjson
 
-from corral.errors import InputError
+from corral.errors import ConfigError, InputError
+from corral.io.arrow import count_rows, kept_types, open_arrow
 from corral.io.documents import DOCUMENT_TYPES, Documents, count_documents, read_documents
-from corral.types import Item
+from corral.io.template import MissingField, Template
+from corral.types import Item, keep_fields
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = [
     "FORMATS",
@@ -31,13 +41,18 @@ __all__ = [
     "as_items",
     "count_items",
     "is_documents",
+    "keep_types",
     "open_input",
     "read_items",
     "stdin_format",
 ]
 
-Format = Literal["jsonl", "csv", "txt", "documents"]
-FORMATS: dict[str, Format] = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".txt": "txt"}
+Format = Literal["jsonl", "csv", "txt", "parquet", "arrow", "documents"]
+FORMATS: dict[str, Format] = {
+    ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".txt": "txt",
+    ".parquet": "parquet", ".pq": "parquet",
+    ".arrow": "arrow", ".feather": "arrow", ".ipc": "arrow", ".arrows": "arrow",
+}  # fmt: skip
 
 
 def read_items(
@@ -46,6 +61,8 @@ def read_items(
     format: Format | None = None,
     text_field: str = "text",
     id_field: str = "id",
+    template: str | Template | None = None,
+    keep: Sequence[str] = (),
 ) -> ItemReader | Documents:
     """Open ``path`` (``-`` for standard input) and stream its items (``close()`` closes the file).
 
@@ -53,22 +70,57 @@ def read_items(
     here, before any request is made. A directory, a glob pattern, a ``.md``, ``.html`` or ``.pdf``
     file, or any path with ``format="documents"`` is read as documents, a file an item
     (:func:`~corral.io.documents.read_documents`: listed now, each read as it is taken).
+
+    ``template``: each text built from the row's fields (:class:`~corral.io.template.Template`)
+    instead of taken from ``text_field``; ``keep``: fields passed through to each record
+    (``Item.kept``, null where a row has none). Both need rows with fields: not TXT, not documents.
     """
     name = str(path)
     fmt = format or _format_of(name)
+    if isinstance(template, str):
+        template = Template(template)
+    keep = keep_fields(keep)
+    if (template is not None or keep) and fmt in ("txt", "documents"):
+        what = "documents (a file an item) have" if fmt == "documents" else "a TXT input (a text a line) has"
+        flags = " and ".join(flag for flag, given in (("--template", template), ("--keep", keep)) if given)
+        raise ConfigError(
+            f"{name}: {flags} read{'s' if ' and ' not in flags else ''} an input's fields, and {what} "
+            "none: give a JSONL, CSV, Parquet or Arrow input, or drop the flag"
+        )
     if fmt == "documents":
         return read_documents(name)
-    stream = open_input(name)
-    rows = {"jsonl": _jsonl, "csv": _csv, "txt": _txt}[fmt](stream, name, text_field, id_field)
+    fields = _Fields(text_field, id_field, template, keep)
+    source: _Closable
+    types: dict[str, pa.DataType] | None = None
+    if fmt in ("parquet", "arrow"):
+        table = open_arrow(name, fmt, text_field=text_field, id_field=id_field, template=template, keep=keep)
+        rows, source, types = table.items(), table, table.keep_types
+    else:
+        stream = open_input(name)
+        rows, source = {"jsonl": _jsonl, "csv": _csv, "txt": _txt}[fmt](stream, name, fields), stream
     try:
         first = next(rows, None)
         if first is None:
             raise InputError(f"is empty: there are no {_unit(fmt)} to extract from", path=name)
     except BaseException:
         rows.close()
-        stream.close()
+        source.close()
         raise
-    return ItemReader(first, rows, stream)
+    return ItemReader(first, rows, source, keep_types=types)
+
+
+def keep_types(
+    path: str | Path, *, format: Format | None = None, keep: Sequence[str]
+) -> dict[str, pa.DataType] | None:
+    """The Arrow type of each ``keep`` field of a Parquet or Arrow input, from its schema alone (an
+    output in Parquet gives the kept columns these types); None for any other input, for standard
+    input (it cannot be read twice: :attr:`ItemReader.keep_types` has them), or when it cannot say."""
+    name = str(path)
+    try:
+        fmt = format or _format_of(name)
+    except InputError:
+        return None
+    return kept_types(name, fmt, keep) if fmt in ("parquet", "arrow") else None
 
 
 def count_items(path: str | Path, *, format: Format | None = None) -> int | None:
@@ -84,8 +136,8 @@ def count_items(path: str | Path, *, format: Format | None = None) -> int | None
         fmt = format or _format_of(name)
     except InputError:
         return None
-    if fmt == "documents":
-        return count_documents(name)
+    if fmt in ("documents", "parquet", "arrow"):
+        return count_documents(name) if fmt == "documents" else count_rows(name, fmt)
     try:
         if fmt == "csv":
             with open(name, encoding="utf-8-sig", newline="", errors="replace") as text:
@@ -107,14 +159,29 @@ def as_items(texts: Iterable[str | Item]) -> Iterator[Item]:
             raise InputError(f"item {number} is a {type(text).__name__}, not a str or corral.Item")
 
 
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
 class ItemReader(Iterator[Item]):
     """The items of an opened input; ``close()`` closes the file even before the first item is taken
-    (a generator's ``finally`` would not run then, and an input opened but never read would leak)."""
+    (a generator's ``finally`` would not run then, and an input opened but never read would leak).
 
-    def __init__(self, first: Item, rest: Generator[Item, None, None], stream: IO[bytes]) -> None:
+    ``keep_types``: for a Parquet or Arrow input, the Arrow type of each kept field (``keep``), which
+    an output in Parquet gives its kept columns; None for the other formats (their fields are text)."""
+
+    def __init__(
+        self,
+        first: Item,
+        rest: Generator[Item, None, None],
+        stream: _Closable,
+        *,
+        keep_types: Mapping[str, pa.DataType] | None = None,
+    ) -> None:
         self._first: Item | None = first
         self._rest = rest
         self._stream = stream
+        self.keep_types = keep_types
 
     def __next__(self) -> Item:
         if self._first is not None:
@@ -169,7 +236,34 @@ def _format_of(name: str) -> Format:
 
 
 def _unit(fmt: Format) -> str:
-    return {"jsonl": "JSON lines", "csv": "CSV rows", "txt": "non-blank lines"}[fmt]
+    return {"jsonl": "JSON lines", "csv": "CSV rows", "txt": "non-blank lines"}.get(fmt, "rows")
+
+
+@dataclass(frozen=True, slots=True)
+class _Fields:
+    """Which fields of a row make its item: the text (or a template of several), the id, the kept."""
+
+    text_field: str
+    id_field: str
+    template: Template | None
+    keep: tuple[str, ...]
+
+    def kept(self, row: Mapping[str, Any] | None) -> dict[str, Any] | None:
+        """The kept fields of ``row`` (null where it has none, or there is no row at all)."""
+        if not self.keep:
+            return None
+        return {name: None if row is None else row.get(name) for name in self.keep}
+
+    def check_header(self, header: list[str], name: str) -> None:
+        """A CSV file's header has every column the text, the template and ``--keep`` name."""
+        columns = ", ".join(header)
+        if self.template is None and self.text_field not in header:
+            why = f"has no column {self.text_field!r} (columns: {columns}); pass --text-field"
+            raise InputError(why, path=name, line=1)
+        wanted = [(field, " for --template") for field in self.template.fields] if self.template else []
+        for field, role in [*wanted, *((field, " to --keep") for field in self.keep)]:
+            if field not in header:
+                raise InputError(f"has no column {field!r}{role} (columns: {columns})", path=name, line=1)
 
 
 def open_input(name: str) -> IO[bytes]:
@@ -187,7 +281,7 @@ def open_input(name: str) -> IO[bytes]:
         raise InputError(f"cannot be read: {exc.strerror}", path=name) from None
 
 
-def _jsonl(stream: IO[bytes], name: str, text_field: str, id_field: str) -> Generator[Item, None, None]:
+def _jsonl(stream: IO[bytes], name: str, fields: _Fields) -> Generator[Item, None, None]:
     for number, line in enumerate(stream, start=1):
         # A UTF-8 byte-order mark (editors on Windows write one) is not part of the first row.
         raw = line.removeprefix(b"\xef\xbb\xbf") if number == 1 else line
@@ -197,21 +291,22 @@ def _jsonl(stream: IO[bytes], name: str, text_field: str, id_field: str) -> Gene
         try:
             row = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
-            yield _bad(fallback_id, name, number, f"not valid JSON ({exc})")
+            yield _bad(fallback_id, name, number, f"not valid JSON ({exc})", fields.kept(None))
             continue
         if not isinstance(row, dict):
-            yield _bad(fallback_id, name, number, f"expected a JSON object, got {type(row).__name__}")
+            why = f"expected a JSON object, got {type(row).__name__}"
+            yield _bad(fallback_id, name, number, why, fields.kept(None))
             continue
-        yield _row_item(row, name, number, text_field, id_field)
+        yield _row_item(row, name, number, fields)
 
 
-def _csv(stream: IO[bytes], name: str, text_field: str, id_field: str) -> Generator[Item, None, None]:
+def _csv(stream: IO[bytes], name: str, fields: _Fields) -> Generator[Item, None, None]:
     # surrogateescape: a byte that is not UTF-8 becomes a lone surrogate instead of an exception
     # raised for a whole 8 KiB chunk ahead of the row being read, so the row that holds it can be
     # named and skipped while every other row is read.
     text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
     try:
-        yield from _csv_rows(_Lines(text), name, text_field, id_field)
+        yield from _csv_rows(_Lines(text), name, fields)
     finally:
         text.detach()  # the caller owns (and closes) the byte stream
 
@@ -256,7 +351,7 @@ class _Lines:
         return bad
 
 
-def _csv_rows(lines: _Lines, name: str, text_field: str, id_field: str) -> Iterator[Item]:
+def _csv_rows(lines: _Lines, name: str, fields: _Fields) -> Iterator[Item]:
     # strict: a quote that closes a quoted field must be followed by a comma or the end of the line.
     # Without it csv reads a quote that is never closed up to the next quote anywhere below and goes
     # on, every row in between swallowed into one cell without a word.
@@ -266,23 +361,19 @@ def _csv_rows(lines: _Lines, name: str, text_field: str, id_field: str) -> Itera
         return
     if bad := lines.take_bad():
         raise InputError(_NOT_UTF8_TEXT, path=name, line=bad[0])
-    if text_field not in header:
-        columns = ", ".join(header)
-        raise InputError(
-            f"has no column {text_field!r} (columns: {columns}); pass --text-field", path=name, line=1
-        )
+    fields.check_header(header, name)
     while (values := _csv_record(reader, lines, name)) is not None:
         if not values:
             continue  # a blank line, as csv.DictReader skips it
         row = _as_dict(header, values)
         if bad := lines.take_bad():
             # As a TXT or JSONL line that is not UTF-8: this row's error; the rows after it are read.
-            raw_id = row.get(id_field)
+            raw_id = row.get(fields.id_field)
             readable = isinstance(raw_id, str) and raw_id != "" and not _NOT_UTF8.search(raw_id)
             item_id = str(raw_id) if readable else str(lines.number)
-            yield _bad(item_id, name, bad[0], _NOT_UTF8_TEXT)
+            yield _bad(item_id, name, bad[0], _NOT_UTF8_TEXT, fields.kept(None))
             continue
-        yield _row_item(row, name, lines.number, text_field, id_field)
+        yield _row_item(row, name, lines.number, fields)
 
 
 def _csv_record(reader: Iterator[list[str]], lines: _Lines, name: str) -> list[str] | None:
@@ -355,7 +446,7 @@ def _as_dict(header: list[str], values: list[str]) -> dict[Any, Any]:
     return row
 
 
-def _txt(stream: IO[bytes], name: str, text_field: str, id_field: str) -> Generator[Item, None, None]:
+def _txt(stream: IO[bytes], name: str, fields: _Fields) -> Generator[Item, None, None]:
     for number, raw in enumerate(stream, start=1):
         try:
             line = raw.decode("utf-8").strip()
@@ -366,20 +457,29 @@ def _txt(stream: IO[bytes], name: str, text_field: str, id_field: str) -> Genera
             yield Item(id=str(number), text=line)
 
 
-def _row_item(row: dict[str, Any], name: str, number: int, text_field: str, id_field: str) -> Item:
-    raw_id = row.get(id_field)
+def _row_item(row: dict[str, Any], name: str, number: int, fields: _Fields) -> Item:
+    raw_id = row.get(fields.id_field)
     item_id = str(raw_id) if raw_id not in (None, "") else str(number)
-    text = row.get(text_field)
-    if not isinstance(text, str):
-        fields = ", ".join(row) or "none"
+    kept = fields.kept(row)
+    if fields.template is not None:
+        try:
+            text = fields.template.render(row)
+        except MissingField as exc:
+            listed = ", ".join(str(key) for key in row) or "none"
+            return _bad(item_id, name, number, f"{exc} (fields: {listed})", kept)
+        return Item(id=item_id, text=text, fields=row, kept=kept)
+    text_field = fields.text_field
+    value = row.get(text_field)
+    if not isinstance(value, str):
+        listed = ", ".join(str(key) for key in row) or "none"
         problem = (
-            f"has no field {text_field!r} (fields: {fields}); pass --text-field"
-            if text is None
-            else f"field {text_field!r} is a {type(text).__name__}, not a string"
+            f"has no field {text_field!r} (fields: {listed}); pass --text-field"
+            if value is None
+            else f"field {text_field!r} is a {type(value).__name__}, not a string"
         )
-        return _bad(item_id, name, number, problem)
-    return Item(id=item_id, text=text, fields=row)
+        return _bad(item_id, name, number, problem, kept)
+    return Item(id=item_id, text=value, fields=row, kept=kept)
 
 
-def _bad(item_id: str, name: str, number: int, problem: str) -> Item:
-    return Item(id=item_id, text="", problem=f"{name}:{number}: {problem}")
+def _bad(item_id: str, name: str, number: int, problem: str, kept: Mapping[str, Any] | None = None) -> Item:
+    return Item(id=item_id, text="", problem=f"{name}:{number}: {problem}", kept=kept)

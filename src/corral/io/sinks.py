@@ -3,7 +3,10 @@
 Every record is ``Outcome.to_record()``: ``id, input, output, error, attempts, usage, latency``, with
 ``grounding`` (each value's span in the text) unless it is off, ``confidence`` (each value's, when
 the model gave log-probabilities), and a document's ``chunks`` and ``conflicts`` (without ``input``);
-every format keeps every field.
+every format keeps every field. Input fields passed through (``--keep``) come right after ``id``, in
+the order they were named: JSON values as they are (a value JSON cannot hold, a Decimal or bytes, as
+its text), CSV cells, and Parquet columns of the input's own Arrow type (an input in Parquet or Arrow;
+from any other input they are text).
 
 * **jsonl** — one ``orjson`` line per record, exactly as corral has always written them.
 * **csv** — a header row, then one row per record. The output is flattened *from the schema*, so the
@@ -23,10 +26,10 @@ import contextlib
 import csv
 import os
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, TYPE_CHECKING, Any, Literal, Protocol, Self
+from typing import IO, TYPE_CHECKING, Any, Literal, Protocol, Self, cast
 
 import orjson
 
@@ -36,7 +39,17 @@ from corral.schema import ResponseSpec
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["SINK_FORMATS", "Sink", "SinkFormat", "check_output", "open_sink", "same_file", "sink_format"]
+__all__ = [
+    "SINK_FORMATS",
+    "ArrowRecords",
+    "Sink",
+    "SinkFormat",
+    "check_output",
+    "dump_record",
+    "open_sink",
+    "same_file",
+    "sink_format",
+]
 
 SinkFormat = Literal["jsonl", "csv", "parquet"]
 SINK_FORMATS: tuple[SinkFormat, ...] = ("jsonl", "csv", "parquet")
@@ -142,7 +155,8 @@ def _text_problem(file: Path, fmt: SinkFormat) -> str | None:
         header = next(csv.reader([line.decode("utf-8")]), [])
     except (UnicodeDecodeError, csv.Error):
         return quoted
-    return None if header[:2] == ["id", "input"] else quoted
+    # Ours: "id", the kept input fields (--keep) if any, then "input".
+    return None if header[:1] == ["id"] and "input" in header else quoted
 
 
 def _parquet_problem(path: str) -> str | None:
@@ -202,15 +216,53 @@ class Sink(Protocol):
 
 
 def open_sink(
-    path: str | None, fmt: SinkFormat, spec: ResponseSpec[Any], *, csv_formulas: bool = False
+    path: str | None,
+    fmt: SinkFormat,
+    spec: ResponseSpec[Any],
+    *,
+    csv_formulas: bool = False,
+    keep: Sequence[str] = (),
+    keep_types: Mapping[str, pa.DataType] | None = None,
 ) -> Sink:
     """Create (or truncate) ``path`` and return its sink; ``None`` or ``"-"`` is stdout (never closed).
 
     ``csv_formulas``: write CSV cells that a spreadsheet would run as formulas as they are (by
-    default they are neutralised, see :func:`_cell`)."""
+    default they are neutralised, see :func:`_cell`). ``keep``: the input fields the records carry
+    after ``id`` (``--keep``), which CSV and Parquet need before the first record for their columns;
+    ``keep_types``: their Arrow types for Parquet (an input in Parquet or Arrow), text otherwise."""
     if fmt == "parquet":
-        return _ParquetSink(path, spec)
-    return _CsvSink(path, spec, formulas=csv_formulas) if fmt == "csv" else _JsonlSink(path)
+        return _ParquetSink(path, spec, keep=keep, keep_types=keep_types)
+    return _CsvSink(path, spec, formulas=csv_formulas, keep=keep) if fmt == "csv" else _JsonlSink(path)
+
+
+def dump_record(record: Mapping[str, Any], *, newline: bool = False) -> bytes:
+    """``record`` as one line of JSON, which never fails for a value JSON cannot hold: an input field
+    passed through (``--keep``) may be a Decimal, bytes or an integer over 64 bits; each is its text."""
+    return _json(record, newline=newline)
+
+
+def _json(value: Any, *, newline: bool = False) -> bytes:
+    option = orjson.OPT_APPEND_NEWLINE if newline else None
+    try:
+        return orjson.dumps(value, default=_as_text, option=option)
+    except orjson.JSONEncodeError:  # what default= is not asked about: big integers, non-string keys
+        return orjson.dumps(_jsonable(value), default=_as_text, option=option)
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).decode("utf-8", "backslashreplace")
+    return str(value)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(key): _jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**64:
+        return str(value)
+    return value
 
 
 class _Closing:
@@ -267,24 +319,32 @@ class _JsonlSink(_FileSink):
 
     def write(self, record: Mapping[str, Any]) -> None:
         try:  # not `with _writing(...)`: a plain try costs nothing on this hot path
-            self._write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
+            try:
+                line = orjson.dumps(record, default=_as_text, option=orjson.OPT_APPEND_NEWLINE)
+            except orjson.JSONEncodeError:
+                line = _json(record, newline=True)
+            self._write(line)
         except OSError as exc:
             raise _write_failed(self.path, exc) from exc
 
 
 class _CsvSink(_FileSink):
-    def __init__(self, path: str | None, spec: ResponseSpec[Any], *, formulas: bool = False) -> None:
+    def __init__(
+        self, path: str | None, spec: ResponseSpec[Any], *, formulas: bool = False, keep: Sequence[str] = ()
+    ) -> None:
         self._columns = _csv_columns(spec)
+        self._keep = list(dict.fromkeys(keep))
         self._cell = _cell if formulas else _safe_cell
         self._fh = self._open(path)
         # Encoded straight into the byte handle: a TextIOWrapper around stdout would close it when freed.
         self._writer = csv.writer(codecs.getwriter("utf-8")(self._fh))
+        header = ["id", *self._keep, "input", *(c[0] for c in self._columns), *_TAIL_COLUMNS]
         with _writing(path):
-            self._writer.writerow(["id", "input", *(c[0] for c in self._columns), *_TAIL_COLUMNS])
+            self._writer.writerow(header)
 
     def write(self, record: Mapping[str, Any]) -> None:
         output, error, usage = record.get("output"), record.get("error") or {}, record.get("usage") or {}
-        row = [record.get("id"), record.get("input")]
+        row = [record.get("id"), *(record.get(name) for name in self._keep), record.get("input")]
         for _, keys, as_json in self._columns:
             value = _dig(output, keys)
             row.append(orjson.dumps(value).decode() if as_json and value is not None else value)
@@ -312,7 +372,9 @@ def _cell(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, dict | list):
-        return orjson.dumps(value).decode()  # data wider than its schema said: still kept whole
+        return _json(value).decode()  # data wider than its schema said: still kept whole
+    if isinstance(value, bytes | bytearray | memoryview):
+        return _as_text(value)  # a kept input field of binary type
     return str(value)
 
 
@@ -408,13 +470,20 @@ def _scalar(node: Any) -> str | None:
 # --- Parquet ---------------------------------------------------------------------------------
 
 
-class _ParquetSink(_Closing):
-    def __init__(self, path: str | None, spec: ResponseSpec[Any]) -> None:
-        if path is None or path == "-":
-            raise OutputError("parquet needs a file: add -o out.parquet")
+class ArrowRecords:
+    """Records as rows of one Arrow schema, typed from the response schema: the Parquet output's
+    columns (and a DataFrame's, :func:`corral.extract_frame`). ``keep``/``keep_types`` as for
+    :func:`open_sink`."""
+
+    def __init__(
+        self,
+        spec: ResponseSpec[Any],
+        *,
+        keep: Sequence[str] = (),
+        keep_types: Mapping[str, pa.DataType] | None = None,
+    ) -> None:
         _require_pyarrow()
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
         span = pa.struct([("start", pa.int64()), ("end", pa.int64()), ("how", pa.string()),
                           ("score", pa.float64()), ("page", pa.int64())])  # fmt: skip
@@ -423,11 +492,15 @@ class _ParquetSink(_Closing):
         )
         confident = pa.struct([("value", pa.float64()), ("method", pa.string())])
 
-        self.path, root = path, spec.schema
+        root = spec.schema
         # many: the wire schema wraps the list as {"items": [...]}; the record holds the bare list
         output, self._convert = _arrow(root["properties"]["items"] if spec.many else root, root, frozenset())
+        # Kept input fields (--keep) in the input's own types; without them (a JSONL or CSV input), text.
+        types = {name: _storable((keep_types or {}).get(name)) for name in dict.fromkeys(keep)}
+        self._as_text = [name for name, type_ in types.items() if type_ is None]
+        kept = [(name, pa.string() if type_ is None else type_) for name, type_ in types.items()]
         fields = [
-            ("id", pa.string()), ("input", pa.string()), ("output", output),
+            ("id", pa.string()), *kept, ("input", pa.string()), ("output", output),
             ("error", pa.struct([("kind", pa.string()), ("message", pa.string())])),
             ("attempts", pa.int64()), ("usage", pa.struct([(k, pa.int64()) for k in _USAGE_KEYS])),
             ("latency", pa.float64()),
@@ -436,13 +509,16 @@ class _ParquetSink(_Closing):
             ("confidence", pa.map_(pa.string(), confident)),
         ]  # fmt: skip
         schema_json = spec.schema_json.encode()  # lets a reader rebuild the types the output came from
-        self._schema = pa.schema(fields, metadata={b"corral": b"1", b"corral.schema": schema_json})
-        self._rows: list[dict[str, Any]] = []
-        with _writing(path):
-            self._writer = pq.ParquetWriter(path, self._schema)
+        self.schema = pa.schema(fields, metadata={b"corral": b"1", b"corral.schema": schema_json})
 
-    def write(self, record: Mapping[str, Any]) -> None:
+    def row(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        """``record`` as a row of :attr:`schema` (for :meth:`table`)."""
         row = dict(record)
+        for name in self._as_text:
+            value = row.get(name)
+            if value is not None and not isinstance(value, str):
+                json_native = isinstance(value, bool | int | float | dict | list | tuple)
+                row[name] = _json(value).decode() if json_native else _as_text(value)
         if self._convert is not None and row.get("output") is not None:
             row["output"] = self._convert(row["output"])
         for name in ("grounding", "confidence"):
@@ -454,7 +530,37 @@ class _ParquetSink(_Closing):
                 {"path": c["path"], "kept": _dumps(c["kept"]), "others": [_dumps(o) for o in c["others"]]}
                 for c in row["conflicts"]
             ]
-        self._rows.append(row)
+        return row
+
+    def table(self, rows: list[dict[str, Any]]) -> pa.Table:
+        """Rows made by :meth:`row`, as a table of :attr:`schema`."""
+        import pyarrow as pa
+
+        return pa.Table.from_pylist(rows, schema=self.schema)
+
+
+class _ParquetSink(_Closing):
+    def __init__(
+        self,
+        path: str | None,
+        spec: ResponseSpec[Any],
+        *,
+        keep: Sequence[str] = (),
+        keep_types: Mapping[str, pa.DataType] | None = None,
+    ) -> None:
+        if path is None or path == "-":
+            raise OutputError("parquet needs a file: add -o out.parquet")
+        _require_pyarrow()
+        import pyarrow.parquet as pq
+
+        self.path = path
+        self._records = ArrowRecords(spec, keep=keep, keep_types=keep_types)
+        self._rows: list[dict[str, Any]] = []
+        with _writing(path):
+            self._writer = pq.ParquetWriter(path, self._records.schema)
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        self._rows.append(self._records.row(record))
         if len(self._rows) >= _ROW_GROUP:
             self._write_group()
 
@@ -465,10 +571,8 @@ class _ParquetSink(_Closing):
         return
 
     def _write_group(self) -> None:
-        import pyarrow as pa
-
         if self._rows:
-            table, self._rows = pa.Table.from_pylist(self._rows, schema=self._schema), []
+            table, self._rows = self._records.table(self._rows), []
             with _writing(self.path):
                 self._writer.write_table(table)
 
@@ -481,6 +585,16 @@ class _ParquetSink(_Closing):
         finally:
             with _writing(self.path):
                 self._writer.close()  # the footer: without it the file is unreadable
+
+
+def _storable(type_: pa.DataType | None) -> pa.DataType | None:
+    """An input column's type as an output column: a dictionary (pandas' categorical) as its values'
+    type, since each row group would otherwise need the dictionary again."""
+    import pyarrow as pa
+
+    if type_ is not None and pa.types.is_dictionary(type_):
+        return cast("pa.DataType", type_.value_type)
+    return type_
 
 
 def _dumps(value: Any) -> str:

@@ -33,7 +33,7 @@ from corral.backends.base import Mode
 from corral.engine._stats import RunStats, StatsSnapshot
 from corral.engine._strategies import Order, Process, Strategy
 from corral.errors import BudgetReached, OutputInvalid
-from corral.io.sinks import Sink
+from corral.io.sinks import Sink, dump_record
 from corral.jobs._record import record_counters, timeline_point
 from corral.store import ItemRow, JobInfo, KnownLimits, RunStore, StoredItem, input_hash
 from corral.types import ErrorInfo, Item, Outcome, Usage
@@ -210,12 +210,15 @@ class _DurableRun:
             if stored is not None and not (self.retry_errors and stored.status == "error"):
                 reused = self._reused(stored)
                 if reused is not None:
+                    # The input's fields as this run keeps them (--keep), whatever an earlier run kept.
+                    reused.kept = item.kept
                     return reused
         try:
             outcome = await extract(item)
         except BudgetReached as exc:
             self.budget_message = self.budget_message or str(exc)
             return Outcome(id=item.id, input=item.text, pending="not_started")
+        outcome.kept = item.kept
         if outcome.pending is None and self.committer is not None and self.job is not None:
             record = outcome.to_record()
             self.tickets[id(outcome)] = self.committer.add(self.job, _row(outcome, text_hash, record)), record
@@ -322,7 +325,7 @@ def _row(outcome: Outcome[Any], text_hash: int, record: dict[str, Any]) -> ItemR
         completion_tokens=outcome.usage.completion_tokens,
         cost=outcome.cost,
         latency=outcome.latency,
-        record=orjson.dumps(record),
+        record=dump_record(record),  # a kept input field may be a Decimal, bytes: never fail the row
     )
 
 

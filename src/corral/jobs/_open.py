@@ -24,7 +24,7 @@ from corral.engine import Order
 from corral.engine._limits import EndpointLimits
 from corral.engine._stats import RunStats
 from corral.errors import ConfigError, StoreError
-from corral.io.items import read_items
+from corral.io.items import ItemReader, keep_types, read_items
 from corral.io.sinks import Sink, check_output, open_sink, sink_format
 from corral.jobs._batch import BatchBackend, batch_api_for
 from corral.jobs._durable import JobResult, run_job
@@ -82,14 +82,35 @@ class Job:
         if spec.input is None:
             raise ConfigError("the job has no input: pass items to Job.run")
         return read_items(
-            spec.input, format=spec.input_format, text_field=spec.text_field, id_field=spec.id_field
+            spec.input,
+            format=spec.input_format,
+            text_field=spec.text_field,
+            id_field=spec.id_field,
+            template=spec.template,
+            keep=spec.keep,
         )
 
     def open_sink(self) -> Sink:
-        """The spec's output, written from the start."""
+        """The spec's output, written from the start; its kept columns (``spec.keep``) in a Parquet
+        output have the input's own types when it is Parquet or Arrow."""
         spec = self.spec
         fmt = sink_format(spec.output, spec.output_format)
-        return open_sink(spec.output, fmt, self.extractor.spec, csv_formulas=spec.csv_formulas)
+        types = None
+        if fmt == "parquet" and spec.keep and spec.input is not None:
+            # The reader opened with the job has them (standard input cannot be read again for them);
+            # once it is taken, the input's schema is read again, which reads no rows.
+            first = self._first_items
+            types = first.keep_types if isinstance(first, ItemReader) else None
+            if types is None:
+                types = keep_types(spec.input, format=spec.input_format, keep=spec.keep)
+        return open_sink(
+            spec.output,
+            fmt,
+            self.extractor.spec,
+            csv_formulas=spec.csv_formulas,
+            keep=spec.keep,
+            keep_types=types,
+        )
 
     async def run(
         self,
@@ -220,7 +241,12 @@ async def _open(
             source = spec.input
             # Read now: a missing, unreadable or empty input is refused before anything else.
             items = read_items(
-                source, format=spec.input_format, text_field=spec.text_field, id_field=spec.id_field
+                source,
+                format=spec.input_format,
+                text_field=spec.text_field,
+                id_field=spec.id_field,
+                template=spec.template,
+                keep=spec.keep,
             )
             closing.callback(items.close)
         if spec.output is not None:

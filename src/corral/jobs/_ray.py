@@ -58,7 +58,7 @@ from corral.jobs._ray_worker import (
 from corral.jobs._record import record_counters, timeline_point
 from corral.jobs._spec import JobSpec, RayOptions
 from corral.store import ItemRow, JobInfo, KnownLimits, RunStore, input_hash
-from corral.types import Item
+from corral.types import RECORD_KEYS, Item
 
 __all__ = [
     "import_ray",
@@ -363,7 +363,12 @@ def _drive(job: Job, workers: int, counters: RunStats, runner: asyncio.Runner) -
 
     def items() -> Iterable[Item]:
         return read_items(
-            source, format=spec.input_format, text_field=spec.text_field, id_field=spec.id_field
+            source,
+            format=spec.input_format,
+            text_field=spec.text_field,
+            id_field=spec.id_field,
+            template=spec.template,
+            keep=spec.keep,
         )
 
     extract = spec.extract
@@ -495,7 +500,11 @@ def write_output(store: RunStore, job: JobInfo, items: Iterable[Item], sink: Sin
         stored = store.lookup(job, item.id, input_hash(item.text))
         if stored is None:
             missing += 1
-        else:
+        elif item.kept is None:
             sink.write(orjson.loads(stored.record))
+        else:  # the input's fields as this run keeps them (--keep), after the id, as Outcome writes them
+            record = orjson.loads(stored.record)
+            rest = {key: value for key, value in record.items() if key in RECORD_KEYS and key != "id"}
+            sink.write({"id": record["id"], **item.kept, **rest})
     sink.flush()
     return missing

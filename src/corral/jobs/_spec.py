@@ -15,8 +15,9 @@ import orjson
 
 from corral.engine import Order, Strategy
 from corral.errors import ConfigError, StoreError
-from corral.io import Format, SinkFormat
+from corral.io import Format, SinkFormat, Template
 from corral.store import without_credentials
+from corral.types import keep_fields
 
 __all__ = ["BatchOptions", "DocumentOptions", "ExtractOptions", "JobSpec", "RayOptions"]
 
@@ -133,6 +134,8 @@ class JobSpec:
     resume, no cache). ``fresh``: forget the output's earlier results. ``retry_errors``: extract
     again the items that ended in error. ``max_cost``: stop starting requests before the job (all its
     runs) would spend more (USD); ``prices``: a JSON file of prices per million tokens.
+    ``template``: each item's text built from its row's fields (``'Title: {title}\\n\\n{body}'``)
+    instead of ``text_field``; ``keep``: input fields passed through to every output record.
     """
 
     schema: Any
@@ -142,6 +145,10 @@ class JobSpec:
     input_format: Format | None = None
     text_field: str = "text"
     id_field: str = "id"
+    #: the user message built from several fields of each row (:class:`~corral.io.Template`)
+    template: str | None = None
+    #: input fields written into every output record, right after its id
+    keep: tuple[str, ...] = ()
     output_format: SinkFormat | None = None
     csv_formulas: bool = False
     strategy: Strategy = "as_completed"
@@ -159,6 +166,13 @@ class JobSpec:
     #: a stronger model asked again for the items with a value under ``documents.review_below``
     #: (served where ``extract.model`` is: the same base URL and key)
     escalate: str | None = None
+
+    def __post_init__(self) -> None:
+        # Refused when the job is described, not when its input is opened: a batch job's spec is
+        # kept in the store, and a Ray job reads its input only on the cluster.
+        if self.template is not None:
+            Template(self.template)
+        keep_fields(self.keep)
 
     def replace(self, **changes: Any) -> JobSpec:
         """A copy with ``changes``."""
@@ -208,6 +222,7 @@ class JobSpec:
         batch = data.pop("batch", None)
         documents = data.pop("documents", None) or {}
         documents["keys"] = tuple((path, tuple(names)) for path, names in documents.get("keys", ()))
+        data["keep"] = tuple(data.get("keep") or ())  # a list in JSON; absent from older specs
         spec = cls(
             **data,
             extract=extract,
