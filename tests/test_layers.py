@@ -1,8 +1,9 @@
 """The package's import contract, read from the source (every import, also those inside functions):
 no cycles, and layers whose arrows only point down (issue 16):
 
-    cli → serve, report → jobs → _extractor → engine → store, io, cost → backends → schema
-        → _validation → types → errors      (sim, the test double, stands beside: it uses only the bottom)
+    cli → serve, report → evaluation, frames → documents → jobs → _extractor → engine → store, io, cost
+        → backends → schema → _validation → types → errors
+    (sim, the test double, stands beside: it uses only the bottom)
 
 A module may import its own layer's package and any layer below, never one above; the packages that
 share a layer stay independent of each other. A module that needs something from above is a sign
@@ -23,7 +24,7 @@ SRC = ROOT / "src"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("corral.cli",),
     ("corral.serve", "corral.report"),
-    ("corral.evaluation",),
+    ("corral.evaluation", "corral.frames"),
     ("corral.documents",),
     ("corral.jobs",),
     ("corral._extractor",),

@@ -14,6 +14,8 @@ tests/test_public_api.py checks that the list is complete. What it holds, by kin
 - documents: :func:`run_documents`, a job's pass with long texts chunked, merged and grounded as
   :class:`DocumentOptions` say (what ``corral run`` runs), counting into :class:`DocumentCounts`;
   :func:`read_documents` for a folder, glob or file of documents;
+- tables: :func:`extract_frame` (sync) and :func:`aextract_frame` take a pandas or polars
+  DataFrame, a pyarrow Table or a ``datasets.Dataset`` and give it back with typed extraction columns;
 - trust: :func:`evaluate` an output against gold records (an :class:`Evaluation`: scores per field
   with intervals, calibration of the values' confidence);
 - what an extractor is built from: :func:`load_spec` → :class:`ResponseSpec`; a backend
@@ -69,6 +71,7 @@ if TYPE_CHECKING:
     from corral.engine import Order, Strategy
     from corral.engine._limits import EndpointLimits
     from corral.evaluation import Evaluation, evaluate
+    from corral.frames import aextract_frame, extract_frame
     from corral.io import read_documents, read_items
     from corral.jobs import (
         BatchOptions,
@@ -105,6 +108,8 @@ _HOMES = {
     "EndpointLimits": "corral.engine._limits",
     "Evaluation": "corral.evaluation",
     "evaluate": "corral.evaluation",
+    "aextract_frame": "corral.frames",
+    "extract_frame": "corral.frames",
     "DocumentCounts": "corral.documents",
     "run_documents": "corral.documents",
     "read_documents": "corral.io",
@@ -193,7 +198,9 @@ __all__ = [
     "Usage",
     "UsageError",
     "__version__",
+    "aextract_frame",
     "evaluate",
+    "extract_frame",
     "load_spec",
     "open_backend",
     "open_job",

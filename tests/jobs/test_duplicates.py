@@ -8,7 +8,7 @@ import asyncio
 import collections
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import pytest
 
@@ -136,7 +136,7 @@ def test_memory_answers_keep_the_most_recently_used_within_their_bound() -> None
         b"k3",
         b"k4",
     ]
-    assert answers.size <= answers.max_bytes
+    assert answers.max_bytes is not None and answers.size <= answers.max_bytes
     unbounded = MemoryAnswers(max_bytes=None)
     for n in range(1000):
         unbounded.add_cache(str(n).encode(), "m", b"z" * 100)
@@ -160,7 +160,7 @@ async def test_cancelling_a_duplicate_leaves_the_request_it_waits_for_alone() ->
 
 
 class _Keep:
-    path = None
+    path: str | None = None
 
     def __init__(self) -> None:
         self.records: list[dict[str, Any]] = []
@@ -174,7 +174,7 @@ class _Keep:
     def close(self) -> None:
         pass
 
-    def __enter__(self) -> _Keep:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

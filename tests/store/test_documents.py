@@ -159,7 +159,8 @@ def test_a_store_of_version_2_gains_documents_with_everything_else(store_dir: Pa
     path = store_dir / STORE_FILE
     conn = sqlite3.connect(path)
     conn.executescript(
-        "DROP TABLE documents; DROP TABLE endpoints; DROP TABLE samples; ALTER TABLE runs DROP COLUMN shared; "
+        "DROP TABLE documents; DROP TABLE endpoints; DROP TABLE samples; "
+        "ALTER TABLE runs DROP COLUMN shared; "
         "ALTER TABLE runs DROP COLUMN faults; DROP TABLE batch_requests; DROP TABLE batches; "
         "DROP TABLE job_args; PRAGMA user_version = 2;"
     )

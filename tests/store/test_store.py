@@ -547,7 +547,8 @@ _BEFORE = {
     3: "ALTER TABLE runs DROP COLUMN shared; DROP TABLE documents; DROP TABLE endpoints; DROP TABLE samples; "
     "ALTER TABLE runs DROP COLUMN faults;",
     2: "ALTER TABLE runs DROP COLUMN shared; DROP TABLE documents; DROP TABLE endpoints; DROP TABLE samples; "
-    "ALTER TABLE runs DROP COLUMN faults; DROP TABLE batch_requests; DROP TABLE batches; DROP TABLE job_args;",
+    "ALTER TABLE runs DROP COLUMN faults; DROP TABLE batch_requests; DROP TABLE batches; "
+    "DROP TABLE job_args;",
 }
 
 

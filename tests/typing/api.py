@@ -12,6 +12,8 @@ import asyncio
 from collections.abc import AsyncGenerator, Iterator, Mapping
 from typing import Any
 
+import pandas as pd
+import pyarrow as pa
 from pydantic import BaseModel
 
 import corral
@@ -96,6 +98,18 @@ async def run_documents() -> corral.DocumentCounts:
         result: corral.JobResult = await corral.run_documents(job, documents, documents=counts)
         print(result.status, counts.ok, counts.errors, counts.ungrounded, counts.chunks)
     return counts
+
+
+def tables(frame: pd.DataFrame, table: pa.Table) -> tuple[pd.DataFrame, pa.Table]:
+    people: pd.DataFrame = corral.extract_frame(frame, "person.py:Person", text="bio", model="gpt-4.1-mini")
+    typed: pa.Table = corral.extract_frame(
+        table, "person.py:Person", template="{title}: {body}", store=".corral", flatten=True, concurrency=8
+    )
+    return people, typed
+
+
+async def tables_async(frame: pd.DataFrame) -> pd.DataFrame:
+    return await corral.aextract_frame(frame, "person.py:Person", max_cost=2.0, id="doc_id")
 
 
 def evaluate_an_output() -> float | None:
