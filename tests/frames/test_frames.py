@@ -20,7 +20,7 @@ import pyarrow as pa
 import pytest
 
 from corral import extract_frame
-from corral.errors import ConfigError
+from corral.errors import ConfigError, InputError
 from corral.sim import SimConfig, SimulatorThread
 from tests._support import PERSON, ROOT, run_args
 from tests._support.cli import Corral
@@ -165,6 +165,28 @@ def test_refusals_name_what_to_change(sim: Any) -> None:
         _extract(twice, sim, id="key")
     with pytest.raises(ConfigError, match=r"takes a pandas or polars DataFrame.*not a builtins\.list"):
         extract_frame(["a text"], PERSON)
+
+
+def test_a_column_of_mixed_types_is_named_with_the_fix(sim: Any) -> None:
+    with pytest.raises(InputError, match=r"rows 0–2 of the table cannot be read .*astype\('string'\)"):
+        _extract(pd.DataFrame({"text": ["My name is Al", 3, None]}), sim)
+
+
+def test_an_empty_table_comes_back_with_empty_columns(sim: Any) -> None:
+    result = _extract(pa.table({"text": pa.array([], pa.string())}), sim)
+    assert result.num_rows == 0
+    assert result.column_names == ["text", "extraction", "error", "attempts", "cost"]
+
+
+def test_nothing_heavy_is_imported_until_a_table_of_its_kind_is_given() -> None:
+    code = (
+        "import sys, corral; corral.extract_frame; "
+        "heavy = lambda: sorted(m for m in ('pandas', 'pyarrow', 'polars', 'datasets') if m in sys.modules); "
+        "print(heavy()); import polars; from corral.frames._convert import kind_of; "
+        "kind_of(polars.DataFrame({'text': ['x']})); print(heavy())"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert done.stdout.splitlines() == ["[]", "['polars', 'pyarrow']"]
 
 
 def test_a_missing_library_is_named_with_its_install_hint(monkeypatch: pytest.MonkeyPatch, sim: Any) -> None:

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from corral.errors import ConfigError
+from corral.errors import ConfigError, InputError
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -91,7 +91,15 @@ def record_batches(data: Any, kind: Kind, columns: Sequence[str]) -> Iterator[pa
         selected = data[names]
         for start in range(0, len(selected), _BATCH_ROWS):
             part = selected.iloc[start : start + _BATCH_ROWS]
-            yield pa.RecordBatch.from_pandas(part, preserve_index=False)
+            try:
+                yield pa.RecordBatch.from_pandas(part, preserve_index=False)
+            except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+                # An object column holding a number among its strings, say: Arrow wants one type.
+                why = "; ".join(str(arg) for arg in exc.args)
+                raise InputError(
+                    f"rows {start}–{start + len(part) - 1} of the table cannot be read ({why}): give the "
+                    "column one type, e.g. frame['text'] = frame['text'].astype('string')"
+                ) from None
 
 
 def with_columns(data: Any, kind: Kind, added: pa.Table) -> Any:
