@@ -237,3 +237,27 @@ def test_errors_are_extracted_again_with_retry_errors(tmp_path: Path) -> None:
         assert again.returncode == 0, again.stderr
         assert {entry.text for entry in sim.log} == failed, "only the items in error were asked again"
     check_every_item_once(out, n)
+
+
+def test_identical_texts_are_asked_once_across_workers(tmp_path: Path) -> None:
+    distinct = texts(20)
+    lines = [distinct[k % 20] for k in range(100)]  # each text five times, near and far apart
+    src = tmp_path / "in.txt"
+    src.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out.jsonl"
+    with SimulatorThread(SimConfig(latency_ms=60, seed=4)) as sim:
+        done = subprocess.run(
+            ray_command(sim, src, out, "--concurrency", "8"),
+            cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        asked = collections.Counter(entry.text for entry in sim.log)
+    assert sorted(asked) == sorted(distinct) and set(asked.values()) == {1}
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["id"] for r in records] == [str(k) for k in range(1, 101)]
+    assert all(r["output"]["name"] == f"Person{k % 20}" for k, r in enumerate(records))
+    with RunStore.open(Path(os.environ["CORRAL_STORE"])) as store:
+        job = store.find_job(str(out.resolve()))
+        assert job is not None
+        (run,) = store.views.runs_of(job.id)
+    assert (run.requests, run.shared) == (20, 80)

@@ -25,6 +25,7 @@ once.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import shutil
@@ -74,6 +75,8 @@ __all__ = [
 _SAMPLE_EVERY_S = 0.1
 #: items the driver answers from the cache at a time, before it gives the rest to the workers
 _CACHE_CHUNK = 256
+#: answered texts whose records the driver keeps for their duplicates (the latest ones)
+_ANSWERED_KEPT = 4096
 
 
 def run_on_ray(
@@ -149,8 +152,14 @@ class _Pipeline:
         self.collect = collect
         self.window = window
         self.from_cache = from_cache
-        #: the result of each call in flight → (item id, text hash, worker)
-        self.calls: dict[Any, tuple[str, int, int]] = {}
+        #: the result of each call in flight → (item id, text hash, worker, text)
+        self.calls: dict[Any, tuple[str, int, int, str]] = {}
+        #: the texts of the calls in flight → the items with the same text waiting for that answer
+        #: (identical requests of a job are sent once, as on one machine)
+        self.asking: dict[str, list[tuple[str, int]]] = {}
+        #: the latest answered texts' records, for a duplicate looked up in the cache before the first
+        #: was answered (the workers' answers reach the store's cache a tenth of a second later)
+        self.answered: collections.OrderedDict[str, dict[str, Any]] = collections.OrderedDict()
         self.load = [0] * len(pool)
         self.read_at = 0.0
 
@@ -192,24 +201,49 @@ class _Pipeline:
             self.collect.store.flush()
 
     def _send(self, item: Item, text_hash: int) -> None:
+        if item.problem is None:
+            waiting = self.asking.get(item.text)
+            if waiting is not None:  # the same request is on its way: wait for its answer
+                waiting.append((item.id, text_hash))
+                return
+            answered = self.answered.get(item.text)
+            if answered is not None:
+                self.collect.add(item.id, text_hash, {**answered, "id": item.id}, 0.0, shared=True)
+                return
+            self.asking[item.text] = []
         worker = min(range(len(self.pool)), key=self.load.__getitem__)
         call = self.pool[worker].extract.remote(item.id, item.text, item.problem)
-        self.calls[call] = (item.id, text_hash, worker)
+        self.calls[call] = (item.id, text_hash, worker, item.text)
         self.load[worker] += 1
 
     def _take(self, ready: list[Any]) -> None:
         if not ready:
             return
         for call in ready:
-            item_id, text_hash, worker = self.calls.pop(call)
+            item_id, text_hash, worker, text = self.calls.pop(call)
             self.load[worker] -= 1
             try:
                 record, cost = self.ray.get(call)
             except self.ray.exceptions.RayTaskError as exc:
                 cause = exc.cause if isinstance(exc.cause, BaseException) else exc
                 raise cause from None  # a fatal answer (bad key, unknown model): as on one machine
-            self.collect.add(item_id, text_hash, orjson.loads(record), float(cost))
+            answer = orjson.loads(record)
+            self.collect.add(item_id, text_hash, answer, float(cost))
+            self._answer_the_same(text, answer)
         self.collect.store.flush()  # committed: these items are done, and a re-run skips them
+
+    def _answer_the_same(self, text: str, answer: dict[str, Any]) -> None:
+        """The items that waited for ``text``'s answer get it; after a failure they ask again."""
+        waiting = self.asking.pop(text, None)
+        if answer["error"] is not None:
+            for item_id, text_hash in waiting or ():
+                self._send(Item(id=item_id, text=text), text_hash)  # the first asks, the rest wait
+            return
+        self.answered[text] = answer
+        if len(self.answered) > _ANSWERED_KEPT:
+            self.answered.popitem(last=False)
+        for item_id, text_hash in waiting or ():
+            self.collect.add(item_id, text_hash, {**answer, "id": item_id}, 0.0, shared=True)
 
     def _read_counters(self) -> None:
         self.read_at = time.monotonic()
@@ -244,7 +278,14 @@ class _Collector:
         stats.errors += status != "ok"
 
     def add(
-        self, item_id: str, text_hash: int, record: dict[str, Any], cost: float, *, cached: bool = False
+        self,
+        item_id: str,
+        text_hash: int,
+        record: dict[str, Any],
+        cost: float,
+        *,
+        cached: bool = False,
+        shared: bool = False,
     ) -> None:
         error, usage = record["error"], record["usage"]
         kind = None if error is None else error["kind"]
@@ -274,6 +315,8 @@ class _Collector:
         if cached:
             self.cached += record["attempts"]
             stats.cached += record["attempts"]
+        if shared:  # answered by an identical item's requests: none of its own
+            stats.shared += record["attempts"]
 
     def observe(self, workers: list[StatsSnapshot], pace: KeeperReport) -> None:
         """The workers' own counts of their requests, into the run's counters and its run row."""
