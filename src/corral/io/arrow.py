@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-__all__ = ["ArrowFormat", "ArrowInput", "count_rows", "items_from_batches", "kept_types", "open_arrow"]
+__all__ = ["ArrowFormat", "ArrowInput", "count_rows", "items_from_batches", "kept_types"]
 
 ArrowFormat = Literal["parquet", "arrow"]
 
@@ -170,8 +170,9 @@ def _listed(names: list[str]) -> str:
 
 class ArrowInput:
     """An opened Parquet or Arrow IPC file (``-``: an IPC stream on standard input), its columns
-    checked: :meth:`items` reads it, :meth:`close` lets it go. ``keep_types``: each kept column's
-    Arrow type (an output in Parquet keeps them)."""
+    checked (an :class:`~corral.errors.InputError` if it cannot be read so, a ``ConfigError``
+    without pyarrow): :meth:`items` reads it, :meth:`close` lets it go. ``keep_types``: each kept
+    column's Arrow type (an output in Parquet keeps them)."""
 
     def __init__(
         self,
@@ -209,20 +210,6 @@ class ArrowInput:
 
     def close(self) -> None:
         self._closing.close()
-
-
-def open_arrow(
-    name: str,
-    fmt: ArrowFormat,
-    *,
-    text_field: str = "text",
-    id_field: str | None = "id",
-    template: Template | None = None,
-    keep: Sequence[str] = (),
-) -> ArrowInput:
-    """``name`` opened as ``fmt`` and its columns checked (:class:`~corral.errors.InputError` if it
-    cannot be read so, :class:`~corral.errors.ConfigError` without pyarrow); the caller closes it."""
-    return ArrowInput(name, fmt, text_field=text_field, id_field=id_field, template=template, keep=keep)
 
 
 def count_rows(name: str, fmt: ArrowFormat) -> int | None:

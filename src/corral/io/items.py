@@ -26,7 +26,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal, Protocol
 import orjson
 
 from corral.errors import ConfigError, InputError
-from corral.io.arrow import count_rows, kept_types, open_arrow
+from corral.io.arrow import ArrowInput, count_rows, kept_types
 from corral.io.documents import DOCUMENT_TYPES, Documents, count_documents, read_documents
 from corral.io.template import MissingField, Template
 from corral.types import Item, keep_fields
@@ -93,7 +93,7 @@ def read_items(
     source: _Closable
     types: dict[str, pa.DataType] | None = None
     if fmt in ("parquet", "arrow"):
-        table = open_arrow(name, fmt, text_field=text_field, id_field=id_field, template=template, keep=keep)
+        table = ArrowInput(name, fmt, text_field=text_field, id_field=id_field, template=template, keep=keep)
         rows, source, types = table.items(), table, table.keep_types
     else:
         stream = open_input(name)

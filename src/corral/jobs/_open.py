@@ -24,7 +24,7 @@ from corral.engine import Order
 from corral.engine._limits import EndpointLimits
 from corral.engine._stats import RunStats
 from corral.errors import ConfigError, StoreError
-from corral.io.items import ItemReader, keep_types, read_items
+from corral.io.items import ItemReader, keep_types
 from corral.io.sinks import Sink, check_output, open_sink, sink_format
 from corral.jobs._batch import BatchBackend, batch_api_for
 from corral.jobs._durable import JobResult, run_job
@@ -78,17 +78,7 @@ class Job:
         if self._first_items is not None:
             items, self._first_items = self._first_items, None
             return items
-        spec = self.spec
-        if spec.input is None:
-            raise ConfigError("the job has no input: pass items to Job.run")
-        return read_items(
-            spec.input,
-            format=spec.input_format,
-            text_field=spec.text_field,
-            id_field=spec.id_field,
-            template=spec.template,
-            keep=spec.keep,
-        )
+        return self.spec.read_input()
 
     def open_sink(self) -> Sink:
         """The spec's output, written from the start; its kept columns (``spec.keep``) in a Parquet
@@ -238,16 +228,8 @@ async def _open(
     try:
         items = None
         if spec.input is not None and spec.ray is None:
-            source = spec.input
             # Read now: a missing, unreadable or empty input is refused before anything else.
-            items = read_items(
-                source,
-                format=spec.input_format,
-                text_field=spec.text_field,
-                id_field=spec.id_field,
-                template=spec.template,
-                keep=spec.keep,
-            )
+            items = spec.read_input()
             closing.callback(items.close)
         if spec.output is not None:
             check_output(spec.output, sink_format(spec.output, spec.output_format), source=spec.input)

@@ -44,7 +44,7 @@ from corral.backends.base import DEFERRED, Backend, Profile, Reply, Request
 from corral.engine._limits import EndpointLimits
 from corral.engine._stats import RunStats, StatsSnapshot
 from corral.errors import ConfigError, CorralError
-from corral.io.items import read_items, stdin_format
+from corral.io.items import stdin_format
 from corral.io.sinks import Sink
 from corral.jobs._open import Job, open_job
 from corral.jobs._ray_worker import (
@@ -405,14 +405,7 @@ def _drive(job: Job, workers: int, counters: RunStats, runner: asyncio.Runner) -
         options.pop(name)
 
     def items() -> Iterable[Item]:
-        return read_items(
-            source,
-            format=spec.input_format,
-            text_field=spec.text_field,
-            id_field=spec.id_field,
-            template=spec.template,
-            keep=spec.keep,
-        )
+        return spec.read_input(source)
 
     extract = spec.extract
     limits = {

@@ -15,7 +15,8 @@ import orjson
 
 from corral.engine import Order, Strategy
 from corral.errors import ConfigError, StoreError
-from corral.io import Format, SinkFormat, Template
+from corral.io import Documents, Format, SinkFormat, Template
+from corral.io.items import ItemReader, read_items
 from corral.store import without_credentials
 from corral.types import keep_fields
 
@@ -173,6 +174,21 @@ class JobSpec:
         if self.template is not None:
             Template(self.template)
         keep_fields(self.keep)
+
+    def read_input(self, source: str | None = None) -> ItemReader | Documents:
+        """The items of ``source`` (default: :attr:`input`) as this spec reads them (format, fields,
+        template, kept fields), opened now; ``close()`` the reader."""
+        source = self.input if source is None else source
+        if source is None:
+            raise ConfigError("the job has no input: pass items to Job.run")
+        return read_items(
+            source,
+            format=self.input_format,
+            text_field=self.text_field,
+            id_field=self.id_field,
+            template=self.template,
+            keep=self.keep,
+        )
 
     def replace(self, **changes: Any) -> JobSpec:
         """A copy with ``changes``."""
