@@ -189,19 +189,13 @@ def test_a_reask_after_truncation_repeats_the_prompt() -> None:
     assert fewshot.prompter_for(spec).render(messages("Bob is 3", reply, feedback)) == first
 
 
-def test_guard_stops_on_cancel_and_on_a_loop_but_not_on_short_repeats() -> None:
-    import threading
+def test_a_loop_is_caught_but_not_short_repeats() -> None:
+    from corral.backends.local._decoder import repeating
 
-    cancelled = threading.Event()
-    guard = local._Guard(cancelled, n_prompt=2)
     item = list(range(10, 20))
-    assert not guard([0, 1, *item, *item], None)
-    assert guard([0, 1, *item, *item, *item], None)
-    assert guard.looped
-    short = local._Guard(cancelled, n_prompt=0)
-    assert not short([5, 6, 5, 6, 5, 6, 5, 6], None)  # ["a", "a", "a", ...] can be genuine
-    cancelled.set()
-    assert short([1], None)
+    assert not repeating([0, 1, *item, *item])
+    assert repeating([0, 1, *item, *item, *item])
+    assert not repeating([5, 6, 5, 6, 5, 6, 5, 6])  # ["a", "a", "a", ...] can be genuine
 
 
 @pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None, reason="needs llama_cpp")
@@ -247,7 +241,7 @@ async def test_extracts_the_articles_people(backend: Any, line: int) -> None:
     assert completion.usage.prompt_tokens > 0
     assert completion.usage.completion_tokens > 0
     assert backend.profile.modes == (Mode.GRAMMAR,)
-    assert backend.profile.max_concurrency == 1
+    assert backend.profile.max_concurrency == backend.sequences > 1  # sequences decoded together
     assert backend.model == "gemma3-270m"
 
 
@@ -310,11 +304,11 @@ async def test_an_unusable_schema_is_a_schema_error(backend: Any) -> None:
 async def test_llama_cpp_accepts_the_grammar(backend: Any, model: Any) -> None:
     spec = load_spec(model)
 
-    def compile_on_the_worker() -> Any:
+    def compile_grammar() -> Any:
         return local._load(backend._key).grammar(spec)
 
-    grammar = await asyncio.get_running_loop().run_in_executor(local._worker(), compile_on_the_worker)
-    assert 'char ::= [^"\\\\\\x7F\\x00-\\x1F]' in grammar._grammar  # no raw control characters
+    grammar = await asyncio.to_thread(compile_grammar)
+    assert b'char ::= [^"\\\\\\x7F\\x00-\\x1F]' in grammar  # no raw control characters
 
 
 @pytest.mark.local_model
@@ -333,3 +327,73 @@ def test_each_value_gets_the_models_own_confidence() -> None:
     assert set(sure) == {"name", "age"} and all(0.0 < p <= 1.0 for p in [*sure.values(), *unsure.values()])
     # An age the text gives is read with confidence; one it does not give is a guess the model doubts.
     assert sure["age"] > 0.8 and unsure["age"] < 0.5
+
+
+# --- many sequences at once --------------------------------------------------------------------
+
+
+@pytest.mark.local_model
+@pytest.mark.skipif(not HAVE_EXTRA, reason="needs the local extra")
+async def test_sequences_of_different_schemas_decoded_together_each_hold_their_own(backend: Any) -> None:
+    asked = [
+        (Person, "My name is Bob and I am 22 years old"),
+        (Employee, "Sara, a doctor, lives at 5 High Street in Leeds and speaks English and Urdu."),
+        (Team, "The Falcons: Ann, an engineer aged 31, and Raj, a doctor."),
+        (list[Person], "John is 20 and Mary is 21."),
+        (Person, "My name is Jill and I am 26 years old"),
+    ]
+    assert backend.sequences >= len(asked) - 1  # most of them share a batch
+    specs = [load_spec(model) for model, _ in asked]
+    completions = await asyncio.gather(
+        *(
+            backend.complete(request(spec, text, max_tokens=400))
+            for spec, (_, text) in zip(specs, asked, strict=True)
+        )
+    )
+    for spec, completion in zip(specs, completions, strict=True):
+        if completion.finish_reason == "stop":
+            spec.parse(completion.text)  # each under its own grammar
+        else:
+            assert completion.finish_reason == "length"
+    first, last = specs[0].parse(completions[0].text), specs[4].parse(completions[4].text)
+    assert (first.name, first.age, last.name, last.age) == ("Bob", 22, "Jill", 26)
+    # The same request alone gets the same answer at temperature 0.
+    alone = await backend.complete(request(specs[0], asked[0][1], max_tokens=400))
+    assert alone.text == completions[0].text
+
+
+@pytest.mark.local_model
+@pytest.mark.skipif(not HAVE_EXTRA, reason="needs the local extra")
+async def test_cancelling_some_sequences_mid_batch_leaves_the_others_and_the_model_going(
+    backend: Any,
+) -> None:
+    many = load_spec(list[Person])
+    doomed = [
+        asyncio.create_task(backend.complete(request(many, f"Person{n} is {20 + n}. " * 20, max_tokens=500)))
+        for n in range(3)
+    ]
+    kept = asyncio.create_task(
+        backend.complete(request(load_spec(Person), "My name is Mary and I am 21 years old"))
+    )
+    await asyncio.sleep(0.3)  # all of them in the batch by now, the lists mid-way
+    for task in doomed:
+        task.cancel()
+    for task in doomed:
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert load_spec(Person).parse((await kept).text).name == "Mary"
+    again = await backend.complete(request(load_spec(Person), "My name is Joe and I am 25 years old"))
+    assert load_spec(Person).parse(again.text).age == 25
+
+
+@pytest.mark.local_model
+@pytest.mark.skipif(not HAVE_EXTRA, reason="needs the local extra")
+def test_the_articles_seven_people_all_at_once() -> None:
+    from corral import run
+    from tests._support.article import ARTICLE_TEXTS
+    from tests._support.article import Person as ArticlePerson
+
+    outcomes = run(ARTICLE_TEXTS, ArticlePerson, concurrency=7)
+    assert [(o.value.name, o.value.age) for o in outcomes if o.value is not None] == [
+        ("John", 20), ("Mary", 21), ("Bob", 22), ("Alice", 23), ("Jane", 24), ("Joe", 25), ("Jill", 26),
+    ]  # fmt: skip

@@ -149,7 +149,7 @@ def open_backend(
         from corral.backends.local._llama import LocalBackend  # imports llama.cpp only when asked for
 
         path = model.partition(":")[2] if model else ""
-        return LocalBackend(path or None)
+        return LocalBackend(path or None, concurrency=concurrency)
     known = ", ".join(f"{p}/NAME" for p in [*PROVIDERS, "anthropic"])
     raise ConfigError(
         f"unknown model {model!r}: use 'local' (the embedded model), {known}, "

@@ -27,12 +27,16 @@ class Prompter:
     example: str
 
     def render(self, messages: list[Message]) -> str:
-        system = next((_content(m) for m in messages if m.get("role") == "system"), "")
         turns = [m for m in messages if m.get("role") != "system"]
         text = _content(turns[0]).strip() if turns else ""
-        parts = [system.strip(), self.task, self.example]
         note = _correction(turns[1:])
-        return "\n".join(p for p in parts if p) + f"\n\nText: {text}\n{note}JSON:"
+        return self.head(messages) + f"\n\nText: {text}\n{note}JSON:"
+
+    def head(self, messages: list[Message]) -> str:
+        """The prompt before the item: the same for every item of a spec and instruction, so its
+        evaluation is shared."""
+        system = next((_content(m) for m in messages if m.get("role") == "system"), "")
+        return "\n".join(p for p in (system.strip(), self.task, self.example) if p)
 
 
 def _correction(history: list[Message]) -> str:

@@ -6,9 +6,11 @@ worked examples synthesised from the schema, then ``Text: <item>`` and ``JSON:``
 compiled from the JSON Schema makes every reply parse and match the schema's shape; validators the
 grammar cannot express (and truncation at ``max_tokens``) are left to the engine's re-ask loop.
 
-llama.cpp is not thread-safe and a 270M model saturates the CPU on its own, so every llama.cpp call
-(loading, tokenising, generating) runs on one process-wide worker thread: the event loop never
-blocks, and generations are strictly one at a time. A model is loaded once per process and kept.
+Requests are decoded together, up to ``concurrency`` sequences in one llama.cpp batch, each with its
+own grammar, fed as they arrive (:mod:`._decoder`): a model this small is memory-bound one token at a
+time, so a batch of sequences costs little more than one. ``--concurrency`` means what it means for a
+server: sequences in flight. Every llama.cpp call runs on the decoder's own thread (llama.cpp is not
+thread-safe): the event loop never blocks. A model is loaded once per process and kept.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import asyncio
 import atexit
 import codecs
 import ctypes
+import dataclasses
 import importlib
 import json
 import logging
@@ -24,14 +27,14 @@ import os
 import re
 import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from corral.backends.base import Completion, Mode, Profile, Request
+from corral.backends.local._decoder import Decoded, Decoder, Sequence
 from corral.backends.local._fewshot import prompter_for
-from corral.errors import BadRequest, ConfigError, InputTooLong, SchemaError, ServerError
+from corral.errors import ConfigError, InputTooLong, SchemaError, ServerError
 from corral.schema import ResponseSpec
 from corral.types import Usage
 
@@ -44,16 +47,18 @@ _PROFILE = Profile(
     name="local",
     modes=(Mode.GRAMMAR,),
     strict=True,
-    max_concurrency=1,
+    max_concurrency=1,  # replaced by each backend's own number of sequences decoded together
     self_hosted=True,
     checks_window=True,
     logprobs=True,
 )
-_LOOP_MIN = 8  # tokens; shorter repeats ("a", "a", "a") can be genuine
 _MIN_ROOM = 16  # tokens of context an answer needs at the least (Person's JSON is 13)
 # Default threads: the CPUs we may run on, capped so a large host does not spawn dozens of threads
 # for a 270M model (llama.cpp's own default, half the CPUs, left one of two cores idle here).
 _MAX_THREADS = 8
+#: sequences decoded together per CPU by default, and at most (each may hold n_ctx tokens of cache)
+_SEQUENCES_PER_CPU = 4
+_MAX_SEQUENCES = 32
 
 log = logging.getLogger("corral.local")
 
@@ -74,6 +79,7 @@ class LocalBackend:
         n_ctx: int = 2048,
         n_threads: int | None = None,
         seed: int = 0,
+        concurrency: int | None = None,
     ) -> None:
         _require("llama_cpp", "llama-cpp-python")
         if model_path is None:
@@ -89,10 +95,14 @@ class LocalBackend:
             raise ConfigError(f"n_ctx={n_ctx} is too small for the few-shot prompt: use 256 or more")
         self._key = _ModelKey(model_path, n_ctx, n_threads or _default_threads())
         self._seed = seed
+        #: sequences decoded together: the concurrency asked for, within what this machine's CPUs use
+        machine = min(_MAX_SEQUENCES, _SEQUENCES_PER_CPU * self._key.n_threads)
+        self.sequences = max(1, min(concurrency or machine, machine))
+        self._profile = dataclasses.replace(_PROFILE, max_concurrency=self.sequences)
 
     @property
     def profile(self) -> Profile:
-        return _PROFILE
+        return self._profile
 
     @property
     def model(self) -> str:
@@ -108,81 +118,95 @@ class LocalBackend:
         return self._key.n_ctx
 
     async def complete(self, request: Request) -> Completion:
-        prompt = prompter_for(request.spec).render(request.messages)
-        stop = threading.Event()
-        loop = asyncio.get_running_loop()
-        job = loop.run_in_executor(_worker(), self._generate, request, prompt, stop)
-        try:
-            return await job
-        except asyncio.CancelledError:
-            # The worker cannot be interrupted mid-token, but it checks this flag after each one, so a
-            # cancelled run frees the model within a token instead of after max_tokens.
-            stop.set()
-            raise
-
-    async def aclose(self) -> None:
-        # Nothing to release per backend: the loaded model is shared by every LocalBackend of this
-        # process (loading it again would cost more than keeping ~300 MB), and the worker is idle.
-        return None
-
-    # --- on the worker thread ---------------------------------------------------------------
-
-    def _generate(self, request: Request, prompt: str, stop: threading.Event) -> Completion:
-        from llama_cpp import StoppingCriteriaList
-
-        loaded = _load(self._key)
-        grammar = loaded.grammar(request.spec)
-        tokens = loaded.llama.tokenize(prompt.encode("utf-8"), add_bos=True, special=False)
+        prompter = prompter_for(request.spec)
+        prompt = prompter.render(request.messages)
+        head = prompter.head(request.messages)
         n_ctx = self._key.n_ctx
-        if len(tokens) > n_ctx - _MIN_ROOM:
-            raise InputTooLong(
-                f"text too long for the local model: the prompt is {len(tokens)} tokens and n_ctx is "
-                f"{n_ctx}; let corral cut it into chunks (drop --no-chunking), or raise n_ctx"
-            )
         temperature = 0.0 if request.temperature is None else request.temperature
-        guard = _Guard(stop, len(tokens))
-        # llama-cpp-python's own logprobs need every position's logits kept (logits_all: n_ctx rows
-        # of Gemma's 262,144-token vocabulary, 2 GB); the sampled tokens' are read one row at a time.
-        scores = _TokenScores(loaded.llama, len(tokens)) if request.logprobs else None
-        room = n_ctx - len(tokens)
+
+        def prepare(sequence: Sequence) -> None:  # on the decoder's thread
+            loaded = _load(self._key)
+            tokens = loaded.llama.tokenize(prompt.encode("utf-8"), add_bos=True, special=False)
+            if len(tokens) > n_ctx - _MIN_ROOM:
+                raise InputTooLong(
+                    f"text too long for the local model: the prompt is {len(tokens)} tokens and n_ctx "
+                    f"is {n_ctx}; let corral cut it into chunks (drop --no-chunking), or raise n_ctx"
+                )
+            shared = loaded.llama.tokenize(head.encode("utf-8"), add_bos=True, special=False)
+            sequence.tokens = tokens
+            sequence.head = _common(tokens, shared)
+            sequence.grammar = loaded.grammar(request.spec)
+            sequence.max_tokens = min(request.max_tokens, n_ctx - len(tokens))
+
+        sequence = Sequence(
+            tokens=[],
+            head=0,
+            grammar=b"",
+            max_tokens=request.max_tokens,
+            prepare=prepare,
+            temperature=temperature,
+            # each further sample its own draw (the same seed would give the same answer again)
+            seed=self._seed + request.sample,
+            logprobs=request.logprobs,
+        )
+        decoder = _decoder(self._key, self.sequences)
         try:
-            out = loaded.llama.create_completion(
-                tokens,
-                max_tokens=min(request.max_tokens, room),
-                temperature=temperature,
-                seed=self._seed,
-                grammar=grammar,
-                stopping_criteria=StoppingCriteriaList([guard] if scores is None else [guard, scores]),
-            )
-        except ValueError as exc:  # llama-cpp-python's word for "does not fit the context"
-            raise BadRequest(f"the local model rejected the request: {exc}") from exc
-        except RuntimeError as exc:  # llama_decode failed
-            raise ServerError(f"llama.cpp failed while generating: {exc}") from exc
-        if not isinstance(out, dict):  # a stream; never asked for, but the return type allows it
-            raise ServerError("llama.cpp returned a stream for a non-streaming request")
-        choice = out["choices"][0]
-        text = choice["text"]
-        if guard.looped:
-            log.debug("stopped a repeating generation after %d tokens", out["usage"]["completion_tokens"])
-        finish = "length" if choice["finish_reason"] == "length" else "stop"
-        if finish == "length" and room < request.max_tokens:
+            decoded = await asyncio.wrap_future(decoder.submit(sequence))
+        except asyncio.CancelledError:
+            # Its slot is freed at the decoder's next step: the other sequences go on.
+            sequence.cancelled.set()
+            raise
+        return self._completion(request, decoded, room=sequence.max_tokens)
+
+    def _completion(self, request: Request, decoded: Decoded, *, room: int) -> Completion:
+        if decoded.finish == "cancelled":
+            raise ServerError("the local model was shut down while generating")
+        if decoded.finish == "looped":
+            log.debug("stopped a repeating generation after %d tokens", len(decoded.pieces))
+        n_ctx = self._key.n_ctx
+        finish = "length" if decoded.finish == "length" else "stop"
+        if finish == "length" and room < request.max_tokens and len(decoded.pieces) >= room:
             # Cut off by the context, not by max_tokens: re-asking with more max_tokens cannot help.
             raise InputTooLong(
                 f"text too long for the local model: the answer did not fit in the {room} tokens "
                 f"left of n_ctx={n_ctx}; shorten the text or raise n_ctx"
             )
-        usage = Usage(out["usage"]["prompt_tokens"], out["usage"]["completion_tokens"])
+        text = b"".join(decoded.pieces).decode("utf-8", errors="replace")
+        pairs = None
+        if decoded.logprobs is not None and finish == "stop":
+            # Each piece's text (UTF-8 split across tokens is given to the token that completes the
+            # character) and its log-probability; a reply cut off gets none (it is re-asked anyway).
+            utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+            pairs = tuple(
+                (utf8.decode(piece), logprob)
+                for piece, logprob in zip(decoded.pieces, decoded.logprobs, strict=True)
+            )
         return Completion(
             text=text,
             finish_reason=finish,
-            usage=usage,
+            usage=Usage(decoded.prompt_tokens, len(decoded.pieces)),
             reply={"role": "assistant", "content": text},
             tool_call_id=None,
-            token_logprobs=None if scores is None else scores.pairs(),
+            token_logprobs=pairs,
         )
 
+    async def aclose(self) -> None:
+        # Nothing to release per backend: the loaded model and its decoder are shared by every
+        # LocalBackend of this process (loading it again would cost more than keeping ~300 MB).
+        return None
 
-# --- the process-wide model cache and worker -------------------------------------------------
+
+def _common(tokens: list[int], head: list[int]) -> int:
+    """How many tokens ``tokens`` and ``head`` begin with alike."""
+    count = 0
+    for one, other in zip(tokens, head, strict=False):
+        if one != other:
+            break
+        count += 1
+    return count
+
+
+# --- the process-wide models and decoders -----------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,12 +218,12 @@ class _ModelKey:
 
 @dataclass(slots=True)
 class _Loaded:
-    """One loaded model and the grammars compiled against its vocabulary."""
+    """One loaded model and the grammars (GBNF) compiled against its vocabulary."""
 
     llama: Any
-    grammars: dict[str, Any] = field(default_factory=dict)
+    grammars: dict[str, bytes] = field(default_factory=dict)
 
-    def grammar(self, spec: ResponseSpec[Any]) -> Any:
+    def grammar(self, spec: ResponseSpec[Any]) -> bytes:
         cached = self.grammars.get(spec.schema_json)
         if cached is None:
             cached = self.grammars[spec.schema_json] = _compile_grammar(self.llama, spec.schema)
@@ -207,43 +231,57 @@ class _Loaded:
 
 
 _MODELS: dict[_ModelKey, _Loaded] = {}
-_WORKER: ThreadPoolExecutor | None = None
-_WORKER_LOCK = threading.Lock()
+_DECODERS: dict[tuple[_ModelKey, int], Decoder] = {}
+_LOCK = threading.Lock()
 
 
-def _worker() -> ThreadPoolExecutor:
-    global _WORKER  # noqa: PLW0603 -- one worker per process is the point: llama.cpp is not thread-safe
-    with _WORKER_LOCK:
-        if _WORKER is None:
-            _WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="corral-llama")
-        return _WORKER
+def _decoder(key: _ModelKey, sequences: int) -> Decoder:
+    """The decoder of ``key``'s model with room for ``sequences``, started on first use."""
+    with _LOCK:
+        decoder = _DECODERS.get((key, sequences))
+        if decoder is None:
+            if not _DECODERS:
+                atexit.register(_close_decoders)
+            decoder = _DECODERS[(key, sequences)] = Decoder(
+                lambda: _load(key).llama.model, slots=sequences, n_ctx=key.n_ctx, n_threads=key.n_threads
+            )
+        return decoder
+
+
+def _close_decoders() -> None:
+    # Before the models (atexit runs the later registration first): no decoder still uses one.
+    for decoder in list(_DECODERS.values()):
+        decoder.close()
+    _DECODERS.clear()
 
 
 def _load(key: _ModelKey) -> _Loaded:
-    """The model for ``key``, loaded on first use. Runs only on the worker thread, so needs no lock."""
-    loaded = _MODELS.get(key)
-    if loaded is not None:
-        return loaded
-    import llama_cpp
+    """The model for ``key``, loaded on first use (by a decoder's thread)."""
+    with _LOCK:
+        loaded = _MODELS.get(key)
+        if loaded is not None:
+            return loaded
+        import llama_cpp
 
-    _quiet(llama_cpp)
-    path = key.path or _packaged_model()
-    try:
-        llama = llama_cpp.Llama(
-            model_path=path,
-            n_ctx=key.n_ctx,
-            n_threads=key.n_threads,
-            n_threads_batch=key.n_threads,
-            verbose=False,
-        )
-    except ValueError as exc:
-        raise ConfigError(
-            f"cannot load the model {path}: {exc} (is it a GGUF file llama.cpp supports?)"
-        ) from exc
-    if not _MODELS:
-        atexit.register(_close_models)
-    loaded = _MODELS[key] = _Loaded(llama)
-    return loaded
+        _quiet(llama_cpp)
+        path = key.path or _packaged_model()
+        try:
+            # This context only tokenises: the decoders make their own, for many sequences.
+            llama = llama_cpp.Llama(
+                model_path=path,
+                n_ctx=256,
+                n_threads=key.n_threads,
+                n_threads_batch=key.n_threads,
+                verbose=False,
+            )
+        except ValueError as exc:
+            raise ConfigError(
+                f"cannot load the model {path}: {exc} (is it a GGUF file llama.cpp supports?)"
+            ) from exc
+        if not _MODELS:
+            atexit.register(_close_models)
+        loaded = _MODELS[key] = _Loaded(llama)
+        return loaded
 
 
 def _close_models() -> None:
@@ -286,73 +324,6 @@ def _quiet(llama_cpp: Any) -> None:
 
     _LOG_CALLBACK = llama_cpp.llama_log_callback(forward)
     llama_cpp.llama_log_set(_LOG_CALLBACK, ctypes.c_void_p(0))
-
-
-class _Guard:
-    """Stops a generation early: when its request was cancelled, or when it is caught in a loop.
-
-    A small model that cannot find what it is asked for tends to repeat one list element until
-    ``max_tokens`` (measured: 300 tokens, ~20 s, for a text mentioning nobody). Three identical
-    consecutive runs of at least ``_LOOP_MIN`` tokens end it at once; the reply is then incomplete
-    JSON, which the engine re-asks or reports like any other invalid reply.
-    """
-
-    def __init__(self, cancelled: threading.Event, n_prompt: int) -> None:
-        self.cancelled = cancelled
-        self.n_prompt = n_prompt
-        self.looped = False
-
-    def __call__(self, input_ids: Any, _logits: Any) -> bool:
-        if self.cancelled.is_set():
-            return True
-        out = list(input_ids[self.n_prompt :])
-        for period in range(_LOOP_MIN, len(out) // 3 + 1):
-            if out[-period:] == out[-2 * period : -period] == out[-3 * period : -2 * period]:
-                self.looped = True
-                return True
-        return False
-
-
-class _TokenScores:
-    """The log-probability of each token the model generates, from the logits it was sampled from.
-
-    Called (as a stopping criterion that never stops) before each new token is evaluated, with the
-    tokens so far and the logits of the position just sampled; the token sampled from a row is known
-    at the next call, so each row is kept until then (one row: a copy of the vocabulary's logits).
-    The probability is the model's own (before the grammar's mask): how sure it was, not what the
-    grammar allowed. A generation cut off by ``max_tokens`` leaves its last token unscored, and the
-    reply gets no confidence (the engine re-asks it anyway)."""
-
-    def __init__(self, llama: Any, n_prompt: int) -> None:
-        self._llama = llama
-        self._seen = n_prompt
-        self._row: Any = None
-        self._scored: list[tuple[int, float]] = []
-
-    def __call__(self, input_ids: Any, _logits: Any) -> bool:
-        import llama_cpp
-        import numpy as np
-
-        if self._row is not None and len(input_ids) > self._seen:
-            token = int(input_ids[-1])
-            row = self._row
-            top = float(row.max())
-            logsumexp = top + float(np.log(np.exp(row - top).sum()))
-            self._scored.append((token, min(float(row[token]) - logsumexp, 0.0)))
-        self._seen = len(input_ids)
-        # The logits the current token was sampled from: the context's last row (the row passed in
-        # is the Python wrapper's copy, which it keeps only with logits_all).
-        logits = llama_cpp.llama_get_logits_ith(self._llama._ctx.ctx, -1)
-        self._row = np.ctypeslib.as_array(logits, shape=(self._llama.n_vocab(),)).copy()
-        return False
-
-    def pairs(self) -> tuple[tuple[str, float], ...]:
-        """Each scored token as the text it adds (UTF-8 split across tokens is given to the token
-        that completes the character) and its log-probability."""
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        return tuple(
-            (decoder.decode(self._llama.detokenize([token])), logprob) for token, logprob in self._scored
-        )
 
 
 def _default_threads() -> int:
@@ -421,7 +392,7 @@ def _compile_grammar(llama: Any, schema: dict[str, Any]) -> Any:
     if not sampler:
         raise SchemaError("the local model cannot use this schema: llama.cpp rejected its grammar")
     llama_cpp.llama_sampler_free(sampler)
-    return llama_cpp.llama_grammar.LlamaGrammar.from_string(gbnf, verbose=False)
+    return gbnf.encode("utf-8")
 
 
 def _prepare(schema: dict[str, Any], *, anchored_patterns: bool) -> dict[str, Any]:
