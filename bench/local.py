@@ -121,6 +121,7 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=200, help="texts")
     parser.add_argument("--before", default=BEFORE, help="the commit of the one-at-a-time path")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 8, 16])
+    parser.add_argument("--no-server", action="store_true", help="leave out llama_cpp.server")
     args = parser.parse_args()
     truth = texts(args.n)
     threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -138,10 +139,11 @@ def main() -> None:
                 [str(source), "--concurrency", str(concurrency)], folder / f"c{concurrency}.jsonl"
             )
             rows.append((f"batched, --concurrency {concurrency}", wall, records))
-        with llama_server(threads) as url:
-            server = [str(source), "--base-url", url, "--model", "gemma3-270m", "--concurrency", "8"]
-            wall, records = run(server, folder / "server.jsonl")
-            rows.append(("llama_cpp.server, --concurrency 8", wall, records))
+        if not args.no_server:
+            with llama_server(threads) as url:
+                server = [str(source), "--base-url", url, "--model", "gemma3-270m", "--concurrency", "8"]
+                wall, records = run(server, folder / "server.jsonl")
+                rows.append(("llama_cpp.server, --concurrency 8", wall, records))
     baseline_rate = args.n / rows[0][1]
     before = {record["id"]: record["output"] for record in rows[0][2]}
     print(f"{args.n} texts, {threads} threads\n")
@@ -155,6 +157,11 @@ def main() -> None:
             f"{name:38} {wall:7.1f}s {rate:8.2f} {rate / baseline_rate:5.2f}× {tokens(records) / wall:9.1f} "
             f"{right(records, truth):>4}/{args.n} {same:>4}/{args.n}"
         )
+    print("\nAnswers that differ from the one-at-a-time path's (text: before → this one):")
+    for name, _, records in rows[1:]:
+        for record in records:
+            if record["output"] != before.get(record["id"]):
+                print(f"  {name}: {record['input']!r}: {before.get(record['id'])} → {record['output']}")
 
 
 if __name__ == "__main__":

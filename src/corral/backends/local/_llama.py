@@ -232,12 +232,15 @@ class _Loaded:
 
 _MODELS: dict[_ModelKey, _Loaded] = {}
 _DECODERS: dict[tuple[_ModelKey, int], Decoder] = {}
-_LOCK = threading.Lock()
+#: two locks: the event loop takes the first (briefly) while a decoder's thread may hold the second
+#: for the seconds a model takes to load
+_DECODERS_LOCK = threading.Lock()
+_MODELS_LOCK = threading.Lock()
 
 
 def _decoder(key: _ModelKey, sequences: int) -> Decoder:
     """The decoder of ``key``'s model with room for ``sequences``, started on first use."""
-    with _LOCK:
+    with _DECODERS_LOCK:
         decoder = _DECODERS.get((key, sequences))
         if decoder is None:
             if not _DECODERS:
@@ -249,7 +252,8 @@ def _decoder(key: _ModelKey, sequences: int) -> Decoder:
 
 
 def _close_decoders() -> None:
-    # Before the models (atexit runs the later registration first): no decoder still uses one.
+    # Also called first by _close_models (registered later, so run first): no decoder may still use
+    # a model being freed.
     for decoder in list(_DECODERS.values()):
         decoder.close()
     _DECODERS.clear()
@@ -257,7 +261,7 @@ def _close_decoders() -> None:
 
 def _load(key: _ModelKey) -> _Loaded:
     """The model for ``key``, loaded on first use (by a decoder's thread)."""
-    with _LOCK:
+    with _MODELS_LOCK:
         loaded = _MODELS.get(key)
         if loaded is not None:
             return loaded
@@ -286,8 +290,9 @@ def _load(key: _ModelKey) -> _Loaded:
 
 def _close_models() -> None:
     # Left to garbage collection at exit, llama-cpp-python's finalisers run after the module globals
-    # they call are gone and print "Exception ignored in Llama.__del__". atexit runs earlier, and
-    # after the worker thread has been joined, so nothing is generating.
+    # they call are gone and print "Exception ignored in Llama.__del__". atexit runs earlier; the
+    # decoders are stopped (their contexts freed) first, so nothing is generating.
+    _close_decoders()
     for loaded in _MODELS.values():
         loaded.llama.close()
     _MODELS.clear()
