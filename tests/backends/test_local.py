@@ -397,3 +397,25 @@ def test_the_articles_seven_people_all_at_once() -> None:
     assert [(o.value.name, o.value.age) for o in outcomes if o.value is not None] == [
         ("John", 20), ("Mary", 21), ("Bob", 22), ("Alice", 23), ("Jane", 24), ("Joe", 25), ("Jill", 26),
     ]  # fmt: skip
+
+
+@pytest.mark.local_model
+@pytest.mark.skipif(not HAVE_EXTRA, reason="needs the local extra")
+async def test_a_request_cancelled_while_it_waits_for_a_slot_leaves_the_decoder_going(backend: Any) -> None:
+    many = load_spec(list[Person])
+    busy = [
+        asyncio.create_task(backend.complete(request(many, f"Person{n} is {20 + n}. " * 20, max_tokens=300)))
+        for n in range(backend.sequences)
+    ]
+    waiting = asyncio.create_task(backend.complete(request(load_spec(Person), "My name is Al and I am 30")))
+    await asyncio.sleep(0.2)  # every slot taken: it waits
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    for task in busy:
+        task.cancel()
+    await asyncio.gather(*busy, return_exceptions=True)
+    after = await asyncio.wait_for(
+        backend.complete(request(load_spec(Person), "My name is Bob and I am 22 years old")), timeout=120
+    )
+    assert load_spec(Person).parse(after.text).name == "Bob"

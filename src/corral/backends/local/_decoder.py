@@ -78,6 +78,22 @@ class Sequence:
     row: int = -1
 
 
+def _settle(sequence: Sequence, outcome: Decoded | BaseException) -> None:
+    """``sequence``'s result, unless it has one: the awaiting side cancels the future it waits on
+    (``asyncio.wrap_future`` does), and setting a cancelled future raises, which must never end the
+    decoder's thread (every later request would wait on it for ever)."""
+    future = sequence.result
+    if future.done():
+        return
+    try:
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+    except concurrent.futures.InvalidStateError:  # cancelled in between, from the event loop
+        pass
+
+
 def repeating(out: list[int]) -> bool:
     """Whether a generation is caught in a loop: its last run of at least ``_LOOP_MIN`` tokens
     three times over. A small model that cannot find what it is asked for tends to repeat one list
@@ -140,42 +156,52 @@ class Decoder:
             sequence = self._queue.get()
             if sequence is None:
                 return
-            sequence.result.set_exception(exc)
+            _settle(sequence, exc)
 
     def _loop(self, state: _State) -> None:
         waiting: list[Sequence] = []
-        closing = False
         while True:
             # Take what has arrived; with nothing running, wait for it.
-            block = not state.running and not waiting and not closing
-            while True:
-                try:
-                    got = self._queue.get(block=block)
-                except queue.Empty:
-                    break
-                block = False
-                if got is None:
-                    closing = True
-                else:
-                    waiting.append(got)
-            if closing:
+            if not self._arrived(waiting, block=not state.running and not waiting):
                 for sequence in [*state.running, *waiting]:
                     state.finish(sequence, "cancelled")
                 return
-            while waiting and state.free:
-                sequence = waiting.pop(0)
-                if sequence.cancelled.is_set():
-                    sequence.result.set_result(Decoded([], None, "cancelled", len(sequence.tokens)))
-                    continue
-                try:
-                    if sequence.prepare is not None:
-                        sequence.prepare(sequence)
-                    state.admit(sequence)
-                except Exception as exc:  # the sequence's own problem (too long, a bad grammar)
-                    state.drop(sequence)
-                    sequence.result.set_exception(exc)
+            self._admit(state, waiting)
             if state.running:
-                state.step()
+                try:
+                    state.step()
+                except Exception as exc:  # llama.cpp failed: the sequences in it fail, the loop goes on
+                    for sequence in list(state.running):
+                        state.drop(sequence)
+                        _settle(sequence, exc)
+
+    def _arrived(self, waiting: list[Sequence], *, block: bool) -> bool:
+        """The sequences submitted since, onto ``waiting``; False once :meth:`close` was called."""
+        while True:
+            try:
+                got = self._queue.get(block=block)
+            except queue.Empty:
+                return True
+            if got is None:
+                return False
+            waiting.append(got)
+            block = False
+
+    @staticmethod
+    def _admit(state: _State, waiting: list[Sequence]) -> None:
+        """As many waiting sequences into free slots as there are slots."""
+        while waiting and state.free:
+            sequence = waiting.pop(0)
+            if sequence.cancelled.is_set():
+                _settle(sequence, Decoded([], None, "cancelled", len(sequence.tokens)))
+                continue
+            try:
+                if sequence.prepare is not None:
+                    sequence.prepare(sequence)
+                state.admit(sequence)
+            except Exception as exc:  # the sequence's own problem (too long, a bad grammar)
+                state.drop(sequence)
+                _settle(sequence, exc)
 
 
 class _State:
@@ -261,7 +287,7 @@ class _State:
         if not sequence.result.done():
             logprobs = sequence.scores if sequence.logprobs else None
             pieces = [self._piece(token) for token in sequence.generated]
-            sequence.result.set_result(Decoded(pieces, logprobs, why, len(sequence.tokens)))
+            _settle(sequence, Decoded(pieces, logprobs, why, len(sequence.tokens)))
 
     def _piece(self, token: int) -> bytes:
         size = self.api.llama_token_to_piece(self.vocab, token, self._buffer, len(self._buffer), 0, False)
