@@ -7,7 +7,8 @@
 - ``tests._support.cli``: ``corral`` in this process, its output captured (the ``corral`` fixture);
 - ``tests._support.chat``: chat requests as corral sends them, for tests that talk to the simulator;
 - ``tests._support.browser``: headless Chromium; ``tests._support.serving``: ``corral serve`` as a process;
-- ``tests._support.pdf``: PDFs written by hand; ``tests._support.sqlite``: a store read with sqlite3.
+- ``tests._support.pdf``: PDFs written by hand; ``tests._support.sqlite``: a store read with sqlite3;
+- ``tests._support.sinks``: ``ListSink``, a job's records kept in memory.
 """
 
 from tests._support.article import ARTICLE_TEXTS, Person

@@ -8,7 +8,7 @@ import asyncio
 import collections
 import json
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 import pytest
 
@@ -22,6 +22,7 @@ from corral.store import RunStore
 from corral.store._cache import MemoryAnswers
 from corral.types import Item
 from tests._support import EXAMPLES
+from tests._support.sinks import ListSink
 
 DISTINCT = [f"My name is Person{n} and I am {20 + n} years old" for n in range(40)]
 #: 100 items, 40 distinct texts; copies both right after their first (in flight together) and far
@@ -95,7 +96,7 @@ async def test_duplicates_are_counted_in_the_store_and_an_earlier_jobs_answers_a
 async def test_no_cache_sends_every_request() -> None:
     with SimulatorThread(SimConfig(latency_ms=5, seed=1)) as sim:
         async with open_job(spec_for(sim.url, None, durable=False, cache=False)) as job:
-            await run_documents(job, items(), sink=_Discard())
+            await run_documents(job, items(), sink=ListSink(keep=False))
         assert len(sim.log) == len(TEXTS)
 
 
@@ -108,7 +109,7 @@ async def test_a_failed_request_leaves_its_duplicates_to_ask_for_themselves() ->
     same = ["My name is Ada and I am 36 years old"] * 12
     with SimulatorThread(config) as sim:
         extract = ExtractOptions(model="sim-1", base_url=sim.url, concurrency=12, retries=0)
-        sink = _Keep()
+        sink = ListSink()
         async with open_job(spec_for(sim.url, None, durable=False).replace(extract=extract)) as job:
             await run_documents(
                 job, [Item(id=str(n), text=t) for n, t in enumerate(same)], sink, counters=stats
@@ -157,30 +158,3 @@ async def test_cancelling_a_duplicate_leaves_the_request_it_waits_for_alone() ->
                 await second
         assert len(sim.log) == 1
     assert outcome.error is None and outcome.value is not None
-
-
-class _Keep:
-    path: str | None = None
-
-    def __init__(self) -> None:
-        self.records: list[dict[str, Any]] = []
-
-    def write(self, record: Any) -> None:
-        self.records.append(dict(record))
-
-    def flush(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class _Discard(_Keep):
-    def write(self, record: Any) -> None:
-        pass

@@ -6,9 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
@@ -19,6 +17,7 @@ from corral.jobs import BatchOptions, DocumentOptions, ExtractOptions, JobSpec, 
 from corral.sim import SimConfig, SimulatorThread
 from corral.types import Item
 from tests._support import EXAMPLES, PERSON, ROOT, run_command
+from tests._support.sinks import ListSink
 
 TEXTS = [f"My name is Person{n} and I am {20 + n} years old" for n in range(12)]
 
@@ -61,28 +60,7 @@ async def test_a_job_opened_in_python_is_the_job_corral_run_finishes(source: Pat
 
 
 async def test_a_job_runs_given_items_into_a_given_sink(tmp_path: Path) -> None:
-    class Collected:
-        path: str | None = None
-
-        def __init__(self) -> None:
-            self.records: list[dict[str, object]] = []
-
-        def write(self, record: Mapping[str, Any]) -> None:
-            self.records.append(dict(record))
-
-        def flush(self) -> None:
-            pass
-
-        def close(self) -> None:
-            pass
-
-        def __enter__(self) -> Collected:
-            return self
-
-        def __exit__(self, *exc: object) -> None:
-            pass
-
-    sink = Collected()
+    sink = ListSink()
     with SimulatorThread(SimConfig(latency_ms=1, seed=2)) as sim:
         spec = spec_for(Path("unused"), tmp_path / "unused.jsonl", sim.url, input=None, output=None)
         job = await open_job(spec, key="from-python")

@@ -58,19 +58,13 @@ def _require(module: str, extra: str) -> None:
 
 def columns_of(data: Any, kind: Kind) -> list[str]:
     """The table's column names."""
-    if kind == "datasets":
-        return list(data.column_names)
-    if kind == "arrow":
+    if kind in ("arrow", "datasets"):
         return list(data.column_names)
     return [str(name) for name in data.columns]
 
 
 def row_count(data: Any, kind: Kind) -> int:
-    if kind == "arrow":
-        return int(data.num_rows)
-    if kind == "datasets":
-        return int(data.num_rows)
-    return len(data)
+    return int(data.num_rows) if kind in ("arrow", "datasets") else len(data)
 
 
 def record_batches(data: Any, kind: Kind, columns: Sequence[str]) -> Iterator[pa.RecordBatch]:

@@ -118,7 +118,6 @@ class Decoder:
         self._setup = setup
         self._threads = n_threads
         self._queue: queue.SimpleQueue[Sequence | None] = queue.SimpleQueue()
-        self._ready = concurrent.futures.Future[None]()
         self._thread = threading.Thread(target=self._main, name="corral-llama-batch", daemon=True)
         self._thread.start()
 
@@ -132,20 +131,14 @@ class Decoder:
             self._queue.put(None)
             self._thread.join()
 
-    def ready(self) -> concurrent.futures.Future[None]:
-        """Resolves once the model is loaded and the context made (or with why not)."""
-        return self._ready
-
     # --- on the decoder's thread ---------------------------------------------------------------
 
     def _main(self) -> None:
         try:
             state = _State(self._setup(), slots=self.slots, n_ctx=self.n_ctx, n_threads=self._threads)
-        except BaseException as exc:
-            self._ready.set_exception(exc)
+        except BaseException as exc:  # the model did not load: every request gets why
             self._fail_all(exc)
             return
-        self._ready.set_result(None)
         try:
             self._loop(state)
         finally:
